@@ -1,0 +1,262 @@
+"""Differentiable Siamese augmentation (DSA) and CutMix, shared by DC/DSA/DM, IDC/DREAM and evaluation.
+
+The primitives and strengths follow spec section 2.3. Parameters are drawn from an explicit
+``torch.Generator`` (never the global RNG, never the clock), so a "Siamese" call is simply one parameter
+draw applied to several batches, and every run is reproducible from its seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Params = dict[str, torch.Tensor]
+
+
+def _uniform(n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen)
+
+
+def _view4(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-image (n,) parameter over (B, C, H, W); n is B or 1 (shared)."""
+    return t.to(x.device, x.dtype).view(-1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class AugOp:
+    """One augmentation primitive: how to draw its parameters and how to apply them."""
+
+    name: str
+    sample: Callable[[int, int, torch.Generator], Params]  # (n, image_size, gen) -> params
+    apply: Callable[[torch.Tensor, Params], torch.Tensor]
+
+
+def _brightness(x: torch.Tensor, p: Params) -> torch.Tensor:
+    return x + (_view4(p["u"], x) - 0.5) * 1.0
+
+
+def _saturation(x: torch.Tensor, p: Params) -> torch.Tensor:
+    mean = x.mean(dim=1, keepdim=True)
+    return mean + (x - mean) * (_view4(p["u"], x) * 2.0)
+
+
+def _contrast(x: torch.Tensor, p: Params) -> torch.Tensor:
+    mean = x.mean(dim=[1, 2, 3], keepdim=True)
+    return mean + (x - mean) * (_view4(p["u"], x) + 0.5)
+
+
+def _crop_sample(n: int, size: int, gen: torch.Generator) -> Params:
+    shift = int(size * 0.125 + 0.5)
+    return {
+        "tx": torch.randint(-shift, shift + 1, (n,), generator=gen),
+        "ty": torch.randint(-shift, shift + 1, (n,), generator=gen),
+    }
+
+
+def _crop(x: torch.Tensor, p: Params) -> torch.Tensor:
+    """Integer translation; pixels that come from outside the image are 0 (spec 2.3)."""
+    b, _, h, w = x.shape
+    tx = p["tx"].to(x.device).expand(b)
+    ty = p["ty"].to(x.device).expand(b)
+    rows = (torch.arange(h, device=x.device).view(1, h) + tx.view(b, 1) + 1).clamp(0, h + 1)
+    cols = (torch.arange(w, device=x.device).view(1, w) + ty.view(b, 1) + 1).clamp(0, w + 1)
+    padded = F.pad(x, [1, 1, 1, 1])
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
+    return out.permute(0, 3, 1, 2)
+
+
+def _cutout_sample(n: int, size: int, gen: torch.Generator) -> Params:
+    side = int(size * 0.5 + 0.5)
+    high = size + (1 - side % 2)
+    return {
+        "ox": torch.randint(0, high, (n,), generator=gen),
+        "oy": torch.randint(0, high, (n,), generator=gen),
+    }
+
+
+def _cutout(x: torch.Tensor, p: Params) -> torch.Tensor:
+    """Zero a square of side round(H/2) centred at the drawn offset, clipped at the borders."""
+    b, _, h, w = x.shape
+    side = int(h * 0.5 + 0.5)
+    ox = p["ox"].to(x.device).expand(b).view(b, 1)
+    oy = p["oy"].to(x.device).expand(b).view(b, 1)
+    start_x, start_y = ox - side // 2, oy - side // 2
+    r = torch.arange(h, device=x.device).view(1, h)
+    c = torch.arange(w, device=x.device).view(1, w)
+    in_rows = (r >= start_x) & (r < start_x + side)
+    in_cols = (c >= start_y) & (c < start_y + side)
+    mask = ~(in_rows.view(b, h, 1) & in_cols.view(b, 1, w))
+    return x * mask.unsqueeze(1).to(x.dtype)
+
+
+def _flip(x: torch.Tensor, p: Params) -> torch.Tensor:
+    do_flip = _view4(p["u"], x) < 0.5
+    return torch.where(do_flip, x.flip(3), x)
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    # align_corners=True reproduces the torch 1.2 behaviour the DC code was written against (spec 2.3).
+    theta = theta.to(x.device, x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
+    return F.grid_sample(x, grid, align_corners=True)
+
+
+def _scale_sample(n: int, size: int, gen: torch.Generator) -> Params:
+    ratio = 1.2
+    return {
+        "sx": _uniform(n, gen) * (ratio - 1.0 / ratio) + 1.0 / ratio,
+        "sy": _uniform(n, gen) * (ratio - 1.0 / ratio) + 1.0 / ratio,
+    }
+
+
+def _scale(x: torch.Tensor, p: Params) -> torch.Tensor:
+    sx, sy = p["sx"], p["sy"]
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, zero], 1), torch.stack([zero, sy, zero], 1)], 1)
+    return _affine(x, theta)
+
+
+def _rotate_sample(n: int, size: int, gen: torch.Generator) -> Params:
+    return {"angle": (_uniform(n, gen) - 0.5) * 2 * 15 / 180 * math.pi}
+
+
+def _rotate(x: torch.Tensor, p: Params) -> torch.Tensor:
+    a = p["angle"]
+    zero = torch.zeros_like(a)
+    theta = torch.stack(
+        [torch.stack([a.cos(), -a.sin(), zero], 1), torch.stack([a.sin(), a.cos(), zero], 1)], 1
+    )
+    return _affine(x, theta)
+
+
+def _unit_sample(n: int, size: int, gen: torch.Generator) -> Params:
+    return {"u": _uniform(n, gen)}
+
+
+OPS: dict[str, AugOp] = {
+    op.name: op
+    for op in (
+        AugOp("brightness", _unit_sample, _brightness),
+        AugOp("saturation", _unit_sample, _saturation),
+        AugOp("contrast", _unit_sample, _contrast),
+        AugOp("crop", _crop_sample, _crop),
+        AugOp("cutout", _cutout_sample, _cutout),
+        AugOp("flip", _unit_sample, _flip),
+        AugOp("scale", _scale_sample, _scale),
+        AugOp("rotate", _rotate_sample, _rotate),
+    )
+}
+
+# A family is what a strategy string names; 'color' is three ops in sequence with their own draws.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "color": ("brightness", "saturation", "contrast"),
+    "crop": ("crop",),
+    "cutout": ("cutout",),
+    "flip": ("flip",),
+    "scale": ("scale",),
+    "rotate": ("rotate",),
+}
+GEOMETRIC = ("crop", "scale", "rotate")
+
+
+def parse_strategy(strategy: str) -> tuple[str, ...]:
+    """Split 'color_crop_cutout' into families, rejecting unknown names with the allowed list."""
+    families = tuple(f for f in strategy.split("_") if f)
+    for f in families:
+        if f not in FAMILIES:
+            raise ValueError(f"unknown augmentation family {f!r} in {strategy!r}; allowed: {sorted(FAMILIES)}")
+    return families
+
+
+@dataclass
+class DiffAugment:
+    """A DSA policy. ``mode='single'``: one family per call, chosen uniformly (DC/DSA/DM).
+    ``mode='composite'``: flip, color, one geometric op, cutout (IDC/DREAM, spec 2.3).
+
+    ``shared=True`` draws one parameter set for the whole call (Siamese); otherwise per image.
+    """
+
+    strategy: str
+    mode: str = "single"
+    families: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("single", "composite"):
+            raise ValueError(f"unknown augmentation mode {self.mode!r}; allowed: ['composite', 'single']")
+        self.families = parse_strategy(self.strategy)
+
+    def _choose_ops(self, gen: torch.Generator) -> list[str]:
+        if not self.families:
+            return []
+        if self.mode == "single":
+            pick = int(torch.randint(len(self.families), (1,), generator=gen))
+            return list(FAMILIES[self.families[pick]])
+        ops: list[str] = []
+        if "flip" in self.families:
+            ops.append("flip")
+        if "color" in self.families:
+            ops.extend(FAMILIES["color"])
+        geometric = [f for f in self.families if f in GEOMETRIC]
+        if geometric:
+            ops.append(geometric[int(torch.randint(len(geometric), (1,), generator=gen))])
+        if "cutout" in self.families:
+            ops.append("cutout")
+        return ops
+
+    def sample(self, batch: int, size: int, gen: torch.Generator, shared: bool) -> list[tuple[str, Params]]:
+        """Draw the ops to apply and their parameters (n = 1 when shared)."""
+        n = 1 if shared else batch
+        return [(name, OPS[name].sample(n, size, gen)) for name in self._choose_ops(gen)]
+
+    @staticmethod
+    def apply(x: torch.Tensor, plan: Sequence[tuple[str, Params]]) -> torch.Tensor:
+        for name, params in plan:
+            x = OPS[name].apply(x, params)
+        return x
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, shared: bool = False) -> torch.Tensor:
+        return self.apply(x, self.sample(x.shape[0], x.shape[-1], gen, shared))
+
+    def siamese(self, *batches: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Augment several batches with one shared parameter set (the Siamese property)."""
+        plan = self.sample(1, batches[0].shape[-1], gen, shared=True)
+        return tuple(self.apply(b, plan) for b in batches)
+
+
+def without(strategy: str, family: str) -> str:
+    """The strategy with one family removed (IDC drops 'cutout' wherever CutMix is on)."""
+    return "_".join(f for f in parse_strategy(strategy) if f != family)
+
+
+@dataclass
+class CutMixBatch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    partner_labels: torch.Tensor
+    ratio: float  # weight of the original labels
+
+    def loss(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.ratio * F.cross_entropy(logits, self.labels) + (1 - self.ratio) * F.cross_entropy(
+            logits, self.partner_labels
+        )
+
+
+def cutmix(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, beta: float = 1.0) -> CutMixBatch:
+    """Paste a box from a permuted partner batch; label weight = 1 - clipped box area (spec 2.4)."""
+    lam = float(torch.distributions.Beta(beta, beta).sample()) if beta != 1.0 else float(torch.rand(1, generator=gen))
+    b, _, h, w = images.shape
+    perm = torch.randperm(b, generator=gen).to(images.device)
+    cut = math.sqrt(1.0 - lam)
+    cut_w, cut_h = int(w * cut), int(h * cut)
+    cx = int(torch.randint(w, (1,), generator=gen))
+    cy = int(torch.randint(h, (1,), generator=gen))
+    x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    mixed = images.clone()
+    mixed[:, :, y1:y2, x1:x2] = images[perm, :, y1:y2, x1:x2]
+    ratio = 1.0 - (x2 - x1) * (y2 - y1) / (w * h)
+    return CutMixBatch(mixed, labels, labels[perm], ratio)

@@ -1,0 +1,103 @@
+"""Run one cell: load data, distil with the method, evaluate on every evaluation architecture."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
+from bench.evaluate import evaluate_set, resolve_protocol
+from bench.matrix import Cell
+from bench.networks import create_network
+from bench.results import write_cell
+from methods.base import DistilledSet
+from methods.components import create_method
+
+_DATA_CACHE: dict[tuple[Any, ...], tuple[ImageDataset, str]] = {}
+
+
+def load_cell_data(cell: Cell, data_root: str | None) -> tuple[ImageDataset, str]:
+    """The cell's dataset, or the profile's fallback dataset when the real one is absent (recorded)."""
+    key = (cell.dataset, data_root, cell.max_per_class, cell.data_fallback)
+    if key not in _DATA_CACHE:
+        try:
+            data = load_dataset(cell.dataset, data_root, max_per_class=cell.max_per_class)
+        except DatasetNotFoundError:
+            if cell.data_fallback is None:
+                raise
+            data = load_dataset(cell.data_fallback, data_root, max_per_class=cell.max_per_class)
+        _DATA_CACHE[key] = (data, data.name)
+    return _DATA_CACHE[key]
+
+
+def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Module]:
+    make = partial(create_network, arch, data.channels, data.num_classes, data.image_size)
+    make.cache_key = (arch, data.channels, data.num_classes, data.image_size)  # type: ignore[attr-defined]
+    return make
+
+
+def machine_label() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}"
+    return f"CPU x{torch.get_num_threads()} ({platform.machine()})"
+
+
+def execute_cell(cell: Cell, data_root: str | None = None, checkpoint: Any = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], DistilledSet]:
+    """Distil and evaluate; returns the JSON-able result and the distilled set."""
+    data, data_used = load_cell_data(cell, data_root)
+    method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
+    protocol = resolve_protocol(cell.settings.get("eval_protocol") or getattr(method, "eval_protocol", "A"), data_used)
+    if cell.settings.get("eval_epochs"):
+        protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    runs = cell.settings.get("eval_runs") or 5
+    budget = cell.budget()
+    hooks: dict[str, Any] = {}
+    if budget.eval_every:
+        curve_protocol = dataclasses.replace(protocol, epochs=cell.settings.get("eval_curve_epochs") or protocol.epochs)
+
+        def curve_point(s: DistilledSet) -> float:
+            x, y = s.decoded()
+            return evaluate_set(x, y, data, cell.eval_archs[0], curve_protocol, 1, cell.seed).mean
+
+        hooks["evaluate"] = curve_point
+    if checkpoint is not None:
+        hooks["checkpoint"] = checkpoint
+    if progress is not None:
+        hooks["progress"] = progress
+    start = time.perf_counter()
+    distilled = method.distill(data, cell.ipc, network_factory(cell.arch, data), budget, cell.seed, **hooks)
+    distill_seconds = time.perf_counter() - start - distilled.timings.get("evaluation", 0.0)
+    images, labels = distilled.decoded()
+    evaluations = {}
+    eval_start = time.perf_counter()
+    for arch in cell.eval_archs:
+        evaluations[arch] = evaluate_set(images, labels, data, arch, protocol, runs, cell.seed).accuracies
+    result = {
+        "cell": {**dataclasses.asdict(cell), "id": cell.id},
+        "data_used": data_used,
+        "scale": cell.profile,
+        "machine": machine_label(),
+        "torch": torch.__version__,
+        "protocol": dataclasses.asdict(protocol),
+        "eval_runs": runs,
+        "accuracies": evaluations,
+        "distill_seconds": distill_seconds,
+        "eval_seconds": time.perf_counter() - eval_start,
+        "timings": distilled.timings,
+        "log": distilled.log,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return result, distilled
+
+
+def run_and_store(cell: Cell, root: Path, data_root: str | None = None, checkpoint: Any = None) -> dict[str, Any]:
+    """Run a cell and write it atomically under ``root/<cell id>``."""
+    result, distilled = execute_cell(cell, data_root, checkpoint)
+    write_cell(root, cell.id, result, distilled.state())
+    return result

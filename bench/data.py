@@ -1,0 +1,541 @@
+"""Real image datasets for dreambench: loading, on-disk layout, normalisation constants.
+
+Every loader returns an :class:`ImageDataset` whose images are float32 ``N x C x H x W`` tensors in
+**[0, 1] pixel space, not normalised** (the IDC/DREAM convention, methods spec §2.1). Methods that work
+in normalised space (DC/DSA/DM) call :meth:`ImageDataset.normalize` themselves; it is differentiable and
+device-agnostic, so it can sit inside an augmentation pipeline.
+
+Registry names (``list_datasets()``): ``digits``, ``mnist``, ``fashionmnist``, ``svhn``, ``cifar10``,
+``cifar100``, ``tinyimagenet``. Lookup ignores case, ``-``, ``_`` and spaces, so ``"CIFAR10"``,
+``"FashionMNIST"`` and ``"TinyImageNet"`` (the DC spellings) work too.
+
+Data root: the ``root`` argument, else the ``DREAMBENCH_DATA`` environment variable, else ``./data``.
+Expected layout under the root::
+
+    MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte          (torchvision MNIST)
+    FashionMNIST/raw/...                                            (same file names)
+    svhn/{train,test}_32x32.mat        (or directly in the root, as DC's code keeps them)
+    cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}
+    cifar-100-python/{train,test,meta}
+    tiny-imagenet-200/{wnids.txt,train/<wnid>/images/*.JPEG,val/images/*.JPEG,val/val_annotations.txt}
+    tinyimagenet.pt    (optional: DC/DREAM's preprocessed uint8 file; preferred over the folder if present)
+
+``digits`` needs no files: it is scikit-learn's bundled copy of the UCI optical digits (1,797 8x8 images),
+the embedded default for smoke tests and mini runs.
+
+Integrity: torchvision checks the md5 of the CIFAR and SVHN files. ``verify=True`` (default) keeps that
+check; ``verify=False``, or the environment variable ``DREAMBENCH_SKIP_MD5=1``, only checks that the files
+exist (needed for tiny test fixtures written in the real format). Missing or corrupt data, and failed
+downloads, raise :class:`DatasetNotFoundError` with one line naming the expected path.
+
+CIFAR-100 normalisation: the official repos disagree (spec §2.1, §13.11). We default to IDC/DREAM's
+choice, which reuses the CIFAR-10 constants (``data.py``: ``MEANS['cifar100'] = MEANS['cifar']``);
+``load_dataset('cifar100', cifar100_stats='dc')`` gives DC's CIFAR-100 constants instead.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ImageDataset",
+    "DatasetNotFoundError",
+    "UnknownDatasetError",
+    "DATASET_STATS",
+    "CIFAR100_STATS",
+    "register_dataset",
+    "list_datasets",
+    "load_dataset",
+    "resolve_root",
+]
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+# Official normalisation constants (mean, std) per channel; spec §2.1.
+DATASET_STATS: dict[str, Stats] = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashionmnist": ((0.2861,), (0.3530,)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "tinyimagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+# CIFAR-100: 'idc' (default; IDC/DREAM reuse the CIFAR-10 constants) or 'dc' (DC/DSA/DM's own constants).
+CIFAR100_STATS: dict[str, Stats] = {
+    "idc": DATASET_STATS["cifar10"],
+    "dc": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+DIGITS_IMAGE_SIZE = 16  # 8x8 upsampled so a depth-3 ConvNet fits: 16 -> 8 -> 4 -> 2.
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Dataset files are missing, corrupt, or could not be downloaded; the message says where and how to fix."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownDatasetError(KeyError, ValueError):
+    """A dataset name not in the registry; catchable as KeyError or ValueError."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Container
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, repr=False)
+class ImageDataset:
+    """A labelled image classification dataset held in memory as [0,1] float32 tensors.
+
+    Images are ``N x C x H x W`` float32 in pixel space (not normalised); labels are int64 in
+    ``[0, num_classes)``. ``mean``/``std`` are the per-channel constants that :meth:`normalize` applies.
+    Treat the tensors as read-only: :meth:`class_indices` caches per-class indices of ``train_labels``.
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()
+    _class_idx: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+        self.class_names = tuple(self.class_names)
+        for split in ("train", "test"):
+            x, y = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if x.ndim != 4 or x.dtype != torch.float32:
+                raise ValueError(f"{self.name}: {split}_images must be float32 N x C x H x W, got {x.dtype} {tuple(x.shape)}")
+            if y.ndim != 1 or y.dtype != torch.int64 or len(y) != len(x):
+                raise ValueError(f"{self.name}: {split}_labels must be int64 of length {len(x)}, got {y.dtype} {tuple(y.shape)}")
+        if self.test_images.shape[1:] != self.train_images.shape[1:]:
+            raise ValueError(f"{self.name}: train and test image shapes differ")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"{self.name}: mean/std need {self.channels} entries, got {self.mean} / {self.std}")
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset(name={self.name!r}, train={tuple(self.train_images.shape)}, "
+                f"test={tuple(self.test_images.shape)}, num_classes={self.num_classes}, mean={self.mean}, std={self.std})")
+
+    @property
+    def channels(self) -> int:
+        """Number of image channels C."""
+        return int(self.train_images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """Image (height, width), like DC's ``im_size``."""
+        return int(self.train_images.shape[2]), int(self.train_images.shape[3])
+
+    def class_indices(self, c: int) -> torch.Tensor:
+        """Indices (LongTensor, ascending) of the training images of class ``c``; cached after the first call."""
+        c = int(c)
+        if not 0 <= c < self.num_classes:
+            raise IndexError(f"{self.name}: class {c} out of range [0, {self.num_classes})")
+        if not self._class_idx:
+            order = torch.argsort(self.train_labels, stable=True)
+            counts = torch.bincount(self.train_labels, minlength=self.num_classes).tolist()
+            for k, idx in enumerate(torch.split(order, counts)):
+                self._class_idx[k] = idx
+        return self._class_idx[c]
+
+    def images_of_class(self, c: int) -> torch.Tensor:
+        """All training images of class ``c`` (a copy), ``n_c x C x H x W`` in [0,1]."""
+        return self.train_images[self.class_indices(c)]
+
+    def _stat(self, values: tuple[float, ...], x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return torch.tensor(values, dtype=dtype, device=x.device).view(-1, 1, 1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` per channel for ``... x C x H x W`` input; differentiable, on ``x``'s device."""
+        return (x - self._stat(self.mean, x)) / self._stat(self.std, x)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`: ``x * std + mean``."""
+        return x * self._stat(self.std, x) + self._stat(self.mean, x)
+
+    def subsample(self, max_per_class: int) -> ImageDataset:
+        """A copy keeping the first ``max_per_class`` training images of each class (dataset order); test unchanged."""
+        if max_per_class < 1:
+            raise ValueError(f"max_per_class must be >= 1, got {max_per_class}")
+        keep = torch.cat([self.class_indices(c)[:max_per_class] for c in range(self.num_classes)])
+        keep = keep.sort().values  # keep the original interleaving of classes
+        return ImageDataset(
+            name=self.name,
+            train_images=self.train_images[keep],
+            train_labels=self.train_labels[keep],
+            test_images=self.test_images,
+            test_labels=self.test_labels,
+            num_classes=self.num_classes,
+            mean=self.mean,
+            std=self.std,
+            class_names=self.class_names,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------------
+
+
+class DatasetLoader(Protocol):
+    """Signature of a registered loader: build an ImageDataset from files under ``root``."""
+
+    def __call__(self, root: Path, *, download: bool, verify: bool, cifar100_stats: str) -> ImageDataset: ...
+
+
+_REGISTRY: dict[str, DatasetLoader] = {}
+
+
+def _canonical(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch not in "-_ ")
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator registering a loader under ``name`` (case, '-', '_' and spaces are ignored on lookup)."""
+
+    key = _canonical(name)
+
+    def deco(fn: DatasetLoader) -> DatasetLoader:
+        if key in _REGISTRY:
+            raise ValueError(f"dataset {name!r} is already registered")
+        _REGISTRY[key] = fn
+        return fn
+
+    return deco
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Data root: explicit ``root``, else ``$DREAMBENCH_DATA``, else ``./data`` (relative to the cwd)."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("DREAMBENCH_DATA")
+    return Path(env).expanduser() if env else Path("data")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    *,
+    verify: bool | None = None,
+    max_per_class: int | None = None,
+    cifar100_stats: str = "idc",
+) -> ImageDataset:
+    """Load a registered dataset into memory as an :class:`ImageDataset`.
+
+    ``download`` fetches missing files through torchvision (never by default). ``verify=None`` means md5
+    checks on unless ``DREAMBENCH_SKIP_MD5=1``. ``max_per_class`` keeps the first n training images per
+    class. ``cifar100_stats`` ('idc' default, or 'dc') picks CIFAR-100's normalisation constants and is
+    ignored by other datasets. Raises :class:`UnknownDatasetError` or :class:`DatasetNotFoundError`.
+    """
+    key = _canonical(name)
+    if key not in _REGISTRY:
+        raise UnknownDatasetError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}")
+    if cifar100_stats not in CIFAR100_STATS:
+        raise ValueError(f"cifar100_stats must be one of {sorted(CIFAR100_STATS)}, got {cifar100_stats!r}")
+    if verify is None:
+        verify = not _env_flag("DREAMBENCH_SKIP_MD5")
+    ds = _REGISTRY[key](resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats)
+    if max_per_class is not None:
+        ds = ds.subsample(max_per_class)
+    return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+_HOW = "pass --download (download=True), or set DREAMBENCH_DATA to a folder holding {what}"
+# Exceptions that torchvision / pickle / scipy / PIL raise on unreadable or truncated files.
+_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, AssertionError, pickle.UnpicklingError)
+
+
+def _not_found(name: str, path: Path, what: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(f"{name} not found: expected {path}; " + _HOW.format(what=what))
+
+
+def _corrupt(name: str, path: Path, detail: str) -> DatasetNotFoundError:
+    hint = ", or set DREAMBENCH_SKIP_MD5=1 if they are deliberately modified copies" if detail == "md5 mismatch" else ""
+    return DatasetNotFoundError(
+        f"{name} files at {path} are corrupt or incomplete ({detail}); delete them and pass --download{hint}"
+    )
+
+
+def _describe(e: BaseException) -> str:
+    """``Type: message`` squeezed onto one short line (torchvision's download errors span several lines)."""
+    msg = " ".join(str(e).split())
+    msg = msg if len(msg) <= 200 else msg[:197] + "..."
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _uint8_to_float(x: np.ndarray | torch.Tensor, layout: str) -> torch.Tensor:
+    """uint8 images (``NHW``, ``NHWC`` or ``NCHW``) -> float32 ``NCHW`` in [0,1]."""
+    t = torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x)
+    if layout == "NHW":
+        t = t.unsqueeze(1)
+    elif layout == "NHWC":
+        t = t.permute(0, 3, 1, 2)
+    return t.to(torch.float32).div_(255.0).contiguous()
+
+
+def _labels(y: object) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(y), dtype=torch.int64).flatten()
+
+
+def _without_md5(cls: type) -> type:
+    """Subclass of a torchvision dataset class whose integrity checks only test that the files exist."""
+    attrs: dict[str, object] = {}
+    # CIFAR checks md5s in _check_integrity *and* _load_meta, SVHN in _check_integrity: md5=None means "exists".
+    if hasattr(cls, "train_list"):
+        attrs["train_list"] = [[f, None] for f, _ in cls.train_list]
+        attrs["test_list"] = [[f, None] for f, _ in cls.test_list]
+        attrs["meta"] = {**cls.meta, "md5": None}
+    if hasattr(cls, "split_list"):
+        attrs["split_list"] = {k: [url, f, None] for k, (url, f, _) in cls.split_list.items()}
+    return type(f"{cls.__name__}NoMD5", (cls,), attrs)
+
+
+def _open_torchvision(
+    cls: type, name: str, folder: Path, files: list[str], what: str, download: bool, verify: bool, **kwargs: object
+) -> object:
+    """Instantiate a torchvision dataset, turning its missing/corrupt/download errors into DatasetNotFoundError."""
+    tv_cls = cls if verify else _without_md5(cls)
+    try:
+        return tv_cls(**kwargs, download=download)
+    except _READ_ERRORS as e:
+        missing = [f for f in files if not (folder / f).is_file()]
+        if download and missing:
+            raise DatasetNotFoundError(
+                f"{name}: download into {folder} failed ({_describe(e)}); "
+                f"no network? copy the files there, or set DREAMBENCH_DATA to a folder holding {what}"
+            ) from e
+        if missing:
+            raise _not_found(name, folder / missing[0], what) from e
+        detail = "md5 mismatch" if verify and "corrupt" in str(e) else _describe(e)
+        raise _corrupt(name, folder, detail) from e
+
+
+# --------------------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------------------
+
+
+@register_dataset("digits")
+def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
+    """scikit-learn's bundled 8x8 digits, scaled to [0,1], bilinearly upsampled to 16x16, fixed split.
+
+    Split: within each class, in dataset order, every 4th sample (within-class index % 4 == 3) is test.
+    Mean/std are the pixel mean / population std of the (16x16) train split; no files, no network.
+    """
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    x = torch.as_tensor(raw.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
+    x = F.interpolate(x, size=(DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=False)
+    x = x.clamp_(0.0, 1.0)
+    y = torch.as_tensor(raw.target, dtype=torch.int64)
+    rank = torch.zeros_like(y)  # position of each sample within its class
+    for c in range(10):
+        idx = (y == c).nonzero().flatten()
+        rank[idx] = torch.arange(len(idx))
+    test = rank % 4 == 3
+    train_x = x[~test]
+    return ImageDataset(
+        name="digits",
+        train_images=train_x,
+        train_labels=y[~test],
+        test_images=x[test],
+        test_labels=y[test],
+        num_classes=10,
+        mean=(train_x.mean().item(),),
+        std=(train_x.std(correction=0).item(),),
+        class_names=tuple(str(c) for c in range(10)),
+    )
+
+
+def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool) -> ImageDataset:
+    from torchvision import datasets
+
+    cls = getattr(datasets, cls_name)
+    raw = root / cls_name / "raw"
+    files = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+    what = f"{cls_name}/raw/train-images-idx3-ubyte etc."
+    splits = {}
+    for train in (True, False):
+        # MNIST never checks md5s of raw files, and a subclass would change its folder (raw_folder uses the
+        # class name), so verify is moot here; parse errors surface as corrupt files.
+        d = _open_torchvision(cls, cls_name, raw, files, what, download, True, root=str(root), train=train)
+        splits[train] = (_uint8_to_float(d.data, "NHW"), _labels(d.targets))
+    mean, std = DATASET_STATS[key]
+    return ImageDataset(key, *splits[True], *splits[False], 10, mean, std, tuple(d.classes))
+
+
+@register_dataset("mnist")
+def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
+    """MNIST (28x28 grey) via torchvision.datasets.MNIST from ``<root>/MNIST/raw``."""
+    return _load_mnist_like("MNIST", "mnist", root, download)
+
+
+@register_dataset("fashionmnist")
+def _load_fashionmnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
+    """Fashion-MNIST (28x28 grey) via torchvision.datasets.FashionMNIST from ``<root>/FashionMNIST/raw``."""
+    return _load_mnist_like("FashionMNIST", "fashionmnist", root, download)
+
+
+@register_dataset("svhn")
+def _load_svhn(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
+    """SVHN cropped digits (32x32 RGB, label 10 -> 0) from ``<root>/svhn/`` (or ``<root>/`` as in DC's code)."""
+    from torchvision.datasets import SVHN
+
+    files = ["train_32x32.mat", "test_32x32.mat"]
+    folder = root / "svhn"
+    if not folder.exists() and all((root / f).is_file() for f in files):
+        folder = root  # DC keeps the .mat files directly in its data_path
+    splits = {}
+    for split in ("train", "test"):
+        d = _open_torchvision(SVHN, "SVHN", folder, files, "svhn/train_32x32.mat and svhn/test_32x32.mat",
+                              download, verify, root=str(folder), split=split)
+        splits[split] = (_uint8_to_float(d.data, "NCHW"), _labels(d.labels))
+    mean, std = DATASET_STATS["svhn"]
+    return ImageDataset("svhn", *splits["train"], *splits["test"], 10, mean, std, tuple(str(c) for c in range(10)))
+
+
+def _load_cifar(cls_name: str, key: str, root: Path, download: bool, verify: bool, stats: Stats) -> ImageDataset:
+    from torchvision import datasets
+
+    cls = getattr(datasets, cls_name)
+    folder = root / cls.base_folder
+    files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    splits = {}
+    for train in (True, False):
+        d = _open_torchvision(cls, cls_name, folder, files, f"{cls.base_folder}/", download, verify,
+                              root=str(root), train=train)
+        splits[train] = (_uint8_to_float(d.data, "NHWC"), _labels(d.targets))
+    n = 100 if key == "cifar100" else 10
+    return ImageDataset(key, *splits[True], *splits[False], n, stats[0], stats[1], tuple(d.classes))
+
+
+@register_dataset("cifar10")
+def _load_cifar10(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
+    """CIFAR-10 (32x32 RGB) via torchvision.datasets.CIFAR10 from ``<root>/cifar-10-batches-py``."""
+    return _load_cifar("CIFAR10", "cifar10", root, download, verify, DATASET_STATS["cifar10"])
+
+
+@register_dataset("cifar100")
+def _load_cifar100(root: Path, *, download: bool, verify: bool, cifar100_stats: str = "idc", **_: object) -> ImageDataset:
+    """CIFAR-100 fine labels via torchvision.datasets.CIFAR100; stats 'idc' (CIFAR-10's, default) or 'dc'."""
+    return _load_cifar("CIFAR100", "cifar100", root, download, verify, CIFAR100_STATS[cifar100_stats])
+
+
+_TINY_HOW = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it there, or set DREAMBENCH_DATA "
+             "to a folder holding tiny-imagenet-200/ (torchvision has no TinyImageNet downloader)")
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _read_images(paths: list[Path], folder: Path) -> torch.Tensor:
+    """Decode image files with PIL (a few threads; PIL releases the GIL while decoding) into NCHW float [0,1]."""
+    if not paths:
+        return torch.zeros(0, 3, 64, 64)
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            arrays = list(pool.map(_read_rgb, paths, chunksize=256))
+        stacked = np.stack(arrays)
+    except (OSError, ValueError) as e:  # unreadable JPEG, or images of different sizes
+        raise _corrupt("TinyImageNet", folder, _describe(e)) from e
+    return _uint8_to_float(stacked, "NHWC")
+
+
+def _load_tiny_pt(path: Path, mean: tuple[float, ...], std: tuple[float, ...]) -> ImageDataset:
+    """DC/DREAM's preprocessed ``tinyimagenet.pt``: uint8 images_train/images_val (NCHW), labels, classes."""
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        parts = []
+        for split in ("train", "val"):
+            x = d[f"images_{split}"]
+            parts += [_uint8_to_float(x, "NHWC" if x.shape[-1] == 3 and x.shape[1] != 3 else "NCHW"),
+                      _labels(d[f"labels_{split}"])]
+        classes = tuple(str(c) for c in d.get("classes", ()))
+    except _READ_ERRORS as e:
+        raise _corrupt("TinyImageNet", path, _describe(e)) from e
+    return ImageDataset("tinyimagenet", *parts, len(classes) or 200, mean, std, classes)
+
+
+@register_dataset("tinyimagenet")
+def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
+    """TinyImageNet (64x64 RGB, 200 classes; val = test split) from ``tiny-imagenet-200/`` or ``tinyimagenet.pt``.
+
+    Class index = position of the wnid in sorted(wnids.txt) (ImageFolder's convention). The ``.pt`` file,
+    which the official DC/DREAM code reads, is preferred when present (it is also far faster than ~110k JPEGs).
+    """
+    mean, std = DATASET_STATS["tinyimagenet"]
+    if (root / "tinyimagenet.pt").is_file():
+        return _load_tiny_pt(root / "tinyimagenet.pt", mean, std)
+    folder = root / "tiny-imagenet-200"
+    for needed in (folder / "wnids.txt", folder / "train", folder / "val" / "val_annotations.txt"):
+        if not needed.exists():
+            raise DatasetNotFoundError(f"TinyImageNet not found: expected {needed}; {_TINY_HOW}")
+    wnids = sorted({w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()})
+    index = {w: i for i, w in enumerate(wnids)}
+    train_paths, train_y = [], []
+    for w in wnids:
+        imgs = sorted(p for p in (folder / "train" / w / "images").glob("*") if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+        train_paths += imgs
+        train_y += [index[w]] * len(imgs)
+    test_paths, test_y = [], []
+    for line in (folder / "val" / "val_annotations.txt").read_text().splitlines():
+        cols = line.split("\t")
+        if len(cols) < 2:
+            continue
+        if cols[1] not in index:
+            raise _corrupt("TinyImageNet", folder, f"val wnid {cols[1]!r} not in wnids.txt")
+        test_paths.append(folder / "val" / "images" / cols[0])
+        test_y.append(index[cols[1]])
+    for p in test_paths:
+        if not p.is_file():
+            raise _corrupt("TinyImageNet", folder, f"missing {p}")
+    return ImageDataset(
+        name="tinyimagenet",
+        train_images=_read_images(train_paths, folder),
+        train_labels=torch.tensor(train_y, dtype=torch.int64),
+        test_images=_read_images(test_paths, folder),
+        test_labels=torch.tensor(test_y, dtype=torch.int64),
+        num_classes=len(wnids),
+        mean=mean,
+        std=std,
+        class_names=tuple(wnids),
+    )

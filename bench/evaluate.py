@@ -1,0 +1,167 @@
+"""Evaluation protocols: train a fresh network on a distilled set, report last-epoch test accuracy.
+
+Protocol A (DC/DSA/DM, spec 10A) and protocol B (IDC/DREAM/DREAM+, spec 10B) are registered data;
+``A-dc`` resolves to DC's own rule (augmented on digit datasets, else no augmentation and 300 epochs).
+Also a command: ``python -m bench.evaluate data.pt --dataset cifar10 --arch ConvNet-3`` evaluates a set
+produced elsewhere (the official IDC/DREAM ``data.pt`` layout included).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from dataclasses import dataclass, replace
+from functools import partial
+
+import torch
+
+from bench.augment import DiffAugment
+from bench.data import ImageDataset
+from bench.networks import create_network
+from bench.training import accuracy, build_net, default_device, seeded, train_epoch
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a fresh network is trained on a distilled set."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "multistep"     # multistep: x0.2 at 2E/3 and 5E/6 (B) | halfway: x0.1 at E//2+1 (A)
+    augment: str = "dsa"            # dsa: the dataset's DSA strategy | none
+    aug_mode: str = "single"
+    drop_cutout: bool = False       # B removes cutout because CutMix is on
+    cutmix_p: float = 0.0
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "A": Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
+    "A-noaug": Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
+    "B": Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
+                  drop_cutout=True, cutmix_p=0.5),
+}
+DIGIT_DATASETS = ("mnist", "digits")
+
+
+def resolve_protocol(name: str, dataset: str) -> Protocol:
+    """Look a protocol up by name; 'A-dc' is DC's per-dataset choice."""
+    if name == "A-dc":
+        name = "A" if dataset in DIGIT_DATASETS else "A-noaug"
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {sorted([*PROTOCOLS, 'A-dc'])}")
+    return PROTOCOLS[name]
+
+
+def eval_strategy(protocol: Protocol, dataset: str) -> str:
+    from methods.presets import dsa_strategy
+
+    strategy = dsa_strategy(dataset)
+    if protocol.drop_cutout:
+        strategy = "_".join(f for f in strategy.split("_") if f != "cutout")
+    return strategy
+
+
+def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
+    if protocol.schedule == "halfway":
+        return protocol.lr * (0.1 if epoch > epochs // 2 else 1.0)
+    factor = 1.0
+    for milestone in (epochs * 2 // 3, epochs * 5 // 6):
+        if epoch >= milestone:
+            factor *= 0.2
+    return protocol.lr * factor
+
+
+def train_and_test(
+    images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, seed: int,
+) -> float:
+    """Train a fresh ``arch`` on (images, labels) in pixel space; last-epoch top-1 test accuracy (%)."""
+    device = default_device()
+    make = partial(create_network, arch, data.channels, data.num_classes, data.image_size)
+    net = build_net(make, seed, device)
+    aug = DiffAugment(eval_strategy(protocol, data.name), protocol.aug_mode) if protocol.augment == "dsa" else None
+    gen = seeded(seed)
+    opt = torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+    images, labels = images.to(device), labels.to(device)
+    for epoch in range(protocol.epochs):
+        lr = _lr_at(protocol, epoch, protocol.epochs)
+        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 1:
+            # DC rebuilds the optimiser at the decay, which resets momentum
+            opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        train_epoch(net, opt, images, labels, batch_size=protocol.batch_size, to_input=data.normalize, gen=gen,
+                    aug=aug, cutmix_p=protocol.cutmix_p)
+    return accuracy(net, data.test_images, data.test_labels, data.normalize)
+
+
+@dataclass
+class EvalResult:
+    accuracies: list[float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accuracies)
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+
+
+def evaluate_set(
+    images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, runs: int, seed: int,
+) -> EvalResult:
+    """``runs`` independently initialised networks on the same set."""
+    return EvalResult([train_and_test(images, labels, data, arch, protocol, seed * 1000 + r) for r in range(runs)])
+
+
+def load_external_set(path: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Read a tensor file of (images, labels): a dict with images/labels[/factor], or IDC/DREAM's [x, y] list."""
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict):
+        images, labels, factor = obj["images"], obj["labels"], int(obj.get("factor", 1))
+    elif isinstance(obj, (list, tuple)) and len(obj) == 2:
+        images, labels, factor = obj[0], obj[1], 1
+    else:
+        raise ValueError(f"{path}: expected a dict with 'images' and 'labels' or an [images, labels] pair")
+    return images.float(), labels.long(), factor
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.data import load_dataset
+    from methods.representation import decode
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--arch", action="append", help="evaluation network (repeatable; default ConvNet-3)")
+    parser.add_argument("--protocol", default="B")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--factor", type=int, default=None, help="decode factor (IDC data.pt files are already decoded: 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        data = load_dataset(args.dataset, args.data_root)
+        protocol = resolve_protocol(args.protocol, data.name)
+        images, labels, factor = load_external_set(args.path)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    factor = args.factor or factor
+    if factor > 1:
+        images, labels = decode(images, factor), labels.repeat(factor**2)
+    if args.epochs:
+        protocol = replace(protocol, epochs=args.epochs)
+    for arch in args.arch or ["ConvNet-3"]:
+        result = evaluate_set(images, labels, data, arch, protocol, args.runs, args.seed)
+        print(f"{arch}: {result.mean:.2f} +- {result.std:.2f} (last epoch, {args.runs} runs, protocol {protocol.name}, {protocol.epochs} epochs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

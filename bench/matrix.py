@@ -1,0 +1,199 @@
+"""A YAML matrix -> validated cells with stable ids.
+
+A matrix names the grid (datasets x ipc x methods x archs x seeds) and ``profiles`` (e.g. ``mini`` and
+``paper``) that set budgets and method settings; a profile's ``methods`` mapping takes ``<method>`` or
+``<method>/ipc<N>`` keys (the latter applied last, for that IPC only). Every mistake is reported before any work as one
+:class:`MatrixError` line naming the key, the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.data import list_datasets
+from bench.networks import UnknownNetworkError, create_network, list_networks
+from methods.base import Budget, UnknownMethodError
+from methods.components import check_method_name
+from methods.engine import EngineConfig
+
+
+class MatrixError(ValueError):
+    """A malformed matrix; the message is one line meant for the user."""
+
+
+GRID_KEYS = {"datasets": str, "ipc": int, "methods": str, "archs": str, "seeds": int}
+TOP_KEYS = {"name", "description", "profile", "profiles", "overrides", "eval_archs", "launcher", *GRID_KEYS}
+PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class"}
+EVAL_KEYS = {"eval_epochs": int, "eval_runs": int, "eval_protocol": str, "eval_every": int, "eval_curve_epochs": int}
+BUDGET_KEYS = {f.name: int for f in dataclasses.fields(Budget)}
+ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
+SETTING_KEYS = sorted({*EVAL_KEYS, *BUDGET_KEYS, *ENGINE_KEYS})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, ipc, method, arch, seed) run under a profile, with its resolved settings."""
+
+    matrix: str
+    profile: str
+    dataset: str
+    ipc: int
+    method: str
+    arch: str
+    seed: int
+    eval_archs: tuple[str, ...]
+    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    data_fallback: str | None = None
+    max_per_class: int | None = None
+
+    @property
+    def id(self) -> str:
+        return safe_id(f"{self.dataset}_ipc{self.ipc}_{self.method}_{self.arch}_s{self.seed}")
+
+    def budget(self) -> Budget:
+        return Budget(**{k: self.settings[k] for k in BUDGET_KEYS if k in self.settings})
+
+    def engine_overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings.items() if k in ENGINE_KEYS}
+
+
+def safe_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "-", text)
+
+
+@dataclass
+class Matrix:
+    name: str
+    profile: str
+    cells: list[Cell]
+    launcher: dict[str, Any]
+    raw: dict[str, Any]
+
+
+def _fail(msg: str) -> MatrixError:
+    return MatrixError(msg)
+
+
+def _check_list(raw: dict[str, Any], key: str, kind: type) -> list[Any]:
+    if key not in raw:
+        raise _fail(f"missing field {key!r}: a matrix needs {sorted(GRID_KEYS)}")
+    value = raw[key]
+    if not isinstance(value, list):
+        value = [value]
+    if not value:
+        raise _fail(f"{key!r} is empty: the grid needs at least one value")
+    for v in value:
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise _fail(f"{key!r} has {v!r} of type {type(v).__name__}; allowed: {kind.__name__} values")
+    return value
+
+
+def _check_settings(where: str, settings: Any, method: str | None = None) -> dict[str, Any]:
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise _fail(f"{where} must be a mapping of settings, got {type(settings).__name__}")
+    for key, value in settings.items():
+        if key not in SETTING_KEYS:
+            raise _fail(f"{where} has unknown setting {key!r}; allowed: {SETTING_KEYS}")
+        expected = EVAL_KEYS.get(key) or BUDGET_KEYS.get(key)
+        if expected is not None and value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise _fail(f"{where}.{key} = {value!r} must be {expected.__name__}")
+        if key in ENGINE_KEYS and key != "objective":
+            default = getattr(EngineConfig(), key)
+            if default is not None and value is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)
+            ):
+                raise _fail(f"{where}.{key} = {value!r} must be {type(default).__name__}")
+    return dict(settings)
+
+
+def _check_arch(arch: str, key: str) -> None:
+    try:
+        if not arch.startswith("timm:") and arch not in list_networks():
+            create_network(arch, 3, 10, 32)
+    except UnknownNetworkError:
+        raise _fail(f"{key} has unknown architecture {arch!r}; allowed: {list_networks()} or timm:<model>") from None
+
+
+def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
+    """Validate a loaded YAML document and expand it into cells."""
+    if not isinstance(raw, dict):
+        raise _fail(f"matrix {name!r} must be a YAML mapping with keys {sorted(TOP_KEYS)}")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise _fail(f"unknown key {key!r}; allowed: {sorted(TOP_KEYS)}")
+    grid = {key: _check_list(raw, key, kind) for key, kind in GRID_KEYS.items()}
+    allowed_datasets = list_datasets()
+    for d in grid["datasets"]:
+        if d not in allowed_datasets:
+            raise _fail(f"'datasets' has unknown dataset {d!r}; allowed: {allowed_datasets}")
+    for ipc in grid["ipc"]:
+        if ipc < 1:
+            raise _fail(f"'ipc' has {ipc}; allowed: integers >= 1")
+    for m in grid["methods"]:
+        try:
+            check_method_name(m)
+        except UnknownMethodError as err:
+            raise _fail(f"'methods': {err}") from None
+    eval_archs = raw.get("eval_archs", grid["archs"])
+    eval_archs = eval_archs if isinstance(eval_archs, list) else [eval_archs]
+    for a in grid["archs"]:
+        _check_arch(a, "'archs'")
+    for a in eval_archs:
+        _check_arch(a, "'eval_archs'")
+
+    profiles = raw.get("profiles") or {"default": {}}
+    if not isinstance(profiles, dict):
+        raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
+    chosen = profile or raw.get("profile") or next(iter(profiles))
+    if chosen not in profiles:
+        raise _fail(f"unknown profile {chosen!r}; allowed: {sorted(profiles)}")
+    prof = profiles[chosen] or {}
+    if not isinstance(prof, dict):
+        raise _fail(f"profile {chosen!r} must be a mapping")
+    for key in prof:
+        if key not in PROFILE_KEYS:
+            raise _fail(f"profiles.{chosen} has unknown key {key!r}; allowed: {sorted(PROFILE_KEYS)}")
+    defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"))
+    per_method: dict[str, dict[str, Any]] = {}
+    for source, where in ((raw.get("overrides") or {}, "overrides"), (prof.get("methods") or {}, f"profiles.{chosen}.methods")):
+        if not isinstance(source, dict):
+            raise _fail(f"{where} must map method names to settings")
+        for key, settings in source.items():
+            method, _, ipc_part = str(key).partition("/ipc")
+            if method not in grid["methods"] or (ipc_part and not ipc_part.isdigit()):
+                raise _fail(f"{where} names {key!r}, not a method of 'methods' (optionally '<method>/ipc<N>'); "
+                            f"allowed: {grid['methods']}")
+            per_method.setdefault(str(key), {}).update(_check_settings(f"{where}.{key}", settings))
+    fallback = prof.get("data_fallback")
+    if fallback is not None and fallback not in allowed_datasets:
+        raise _fail(f"profiles.{chosen}.data_fallback = {fallback!r}; allowed: {allowed_datasets}")
+
+    cells = [
+        Cell(str(raw.get("name", name)), chosen, d, ipc, m, a, s, tuple(eval_archs),
+             {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {})}, fallback, prof.get("max_per_class"))
+        for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
+    ]
+    launcher = raw.get("launcher") or {}
+    if not isinstance(launcher, dict):
+        raise _fail(f"'launcher' must be a mapping, got {type(launcher).__name__}")
+    return Matrix(str(raw.get("name", name)), chosen, cells, launcher, raw)
+
+
+def load_matrix(path: str | Path, profile: str | None = None) -> Matrix:
+    """Read and validate a matrix file."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(f"matrix file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise _fail(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return parse_matrix(raw, path.stem, profile)

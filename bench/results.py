@@ -1,0 +1,53 @@
+"""Where a cell's results live, written atomically so an interrupted run never leaves half a cell."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULT_FILE = "result.json"
+SET_FILE = "synthetic.pt"
+
+
+def cell_dir(root: Path, cell_id: str) -> Path:
+    return root / cell_id
+
+
+def is_done(root: Path, cell_id: str) -> bool:
+    return (cell_dir(root, cell_id) / RESULT_FILE).is_file()
+
+
+def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict[str, Any] | None) -> Path:
+    """Write every file into a temporary folder, then rename it into place in one step."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = cell_dir(root, cell_id)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cell_id}.", dir=root))
+    try:
+        if synthetic is not None:
+            torch.save(synthetic, tmp / SET_FILE)
+        (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
+        if final.exists():          # a stale folder without result.json (never a finished cell)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def read_results(root: Path) -> list[dict[str, Any]]:
+    """Every finished cell's result.json below ``root`` (any depth)."""
+    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob(RESULT_FILE)) if not p.parent.name.startswith(".")]

@@ -1,0 +1,93 @@
+"""The one supervised training loop, shared by evaluation, in-loop network updates, warm-up and coresets."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.augment import DiffAugment, cutmix
+
+ToInput = Callable[[torch.Tensor], torch.Tensor]
+BatchHook = Callable[[torch.Tensor, torch.Tensor], None]   # (sample indices, logits)
+
+
+def device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def train_epoch(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int,
+    to_input: ToInput,
+    gen: torch.Generator,
+    aug: DiffAugment | None = None,
+    cutmix_p: float = 0.0,
+    max_samples: int | None = None,
+    on_batch: BatchHook | None = None,
+) -> float:
+    """One shuffled pass (or the first ``max_samples`` of it); returns the mean loss.
+
+    Per batch: to_input (normalise) -> per-image DSA under no_grad -> CutMix with probability p.
+    """
+    net.train()
+    device = device_of(net)
+    order = torch.randperm(len(images), generator=gen)
+    if max_samples is not None:
+        order = order[:max_samples]
+    total, count = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x = to_input(images[idx].to(device))
+        y = labels[idx].to(device)
+        if aug is not None:
+            with torch.no_grad():
+                x = aug(x, gen)
+        if cutmix_p > 0 and float(torch.rand(1, generator=gen)) < cutmix_p:
+            mixed = cutmix(x, y, gen)
+            logits = net(mixed.images)
+            loss = mixed.loss(logits)
+        else:
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if on_batch is not None:
+            on_batch(idx, logits.detach())
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict(net: nn.Module, images: torch.Tensor, to_input: ToInput, batch_size: int = 500) -> torch.Tensor:
+    net.eval()
+    device = device_of(net)
+    out = [net(to_input(images[i : i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, to_input: ToInput) -> float:
+    """Top-1 accuracy in percent."""
+    return float((predict(net, images, to_input) == labels.cpu()).float().mean() * 100)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def build_net(make_net: Callable[[], nn.Module], seed: int, device: torch.device) -> nn.Module:
+    """A network whose initial weights depend only on ``seed`` (not on the clock or earlier draws)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make_net().to(device)

@@ -1,0 +1,90 @@
+"""DREAM/DREAM+ parts as switches on any matching base: ``IDC+rm+init``, ``DC+rm+init+bm``, ``DM+rm``.
+
+Composition rules (documented in docs/deviations.md, spec 13.16):
+- ``rm``: representative matching; the base's random real batch is replaced by 128 cluster-nearest images
+  per class (DREAM's batch), re-clustered every ``interval`` steps with the current matching network.
+- ``init``: cluster-centre initialisation (tiled f x f when the base uses multi-formation).
+- ``bm``: bidirectional objective; adds the missing term with weight 1: a feature-mean term to gradient
+  bases (metric = the base metric, 'mse' for DC's 'ours'), a conv-gradient term to DM.
+- ``wu``: one warm-up epoch on real data for every fresh matching network (DREAM+).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from methods.base import Method, UnknownMethodError, base_factory, list_methods
+from methods.engine import EngineConfig
+from methods.objectives import Objective
+
+
+def _rm(cfg: EngineConfig) -> EngineConfig:
+    return cfg.replace(sampler="representative", batch_real=128)
+
+
+def _init(cfg: EngineConfig) -> EngineConfig:
+    return cfg.replace(init="cluster")
+
+
+def _bm(cfg: EngineConfig) -> EngineConfig:
+    o = cfg.objective
+    if o.gradient_weight == 0:
+        return cfg.replace(objective=Objective(1.0, o.feature_weight, "mse", o.feature_metric, "conv"))
+    feature_metric = o.metric if o.metric in ("mse", "l1") else "mse"
+    return cfg.replace(objective=Objective(o.gradient_weight, 1.0, o.metric, feature_metric, o.layers))
+
+
+def _wu(cfg: EngineConfig) -> EngineConfig:
+    return cfg.replace(warmup_epochs=1)
+
+
+COMPONENTS: dict[str, Callable[[EngineConfig], EngineConfig]] = {"rm": _rm, "init": _init, "bm": _bm, "wu": _wu}
+
+
+def split_name(name: str) -> tuple[str, list[str]]:
+    """'DREAM++bm' -> ('DREAM+', ['bm']): the longest registered base wins, since 'DREAM+' has a '+'."""
+    for base in sorted(list_methods(), key=len, reverse=True):
+        if name == base or name.startswith(base + "+"):
+            rest = name[len(base) + 1 :]
+            return base, rest.split("+") if rest else []
+    base, *parts = name.split("+")
+    return base, parts
+
+
+def check_method_name(name: str) -> None:
+    """Raise UnknownMethodError naming the bad part and the allowed values."""
+    base, parts = split_name(name)
+    factory = base_factory(base)
+    for part in parts:
+        if part not in COMPONENTS:
+            raise UnknownMethodError(f"unknown component {part!r} in method {name!r}; allowed: {sorted(COMPONENTS)}")
+        if not hasattr(factory, "config"):
+            raise UnknownMethodError(f"component {part!r} needs a matching base; {base!r} is a coreset method")
+
+
+def create_method(name: str, dataset: str, ipc: int, overrides: dict[str, Any] | None = None) -> Method:
+    """Build a registered method, apply its component switches, then the caller's config overrides."""
+    check_method_name(name)
+    base, parts = split_name(name)
+    factory = base_factory(base)
+    overrides = dict(overrides or {})
+    if not hasattr(factory, "config"):   # coresets have no engine settings: profile defaults do not apply
+        return factory(dataset, ipc)
+    cfg = factory.config(dataset, ipc)
+    for part in parts:
+        cfg = COMPONENTS[part](cfg)
+    cfg = apply_overrides(cfg, overrides)
+    method = factory(dataset, ipc, cfg)
+    method.name = name
+    return method
+
+
+def apply_overrides(cfg: EngineConfig, overrides: dict[str, Any]) -> EngineConfig:
+    """Set EngineConfig fields by name; ``objective`` takes a dict of Objective fields."""
+    fields = set(EngineConfig.__dataclass_fields__)
+    for key in overrides:
+        if key not in fields:
+            raise KeyError(f"unknown method setting {key!r}; allowed: {sorted(fields)}")
+    changes = dict(overrides)
+    if isinstance(changes.get("objective"), dict):
+        changes["objective"] = Objective(**{**cfg.objective.__dict__, **changes["objective"]})
+    return cfg.replace(**changes)

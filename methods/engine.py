@@ -1,0 +1,279 @@
+"""One distillation engine with swappable parts (spec section 14, "Lessons").
+
+Parts: representation (factor f, pixel or normalised space), initialiser, real-batch sampler, matching
+objective, network schedule (fresh net per outer iteration, warm-up, in-loop training on synthetic or real
+data) and a Siamese augmentation policy. DC, DSA, DM, IDC, DREAM and DREAM+ are all presets of
+:class:`EngineConfig` (see :mod:`methods.presets`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from bench.augment import DiffAugment
+from bench.data import ImageDataset
+from bench.training import build_net, default_device, seeded, train_epoch
+from methods.base import Budget, DistilledSet, Method, NetFactory
+from methods.initializers import initial_images
+from methods.objectives import Objective, matching_loss
+from methods.representation import decode
+from methods.sampling import RandomSampler, RepresentativeSampler, linear_mmd
+
+Evaluator = Callable[[DistilledSet], float]
+
+
+@dataclass
+class EngineConfig:
+    """Every knob of a matching-based distillation run. Field names are neutral (spec section 1)."""
+
+    # representation
+    factor: int = 1
+    space: str = "normalized"          # 'normalized' (DC family, never clamped) | 'pixel' (IDC family, clamped)
+    init: str = "noise"                # noise | real_first | real_random | mix | cluster
+    # real batches
+    sampler: str = "random"            # random | representative
+    batch_real: int = 256
+    interval: int = 10                 # representative: re-cluster every `interval` steps
+    samples_per_cluster: int = 1       # representative: batch_real // samples_per_cluster centres
+    cluster_normalized: bool = False   # cluster on normalised images (official: unnormalised)
+    # objective
+    objective: Objective = field(default_factory=Objective)
+    # network schedule
+    iterations: int = 1000             # fresh networks (outer iterations)
+    steps_per_network: int = 1         # image updates per network
+    net_update: str = "none"           # none | synthetic (DC) | real (IDC)
+    net_update_epochs: int = 1         # synthetic: epochs over the synthetic set per update
+    net_update_samples: int = 2000     # real: samples seen per update (IDC's n_data)
+    net_batch: int = 256
+    warmup_epochs: int = 0             # DREAM+: one full epoch on real data per fresh network
+    net_lr: float = 0.01
+    net_momentum: float = 0.0
+    net_weight_decay: float = 0.0
+    # image optimiser
+    lr_img: float = 0.1
+    momentum_img: float = 0.5
+    per_class_step: bool = False       # IDC: one optimiser step per class (shared momentum)
+    batch_syn_max: int | None = None   # subsample decoded synthetic images per class
+    # augmentation
+    match_aug: str = ""                # Siamese strategy during matching ('' = none)
+    match_aug_mode: str = "single"     # single (DC) | composite (IDC)
+    net_aug: str = ""                  # per-image strategy for in-loop network training
+    net_aug_mode: str = "single"
+    cutmix_p: float = 0.0
+    # diagnostics
+    mmd_diagnostic: bool = False       # MMD(selected real batch, whole class) at every re-clustering
+
+    def replace(self, **changes: Any) -> "EngineConfig":
+        return dataclasses.replace(self, **changes)
+
+    def with_budget(self, budget: Budget) -> "EngineConfig":
+        changes = {k: v for k, v in (("iterations", budget.iterations), ("steps_per_network", budget.steps_per_network)) if v is not None}
+        return self.replace(**changes)
+
+
+SAMPLERS = ("random", "representative")
+NET_UPDATES = ("none", "synthetic", "real")
+SPACES = ("normalized", "pixel")
+
+
+def validate(cfg: EngineConfig) -> None:
+    """Reject impossible configurations with the bad key, its value and the allowed values."""
+    for key, allowed in (("sampler", SAMPLERS), ("net_update", NET_UPDATES), ("space", SPACES)):
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"{key}={getattr(cfg, key)!r} is not allowed; allowed: {list(allowed)}")
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, key: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - since
+        return now
+
+
+class DistillationEngine(Method):
+    """Runs an :class:`EngineConfig`. Hooks: ``evaluate`` (curves), ``checkpoint`` (resumable state)."""
+
+    def __init__(self, name: str, config: EngineConfig) -> None:
+        validate(config)
+        self.name = name
+        self.config = config
+
+    def distill(
+        self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int,
+        evaluate: Evaluator | None = None, checkpoint: Any = None, progress: Callable[[int], None] | None = None,
+    ) -> DistilledSet:
+        cfg = self.config.with_budget(budget)
+        run = _Run(self.name, cfg, data, ipc, make_net, seed, default_device())
+        return run.execute(budget.eval_every, evaluate, checkpoint, progress)
+
+
+class _Run:
+    """State of one distillation run (kept out of the engine so the engine stays a pure description)."""
+
+    def __init__(self, name: str, cfg: EngineConfig, data: ImageDataset, ipc: int, make_net: NetFactory, seed: int, device: torch.device):
+        self.name, self.cfg, self.data, self.ipc, self.seed, self.device = name, cfg, data, ipc, seed, device
+        self.make_net = make_net
+        self.timer = _Timer()
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.match_aug = DiffAugment(cfg.match_aug, cfg.match_aug_mode) if cfg.match_aug else None
+        self.net_aug = DiffAugment(cfg.net_aug, cfg.net_aug_mode) if cfg.net_aug else None
+        self.sampler = (
+            RepresentativeSampler(max(cfg.batch_real // cfg.samples_per_cluster, 1), cfg.samples_per_cluster, cfg.interval, cfg.cluster_normalized)
+            if cfg.sampler == "representative" else RandomSampler(cfg.batch_real)
+        )
+        self.train_images = data.train_images.to(device)
+        self.train_labels = data.train_labels.to(device)
+        self.log: list[dict[str, float]] = []
+
+    # --- spaces -------------------------------------------------------------------------------
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def param_to_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x) if self.cfg.space == "pixel" else x
+
+    def param_to_pixel(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.cfg.space == "pixel" else x * self.std + self.mean
+
+    def distilled(self, param: torch.Tensor) -> DistilledSet:
+        images = self.param_to_pixel(param.detach()).cpu()
+        labels = torch.arange(self.data.num_classes).repeat_interleave(self.ipc)
+        return DistilledSet(images, labels, self.cfg.factor, list(self.log), dict(self.timer.seconds), {"method": self.name})
+
+    # --- networks -----------------------------------------------------------------------------
+    def network(self, iteration: int) -> tuple[nn.Module, torch.optim.Optimizer | None]:
+        cfg = self.cfg
+        net = build_net(self.make_net, self.seed * 1_000_003 + iteration, self.device)
+        if cfg.objective.gradient_weight == 0 and cfg.net_update == "none" and not cfg.warmup_epochs:
+            net.requires_grad_(False)   # DM: the network is a fixed random feature extractor
+            return net, None
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.net_lr, momentum=cfg.net_momentum, weight_decay=cfg.net_weight_decay)
+        for _ in range(cfg.warmup_epochs):
+            start = time.perf_counter()
+            self.train_on_real(net, opt, seeded(self.seed * 31 + iteration), max_samples=None)
+            self.timer.add("warmup", start)
+        return net, opt
+
+    def train_on_real(self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, max_samples: int | None) -> None:
+        train_epoch(net, opt, self.train_images, self.train_labels, batch_size=self.cfg.batch_real, to_input=self.normalize,
+                    gen=gen, aug=self.net_aug, cutmix_p=self.cfg.cutmix_p, max_samples=max_samples)
+
+    def update_network(self, net: nn.Module, opt: torch.optim.Optimizer, param: torch.Tensor, gen: torch.Generator) -> None:
+        cfg = self.cfg
+        if cfg.net_update == "real":
+            self.train_on_real(net, opt, gen, cfg.net_update_samples)
+        elif cfg.net_update == "synthetic":
+            images = decode(param.detach(), cfg.factor)
+            labels = torch.arange(self.data.num_classes, device=self.device).repeat_interleave(self.ipc).repeat(cfg.factor**2)
+            for _ in range(cfg.net_update_epochs):
+                train_epoch(net, opt, images, labels, batch_size=cfg.net_batch, to_input=self.param_to_input, gen=gen,
+                            aug=self.net_aug, cutmix_p=cfg.cutmix_p)
+
+    # --- one matching step ----------------------------------------------------------------------
+    def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator):
+        cfg, ipc = self.cfg, self.ipc
+        real_idx = self.sampler.batch_indices(c, self.data).to(self.device)
+        real = self.normalize(self.train_images[real_idx])
+        syn = decode(param[c * ipc : (c + 1) * ipc], cfg.factor)
+        if cfg.batch_syn_max and len(syn) > cfg.batch_syn_max:
+            syn = syn[torch.randperm(len(syn), generator=gen)[: cfg.batch_syn_max].to(self.device)]
+        syn = self.param_to_input(syn)
+        if self.match_aug is not None:
+            real, syn = self.match_aug.siamese(real, syn, gen=gen)
+        label = lambda n: torch.full((n,), c, dtype=torch.long, device=self.device)  # noqa: E731
+        return matching_loss(net, real, label(len(real)), syn, label(len(syn)), cfg.objective)
+
+    def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, float]:
+        totals = {"loss": 0.0, "gradient_term": 0.0, "feature_term": 0.0}
+        if not self.cfg.per_class_step:
+            opt_img.zero_grad(set_to_none=True)
+        for c in range(self.data.num_classes):
+            terms = self.class_loss(c, net, param, gen)
+            if self.cfg.per_class_step:
+                opt_img.zero_grad(set_to_none=True)
+                terms.total.backward()
+                opt_img.step()
+            else:
+                terms.total.backward()
+            totals["loss"] += float(terms.total.detach())
+            totals["gradient_term"] += terms.gradient
+            totals["feature_term"] += terms.feature
+        if not self.cfg.per_class_step:
+            opt_img.step()
+        return totals
+
+    # --- the loop -------------------------------------------------------------------------------
+    def execute(self, eval_every: int | None, evaluate: Evaluator | None, checkpoint: Any, progress) -> DistilledSet:
+        cfg = self.cfg
+        net0, opt0 = self.network(0)
+        start = time.perf_counter()
+        init = initial_images(cfg.init, self.data, self.ipc, cfg.factor, net0, seeded(self.seed))
+        self.timer.add("init", start)
+        mean, std = self.mean.cpu(), self.std.cpu()
+        init = init if cfg.space == "pixel" else (init - mean) / std
+        param = init.to(self.device).requires_grad_(True)
+        opt_img = torch.optim.SGD([param], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        first = 0
+        state = checkpoint.load() if checkpoint is not None else None
+        if state is not None:
+            param.data.copy_(state["param"].to(self.device))
+            opt_img.load_state_dict(state["opt_img"])
+            first, self.log, self.timer.seconds = state["iteration"], state["log"], state["timings"]
+        self.record_eval(0, param, eval_every, evaluate, first)
+        for it in range(first, cfg.iterations):
+            net, opt = (net0, opt0) if it == 0 else self.network(it)
+            gen = seeded(self.seed * 7_919 + it)
+            self.sampler.start_network(net, self.data, gen)
+            if cfg.space == "pixel":
+                param.data.clamp_(0, 1)
+            sums: dict[str, float] = {}
+            for step in range(cfg.steps_per_network):
+                self.sampler.refresh(step, net, self.data, self.normalize)
+                if cfg.mmd_diagnostic and isinstance(self.sampler, RepresentativeSampler) and step % cfg.interval == 0:
+                    self.log_mmd(it, step, net)
+                t = time.perf_counter()
+                for k, v in self.matching_step(net, param, opt_img, gen).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                t = self.timer.add("image_update", t)
+                if step < cfg.steps_per_network - 1 and opt is not None:
+                    self.update_network(net, opt, param, gen)
+                    self.timer.add("net_update", t)
+            self.timer.seconds["clustering"] = self.sampler.seconds
+            self.log.append({"iteration": it + 1, **{k: v / cfg.steps_per_network for k, v in sums.items()}})
+            self.record_eval(it + 1, param, eval_every, evaluate, first)
+            if checkpoint is not None and checkpoint.due(it + 1):
+                checkpoint.save({"param": param.detach().cpu(), "opt_img": opt_img.state_dict(), "iteration": it + 1,
+                                 "log": self.log, "timings": self.timer.seconds})
+            if progress is not None:
+                progress(it + 1)
+        return self.distilled(param)
+
+    def record_eval(self, iteration: int, param: torch.Tensor, every: int | None, evaluate: Evaluator | None, first: int) -> None:
+        """Accuracy curve point; its cost goes to 'evaluation', never to distillation time."""
+        if evaluate is None or not every:
+            return
+        if iteration % every and iteration != self.cfg.iterations:
+            return
+        if iteration == 0 and first > 0:
+            return
+        start = time.perf_counter()
+        acc = evaluate(self.distilled(param))
+        self.timer.add("evaluation", start)
+        self.log.append({"iteration": iteration, "accuracy": acc})
+
+    def log_mmd(self, it: int, step: int, net: nn.Module) -> None:
+        values = []
+        for c in range(self.data.num_classes):
+            idx = self.data.class_indices(c).to(self.device)
+            chosen = self.sampler.batch_indices(c, self.data).to(self.device)
+            values.append(linear_mmd(net, self.train_images[chosen], self.train_images[idx]))
+        self.log.append({"iteration": it, "step": step, "mmd": sum(values) / len(values)})

@@ -1,0 +1,61 @@
+"""Herding, K-Center and Forgetting on toy sets with known answers; every coreset on real digits."""
+from functools import partial
+
+import torch
+
+from bench.data import load_dataset
+from bench.networks import create_network
+from methods.base import Budget
+from methods.components import create_method
+from methods.coresets import herding, k_center_greedy
+
+
+def test_herding_picks_the_point_nearest_the_mean_then_balances():
+    feats = torch.tensor([[0.0, 0.0], [10.0, 0.0], [4.0, 0.0], [-2.0, 0.0], [6.0, 0.0]])  # mean (3.6, 0)
+    order = herding(feats, 3).tolist()
+    assert order[0] == 2                      # |3.6 - 4| smallest
+    # step 2: target 2*mu - s = 7.2 - 4 = 3.2 -> nearest remaining is 4? no, taken; 6 (2.8) vs 0 (3.2): 6
+    assert order[1] == 4
+    # step 3: 10.8 - 10 = 0.8 -> nearest remaining is 0.0
+    assert order[2] == 0
+
+
+def test_k_center_greedy_adds_the_farthest_point():
+    feats = torch.tensor([[0.0], [1.0], [10.0], [5.0], [9.0]])
+    gen = torch.Generator().manual_seed(0)
+    picks = k_center_greedy(feats, 3, gen).tolist()
+    first = picks[0]
+    # after a start, the next pick is the farthest point; then the one farthest from both
+    dist = (feats - feats[first]).abs().squeeze(1)
+    assert picks[1] == int(dist.argmax())
+    assert len(set(picks)) == 3
+    if first in (0, 1):
+        assert picks[1] == 2 and picks[2] == 3
+
+
+def test_coresets_select_real_images_per_class():
+    data = load_dataset("digits", max_per_class=40)
+    make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=16)
+    make.cache_key = ("tiny", 16)
+    for name in ["Random", "Herding", "K-Center", "Forgetting"]:
+        method = create_method(name, "digits", 2)
+        s = method.distill(data, 2, make, Budget(feature_epochs=2), seed=0)
+        assert s.images.shape == (20, 1, 16, 16)
+        assert s.labels.tolist() == [c for c in range(10) for _ in range(2)]
+        idx = torch.tensor(s.meta["indices"])
+        assert torch.equal(data.train_images[idx], s.images)
+        assert torch.equal(data.train_labels[idx], s.labels)
+
+
+def test_forgetting_ranks_never_learned_samples_first():
+    from methods.coresets import train_feature_network
+
+    data = load_dataset("digits", max_per_class=30)
+    make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
+    fn = train_feature_network(data, make, seed=1, epochs=1)
+    assert fn.forgetting.shape == (len(data.train_images),)
+    assert (fn.forgetting >= 0).all()
+    method = create_method("Forgetting", "digits", 1)
+    s = method.distill(data, 1, make, Budget(feature_epochs=1), seed=1)
+    for c, i in enumerate(s.meta["indices"]):
+        assert fn.forgetting[i] == fn.forgetting[data.class_indices(c)].max()

@@ -1,0 +1,122 @@
+"""The distillation engine and its parts on real digits: presets run, parts compose, samplers pick right."""
+from functools import partial
+
+import pytest
+import torch
+
+from bench.data import load_dataset
+from bench.networks import create_network
+from bench.training import seeded
+from methods.base import Budget, list_methods
+from methods.components import create_method
+from methods.engine import DistillationEngine
+from methods.presets import dream_plus_config
+from methods.sampling import RepresentativeSampler, cluster_select, nearest_to_centres, seeded_kmeans
+
+SMALL = {"batch_real": 8, "steps_per_network": 2, "net_update_samples": 32, "net_update_epochs": 1, "interval": 1}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", max_per_class=16)
+
+
+@pytest.fixture(scope="module")
+def make(data):
+    return partial(create_network, "ConvNet-3", data.channels, data.num_classes, data.image_size, width=8)
+
+
+@pytest.mark.parametrize("name", ["DC", "DSA", "DM", "IDC", "DREAM", "DREAM+", "DC+rm+init+bm", "DM+rm+bm", "IDC+rm+init+bm+wu"])
+def test_every_preset_runs_two_iterations_on_digits(name, data, make):
+    method = create_method(name, "digits", 2, SMALL)
+    s = method.distill(data, 2, make, Budget(iterations=2), seed=0)
+    images, labels = s.decoded()
+    f = method.config.factor
+    assert s.images.shape == (20, 1, 16, 16) and images.shape == (20 * f * f, 1, 16, 16)
+    assert torch.isfinite(s.images).all()
+    assert [row["iteration"] for row in s.log if "loss" in row] == [1, 2]
+    assert s.timings["image_update"] > 0
+
+
+def test_every_registered_method_is_listed():
+    assert {"Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"} <= set(list_methods())
+
+
+def test_distillation_changes_the_images_and_is_deterministic(data, make):
+    method = create_method("DM", "digits", 1, SMALL)
+    a = method.distill(data, 1, make, Budget(iterations=3), seed=5)
+    b = method.distill(data, 1, make, Budget(iterations=3), seed=5)
+    init = create_method("DM", "digits", 1, SMALL).distill(data, 1, make, Budget(iterations=0), seed=5)
+    assert torch.equal(a.images, b.images)
+    assert not torch.allclose(a.images, init.images)
+
+
+def test_preset_from_parts_equals_the_configuration_written_by_hand(data, make):
+    composed = create_method("IDC+rm+init+bm+wu", "digits", 1, SMALL)
+    by_hand = DistillationEngine("by-hand", dream_plus_config("digits", 1).replace(**SMALL))
+    preset = create_method("DREAM+", "digits", 1, SMALL)
+    assert composed.config == by_hand.config == preset.config
+    a = composed.distill(data, 1, make, Budget(iterations=2), seed=3)
+    b = by_hand.distill(data, 1, make, Budget(iterations=2), seed=3)
+    assert torch.equal(a.images, b.images)
+
+
+def test_nearest_to_centres_on_known_clusters():
+    torch.manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 10.0], [-10.0, 5.0]])
+    points = torch.cat([c + 0.5 * torch.randn(20, 2) for c in centres])
+    exact = torch.tensor([5, 27, 49])
+    points[exact] = centres                            # one point sits exactly on each centre
+    assert nearest_to_centres(points, centres).tolist() == exact.tolist()
+    two = nearest_to_centres(points, centres, per_centre=2).view(3, 2)
+    assert two[:, 0].tolist() == exact.tolist()
+    assert all(int(j) // 20 == i for i, row in enumerate(two) for j in row)
+
+
+class _Identity(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def embed(self, x):
+        return x.flatten(1)
+
+
+def test_cluster_select_returns_the_image_nearest_each_kmeans_centre():
+    torch.manual_seed(1)
+    blobs = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
+    points = torch.cat([b + 0.3 * torch.randn(15, 2) for b in blobs]).view(-1, 2, 1, 1)
+    flat = points.flatten(1)
+    picks = cluster_select(_Identity(), points, 4, 1, seed=0)
+    centres = seeded_kmeans(flat, 4, seed=0)
+    # Lloyd converged: every non-empty centre is the mean of the points assigned to it
+    assign = torch.cdist(flat, centres).argmin(1)
+    for k in assign.unique():
+        assert torch.allclose(centres[k], flat[assign == k].mean(0), atol=1e-4)
+    for k, p in enumerate(picks.tolist()):
+        assert p == int((flat - centres[k]).norm(dim=1).argmin())
+    assert torch.equal(picks, cluster_select(_Identity(), points, 4, 1, seed=0))   # explicitly seeded
+
+
+def test_representative_sampler_refreshes_every_interval(data, make):
+    net = make()
+    sampler = RepresentativeSampler(n_clusters=4, samples_per_cluster=2, interval=3)
+    sampler.start_network(net, data, seeded(0))
+    sampler.refresh(0, net, data, data.normalize)
+    first = sampler.batch_indices(0, data)
+    assert len(first) == 8 and set(first.tolist()) <= set(data.class_indices(0).tolist())
+    sampler.refresh(1, net, data, data.normalize)      # not a refresh step: same batch
+    assert torch.equal(sampler.batch_indices(0, data), first)
+    assert sampler.seconds > 0
+
+
+def test_warm_up_changes_the_network(data, make):
+    engine = create_method("DREAM+", "digits", 1, SMALL)
+    run_cls = __import__("methods.engine", fromlist=["_Run"])._Run
+    warm = run_cls("w", engine.config, data, 1, make, 0, torch.device("cpu"))
+    cold = run_cls("c", engine.config.replace(warmup_epochs=0), data, 1, make, 0, torch.device("cpu"))
+    warm_net, _ = warm.network(4)
+    cold_net, _ = cold.network(4)
+    diffs = [not torch.equal(a, b) for a, b in zip(warm_net.parameters(), cold_net.parameters())]
+    assert any(diffs)
+    assert warm.timer.seconds["warmup"] > 0

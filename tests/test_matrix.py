@@ -1,0 +1,106 @@
+"""Matrix expansion and every class of malformed matrix: one line, exit code 2, nothing written."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.matrix import MatrixError, load_matrix, parse_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = {
+    "name": "t",
+    "datasets": ["digits"],
+    "ipc": [1, 10],
+    "methods": ["Random", "DC", "IDC+rm+init"],
+    "archs": ["ConvNet-3"],
+    "seeds": [0, 1],
+    "profiles": {
+        "mini": {"defaults": {"iterations": 3, "eval_epochs": 5}, "methods": {"DC": {"iterations": 2}, "DC/ipc10": {"iterations": 1}}},
+        "paper": {},
+    },
+}
+
+
+def test_expansion_counts_ids_and_overrides():
+    m = parse_matrix(GOOD, "t", "mini")
+    assert len(m.cells) == 1 * 2 * 3 * 1 * 2
+    ids = [c.id for c in m.cells]
+    assert len(set(ids)) == len(ids)
+    assert "digits_ipc1_IDC+rm+init_ConvNet-3_s0" in ids
+    dc1 = next(c for c in m.cells if c.method == "DC" and c.ipc == 1)
+    dc10 = next(c for c in m.cells if c.method == "DC" and c.ipc == 10)
+    rnd = next(c for c in m.cells if c.method == "Random")
+    assert dc1.budget().iterations == 2 and dc10.budget().iterations == 1 and rnd.budget().iterations == 3
+    assert parse_matrix(GOOD, "t", "mini").cells[0].id == m.cells[0].id   # stable
+
+
+def test_first_profile_is_the_default():
+    assert parse_matrix(GOOD, "t").profile == "mini"
+
+
+def _with(**changes):
+    raw = {**GOOD, **changes}
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+BAD = [
+    (_with(colour="red"), "unknown key 'colour'"),
+    (_with(methods=["DC", "DCX"]), "unknown method 'DCX'"),
+    (_with(methods=["DC+xx"]), "unknown component 'xx'"),
+    (_with(methods=["Random+rm"]), "needs a matching base"),
+    (_with(datasets=["imagenet21k"]), "unknown dataset 'imagenet21k'"),
+    (_with(archs=["ConvNet-99"]), "unknown architecture 'ConvNet-99'"),
+    (_with(ipc=["ten"]), "'ipc' has 'ten'"),
+    (_with(ipc=[0]), "'ipc' has 0"),
+    (_with(seeds=[]), "'seeds' is empty"),
+    (_with(seeds=None), "missing field 'seeds'"),
+    (_with(profiles={"mini": {"defaults": {"iterations": "many"}}}), "iterations = 'many' must be int"),
+    (_with(profiles={"mini": {"defaults": {"lr_imgg": 1}}}), "unknown setting 'lr_imgg'"),
+    (_with(profiles={"mini": {"speed": 1}}), "unknown key 'speed'"),
+    (_with(profiles={"mini": {"methods": {"DM": {"iterations": 1}}}}), "names 'DM'"),
+    (_with(profiles={"mini": {"defaults": {"sampler": 3}}}), "sampler = 3 must be str"),
+]
+
+
+@pytest.mark.parametrize("raw, message", BAD, ids=[m for _, m in BAD])
+def test_malformed_matrix_names_key_and_allowed_values(raw, message):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix(raw, "t", None)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_profile_lists_profiles():
+    with pytest.raises(MatrixError, match=r"unknown profile 'huge'; allowed: \['mini', 'paper'\]"):
+        parse_matrix(GOOD, "t", "huge")
+
+
+def test_cli_malformed_matrix_exit_2_one_line_nothing_written(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_with(methods=["DC", "NotAMethod"])))
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "bench.run", str(bad), "--results", str(results)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "NotAMethod" in lines[0] and "allowed" in lines[0]
+    assert not results.exists()
+
+
+def test_cli_invalid_yaml_and_missing_file(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("datasets: [digits\n")
+    for path in (broken, tmp_path / "absent.yaml"):
+        with pytest.raises(MatrixError):
+            load_matrix(path)
+
+
+def test_every_shipped_matrix_is_valid():
+    for path in sorted((ROOT / "matrices").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        for profile in (raw.get("profiles") or {"default": None}):
+            assert parse_matrix(raw, path.stem, profile).cells
