@@ -48,8 +48,41 @@ def machine_label() -> str:
 
 
 def execute_cell(cell: Cell, data_root: str | None = None, checkpoint: Any = None,
-                 progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], DistilledSet]:
-    """Distil and evaluate; returns the JSON-able result and the distilled set."""
+                 progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], DistilledSet | None]:
+    """Run the cell's task; returns the JSON-able result and the distilled set (if the task keeps one)."""
+    return TASKS[cell.task](cell, data_root, checkpoint, progress)
+
+
+def _base_result(cell: Cell, data_used: str) -> dict[str, Any]:
+    return {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "data_used": data_used, "scale": cell.profile,
+            "machine": machine_label(), "torch": torch.__version__}
+
+
+def execute_continual(cell: Cell, data_root: str | None, checkpoint: Any, progress: Any) -> tuple[dict[str, Any], None]:
+    """Class-incremental run: a memory distilled per step, accuracy on all seen classes after each step."""
+    from bench.continual import run_continual, training_protocol
+
+    data, data_used = load_cell_data(cell, data_root)
+    steps = cell.settings.get("cl_steps") or 5
+    protocol_name = cell.settings.get("cl_protocol") or "idc"
+    eval_arch = cell.settings.get("cl_eval_arch") or cell.eval_archs[0]
+    protocol = training_protocol(protocol_name)
+    if cell.settings.get("eval_epochs"):
+        protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
+    start = time.perf_counter()
+    outcome = run_continual(data, method, cell.ipc, steps, lambda subset: network_factory(cell.arch, subset),
+                            network_factory(eval_arch, data), protocol_name, protocol, cell.budget(), cell.seed,
+                            order_seed=cell.seed if protocol_name == "dc" else 0)
+    result = {**_base_result(cell, data_used), "protocol": dataclasses.asdict(protocol), "continual_protocol": protocol_name,
+              "class_order": outcome.order, "step_accuracies": outcome.accuracies,
+              "accuracies": {eval_arch: [outcome.accuracies[-1]]}, "distill_seconds": time.perf_counter() - start,
+              "eval_seconds": 0.0, "timings": {}, "log": [], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return result, None
+
+
+def execute_distillation(cell: Cell, data_root: str | None, checkpoint: Any, progress: Any) -> tuple[dict[str, Any], DistilledSet]:
+    """Distil, then evaluate the set on every evaluation architecture."""
     data, data_used = load_cell_data(cell, data_root)
     method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
     protocol = resolve_protocol(cell.settings.get("eval_protocol") or getattr(method, "eval_protocol", "A"), data_used)
@@ -78,12 +111,13 @@ def execute_cell(cell: Cell, data_root: str | None = None, checkpoint: Any = Non
     eval_start = time.perf_counter()
     for arch in cell.eval_archs:
         evaluations[arch] = evaluate_set(images, labels, data, arch, protocol, runs, cell.seed).accuracies
+    steps = _inner_loops(method, budget)
+    t = distilled.timings
+    loop_seconds = (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / steps if steps else None
     result = {
-        "cell": {**dataclasses.asdict(cell), "id": cell.id},
-        "data_used": data_used,
-        "scale": cell.profile,
-        "machine": machine_label(),
-        "torch": torch.__version__,
+        **_base_result(cell, data_used),
+        "seconds_per_inner_loop": loop_seconds,
+        "clustering_share": (t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
         "protocol": dataclasses.asdict(protocol),
         "eval_runs": runs,
         "accuracies": evaluations,
@@ -96,8 +130,32 @@ def execute_cell(cell: Cell, data_root: str | None = None, checkpoint: Any = Non
     return result, distilled
 
 
+def _inner_loops(method: Any, budget: Any) -> int:
+    """Image-update steps the run made (0 for coresets)."""
+    cfg = getattr(method, "config", None)
+    if cfg is None:
+        return 0
+    cfg = cfg.with_budget(budget)
+    return cfg.iterations * cfg.steps_per_network
+
+
+def timing_line(result: dict[str, Any]) -> str:
+    """Seconds per inner loop (clustering + image update) and the clustering share, as Table VI reports."""
+    if not result.get("seconds_per_inner_loop"):
+        return f"{result['cell']['id']}: selection {result['distill_seconds']:.1f}s"
+    return (f"{result['cell']['id']}: {result['seconds_per_inner_loop']:.3f} s/inner loop "
+            f"(clustering {100 * result['clustering_share']:.0f}%), distil {result['distill_seconds']:.1f}s, "
+            f"eval {result['eval_seconds']:.1f}s")
+
+
+TASKS: dict[str, Callable[..., tuple[dict[str, Any], DistilledSet | None]]] = {
+    "distill": execute_distillation,
+    "continual": execute_continual,
+}
+
+
 def run_and_store(cell: Cell, root: Path, data_root: str | None = None, checkpoint: Any = None) -> dict[str, Any]:
     """Run a cell and write it atomically under ``root/<cell id>``."""
     result, distilled = execute_cell(cell, data_root, checkpoint)
-    write_cell(root, cell.id, result, distilled.state())
+    write_cell(root, cell.id, result, distilled.state() if distilled is not None else None)
     return result

@@ -31,7 +31,8 @@ class Protocol:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "multistep"     # multistep: x0.2 at 2E/3 and 5E/6 (B) | halfway: x0.1 at E//2+1 (A)
+    schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 at E//2+1 (A)
+    milestones: tuple[float, ...] = (2 / 3, 5 / 6)
     augment: str = "dsa"            # dsa: the dataset's DSA strategy | none
     aug_mode: str = "single"
     drop_cutout: bool = False       # B removes cutout because CutMix is on
@@ -69,7 +70,7 @@ def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
     if protocol.schedule == "halfway":
         return protocol.lr * (0.1 if epoch > epochs // 2 else 1.0)
     factor = 1.0
-    for milestone in (epochs * 2 // 3, epochs * 5 // 6):
+    for milestone in (int(epochs * m + 1e-9) for m in protocol.milestones):
         if epoch >= milestone:
             factor *= 0.2
     return protocol.lr * factor

@@ -1,16 +1,26 @@
-"""Where cells run, behind one small interface (``run(cells) -> failed ids``), chosen by name."""
+"""Where cells run, behind one small interface (``run(cells) -> failed ids``), chosen by name.
+
+``local`` runs cells in this process; ``submitit-local`` and ``slurm`` submit them as one job array
+through submitit (separate processes, or a Slurm cluster). Submitted cells are
+:class:`CellTask` objects: checkpointable, so a timed-out or preempted job is requeued and resumes
+from its last checkpoint. Job ids are recorded in ``<results>/.jobs.json`` for ``bench.status``.
+"""
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import submitit
 from tqdm import tqdm
 
-from bench.matrix import Cell
-from bench.results import atomic_write_text
+from bench.checkpoint import checkpoint_for
+from bench.matrix import LAUNCHER_KEYS, Cell
+from bench.results import atomic_write_text, is_done
 
 ERRORS_DIR = ".errors"
+JOBS_FILE = ".jobs.json"
 
 
 class ExecutorError(RuntimeError):
@@ -21,6 +31,35 @@ def error_path(root: Path, cell_id: str) -> Path:
     return root / ERRORS_DIR / f"{cell_id}.txt"
 
 
+def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
+    """Run one cell with checkpoints; on failure keep the traceback for ``bench.status``."""
+    from bench.cell import run_and_store
+
+    ckpt = checkpoint_for(root, cell.id, checkpoint_every)
+    try:
+        result = run_and_store(cell, root, data_root, ckpt)
+    except Exception:
+        atomic_write_text(error_path(root, cell.id), traceback.format_exc())
+        raise
+    ckpt.clear()
+    error_path(root, cell.id).unlink(missing_ok=True)
+    return result
+
+
+class CellTask(submitit.helpers.Checkpointable):
+    """The callable submitted for a cell. On timeout/preemption submitit requeues the same object and
+    the run resumes from the checkpoint file (the object itself carries no run state)."""
+
+    def __init__(self, cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> None:
+        self.cell, self.root, self.data_root, self.checkpoint_every = cell, root, data_root, checkpoint_every
+
+    def __call__(self) -> str:
+        if is_done(Path(self.root), self.cell.id):
+            return self.cell.id
+        run_recorded(self.cell, Path(self.root), self.data_root, self.checkpoint_every)
+        return self.cell.id
+
+
 class LocalExecutor:
     """Runs cells one after another in this process, with a progress bar."""
 
@@ -28,22 +67,112 @@ class LocalExecutor:
         self.root, self.data_root, self.launcher = root, data_root, launcher
 
     def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
-        from bench.cell import run_and_store
+        from bench.cell import timing_line
 
         failures = []
         bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
         for cell in bar:
             bar.set_postfix_str(cell.id)
             try:
-                run_and_store(cell, self.root, self.data_root)
-                error_path(self.root, cell.id).unlink(missing_ok=True)
+                tqdm.write(timing_line(run_recorded(cell, self.root, self.data_root, self.launcher.get("checkpoint_every", 0))))
             except Exception as err:  # a failing cell must not stop the others
-                if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                    raise
-                atomic_write_text(error_path(self.root, cell.id), traceback.format_exc())
                 tqdm.write(f"cell {cell.id} failed: {type(err).__name__}: {err}")
                 failures.append(cell.id)
         return failures
 
 
-EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor}
+class SubmititExecutor:
+    """Submits the cells as one job array and waits for them, showing progress."""
+
+    cluster: str | None = None
+
+    def __init__(self, root: Path, data_root: str | None, launcher: dict[str, Any]) -> None:
+        unknown = set(launcher) - LAUNCHER_KEYS
+        if unknown:
+            raise ExecutorError(f"unknown launcher key {sorted(unknown)[0]!r}; allowed: {sorted(LAUNCHER_KEYS)}")
+        self.root, self.data_root, self.launcher = root, data_root, launcher
+
+    def make_executor(self) -> submitit.Executor:
+        folder = self.root / ".submitit"
+        lp = self.launcher
+        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        params: dict[str, Any] = {"timeout_min": lp.get("timeout_min", 60), "name": f"dreambench-{self.root.parent.name}"}
+        if self.cluster == "local":
+            params["cpus_per_task"] = lp.get("cpus_per_task", 1)
+        else:
+            mapping = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism",
+                       "account": "slurm_account", "qos": "slurm_qos", "additional_parameters": "slurm_additional_parameters",
+                       "setup": "slurm_setup", "gpus_per_task": "slurm_gpus_per_task", "cpus_per_task": "cpus_per_task",
+                       "mem_gb": "mem_gb"}
+            params.update({mapping[k]: v for k, v in lp.items() if k in mapping})
+        executor.update_parameters(**params)
+        return executor
+
+    def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
+        live = live_jobs(self.root)
+        todo = [c for c in cells if c.id not in live]
+        if len(todo) < len(cells):
+            print(f"{len(cells) - len(todo)} cell(s) already pending or running; not submitted again")
+        if not todo:
+            return []
+        executor = self.make_executor()
+        every = self.launcher.get("checkpoint_every", 10)
+        tasks = [CellTask(c, str(self.root), self.data_root, every) for c in todo]
+        with executor.batch():
+            jobs = [executor.submit(task) for task in tasks]
+        record_jobs(self.root, {c.id: j.job_id for c, j in zip(todo, jobs)}, self.cluster or "auto")
+        print(f"submitted {len(jobs)} cell(s) as job(s) {jobs[0].job_id.split('_')[0]}: python -m bench.status {self.root}")
+        failures = []
+        for cell, job in tqdm(list(zip(todo, jobs)), desc="cells", unit="cell"):
+            try:
+                job.result()
+            except Exception as err:  # submitit raises the job's error here
+                failures.append(cell.id)
+                tqdm.write(f"cell {cell.id} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}")
+        return failures
+
+
+class SubmititLocalExecutor(SubmititExecutor):
+    cluster = "local"
+
+
+class SlurmExecutor(SubmititExecutor):
+    cluster = "slurm"
+
+
+def record_jobs(root: Path, jobs: dict[str, str], cluster: str) -> None:
+    path = root / JOBS_FILE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    known.update({cell_id: {"job_id": job_id, "cluster": cluster} for cell_id, job_id in jobs.items()})
+    atomic_write_text(path, json.dumps(known, indent=1))
+
+
+def recorded_jobs(root: Path) -> dict[str, dict[str, str]]:
+    path = root / JOBS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
+
+
+def job_state(root: Path, entry: dict[str, str]) -> str:
+    """Slurm's state of a recorded job, asked through submitit ('UNKNOWN' when it cannot tell)."""
+    if entry.get("cluster") != "slurm":
+        return "UNKNOWN"
+    try:
+        job = submitit.SlurmJob(folder=root / ".submitit", job_id=entry["job_id"])
+        return str(job.state).split()[0]
+    except Exception:
+        return "UNKNOWN"
+
+
+def live_jobs(root: Path) -> set[str]:
+    return {cell_id for cell_id, entry in recorded_jobs(root).items()
+            if not is_done(root, cell_id) and job_state(root, entry) in LIVE_STATES}
+
+
+EXECUTORS: dict[str, Callable[..., Any]] = {
+    "local": LocalExecutor,
+    "submitit-local": SubmititLocalExecutor,
+    "slurm": SlurmExecutor,
+}

@@ -28,11 +28,19 @@ class MatrixError(ValueError):
 
 
 GRID_KEYS = {"datasets": str, "ipc": int, "methods": str, "archs": str, "seeds": int}
-TOP_KEYS = {"name", "description", "profile", "profiles", "overrides", "eval_archs", "launcher", *GRID_KEYS}
-PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class"}
-EVAL_KEYS = {"eval_epochs": int, "eval_runs": int, "eval_protocol": str, "eval_every": int, "eval_curve_epochs": int}
+GRID_FIELDS = {"dataset", "ipc", "method", "arch", "seed"}   # Cell attributes that 'exclude' may match
+TOP_KEYS = {"name", "description", "profile", "profiles", "overrides", "eval_archs", "launcher", "variants", "exclude",
+            "task", *GRID_KEYS}
+TASKS = ("distill", "continual")
+PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid"}
+EVAL_KEYS = {"eval_epochs": int, "eval_runs": int, "eval_protocol": str, "eval_every": int, "eval_curve_epochs": int,
+             "cl_steps": int, "cl_protocol": str, "cl_eval_arch": str}
 BUDGET_KEYS = {f.name: int for f in dataclasses.fields(Budget)}
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
+LAUNCHER_KEYS = {
+    "executor", "partition", "gpus_per_task", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism",
+    "account", "qos", "additional_parameters", "setup", "checkpoint_every",
+}
 SETTING_KEYS = sorted({*EVAL_KEYS, *BUDGET_KEYS, *ENGINE_KEYS})
 
 
@@ -51,10 +59,13 @@ class Cell:
     settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     data_fallback: str | None = None
     max_per_class: int | None = None
+    variant: str = ""
+    task: str = "distill"
 
     @property
     def id(self) -> str:
-        return safe_id(f"{self.dataset}_ipc{self.ipc}_{self.method}_{self.arch}_s{self.seed}")
+        suffix = f"_{self.variant}" if self.variant else ""
+        return safe_id(f"{self.dataset}_ipc{self.ipc}_{self.method}{suffix}_{self.arch}_s{self.seed}")
 
     def budget(self) -> Budget:
         return Budget(**{k: self.settings[k] for k in BUDGET_KEYS if k in self.settings})
@@ -129,7 +140,22 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     for key in raw:
         if key not in TOP_KEYS:
             raise _fail(f"unknown key {key!r}; allowed: {sorted(TOP_KEYS)}")
-    grid = {key: _check_list(raw, key, kind) for key, kind in GRID_KEYS.items()}
+    profiles = raw.get("profiles") or {"default": {}}
+    if not isinstance(profiles, dict):
+        raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
+    chosen = profile or raw.get("profile") or next(iter(profiles))
+    if chosen not in profiles:
+        raise _fail(f"unknown profile {chosen!r}; allowed: {sorted(profiles)}")
+    prof = profiles[chosen] or {}
+    if not isinstance(prof, dict):
+        raise _fail(f"profile {chosen!r} must be a mapping")
+    for key in prof:
+        if key not in PROFILE_KEYS:
+            raise _fail(f"profiles.{chosen} has unknown key {key!r}; allowed: {sorted(PROFILE_KEYS)}")
+    grid_override = prof.get("grid") or {}
+    if not isinstance(grid_override, dict) or not set(grid_override) <= set(GRID_KEYS):
+        raise _fail(f"profiles.{chosen}.grid may only set {sorted(GRID_KEYS)}, got {grid_override!r}")
+    grid = {key: _check_list({**raw, **grid_override}, key, kind) for key, kind in GRID_KEYS.items()}
     allowed_datasets = list_datasets()
     for d in grid["datasets"]:
         if d not in allowed_datasets:
@@ -149,18 +175,6 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     for a in eval_archs:
         _check_arch(a, "'eval_archs'")
 
-    profiles = raw.get("profiles") or {"default": {}}
-    if not isinstance(profiles, dict):
-        raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
-    chosen = profile or raw.get("profile") or next(iter(profiles))
-    if chosen not in profiles:
-        raise _fail(f"unknown profile {chosen!r}; allowed: {sorted(profiles)}")
-    prof = profiles[chosen] or {}
-    if not isinstance(prof, dict):
-        raise _fail(f"profile {chosen!r} must be a mapping")
-    for key in prof:
-        if key not in PROFILE_KEYS:
-            raise _fail(f"profiles.{chosen} has unknown key {key!r}; allowed: {sorted(PROFILE_KEYS)}")
     defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"))
     per_method: dict[str, dict[str, Any]] = {}
     for source, where in ((raw.get("overrides") or {}, "overrides"), (prof.get("methods") or {}, f"profiles.{chosen}.methods")):
@@ -176,14 +190,32 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     if fallback is not None and fallback not in allowed_datasets:
         raise _fail(f"profiles.{chosen}.data_fallback = {fallback!r}; allowed: {allowed_datasets}")
 
+    task = raw.get("task", "distill")
+    if task not in TASKS:
+        raise _fail(f"task = {task!r}; allowed: {list(TASKS)}")
+    variants = raw.get("variants") or {"": {}}
+    if not isinstance(variants, dict):
+        raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
+    variants = {str(k): _check_settings(f"variants.{k}", v) for k, v in variants.items()}
+    exclude = raw.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude):
+        raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})}")
     cells = [
         Cell(str(raw.get("name", name)), chosen, d, ipc, m, a, s, tuple(eval_archs),
-             {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {})}, fallback, prof.get("max_per_class"))
+             {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs},
+             fallback, prof.get("max_per_class"), v, task)
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
+        for v, vs in variants.items()
     ]
+    cells = [c for c in cells if not any(all(getattr(c, k) == val for k, val in e.items()) for e in exclude)]
+    if not cells:
+        raise _fail("'exclude' removes every cell: the grid is empty")
     launcher = raw.get("launcher") or {}
     if not isinstance(launcher, dict):
         raise _fail(f"'launcher' must be a mapping, got {type(launcher).__name__}")
+    for key in launcher:
+        if key not in LAUNCHER_KEYS:
+            raise _fail(f"launcher has unknown key {key!r}; allowed: {sorted(LAUNCHER_KEYS)}")
     return Matrix(str(raw.get("name", name)), chosen, cells, launcher, raw)
 
 

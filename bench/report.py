@@ -1,39 +1,22 @@
 """``python -m bench.report results/<matrix>[/<profile>]``: rebuild a table from finished cells.
 
-Each cell shows ``reproduced ± std (paper value, delta)``; the paper's value comes from the published
-Table I (``bench/reference/table1_main.csv``) where one exists for that dataset/IPC/method. Pooled
-accuracies are last-epoch accuracies of every evaluation run of every seed.
+The layout follows the matrix (``bench/layouts.py``: Table I by default, Tables II-VI, curves, continual
+learning); each cell shows ``reproduced ± std (paper value, delta)`` where the paper has a value. Pooled
+accuracies are last-epoch accuracies of every evaluation run of every seed. ``--all results/`` rebuilds
+every results folder.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-from dataclasses import dataclass
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bench.results import atomic_write_text, read_results
-
-PAPER_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "svhn": "SVHN", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-METHOD_ORDER = ["Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"]
-
-
-def paper_table1() -> pd.DataFrame:
-    """Published Table I (top-1 %), indexed by method, columns 'DATASET/IPC'."""
-    with resources.files("bench").joinpath("reference/table1_main.csv").open() as fh:
-        return pd.read_csv(fh, index_col="method")
-
-
-def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> float | None:
-    column = f"{PAPER_NAMES.get(dataset, dataset)}/{ipc}"
-    if method not in table.index or column not in table.columns:
-        return None
-    value = table.loc[method, column]
-    return None if pd.isna(value) else float(value)
-
+from bench.curves import mean_curves, plot_curves, plot_steps, plot_synthetic_grid
+from bench.layouts import LAYOUTS, main_table, step_means
+from bench.results import SET_FILE, atomic_write_text, read_results
 
 def results_frame(root: Path) -> pd.DataFrame:
     """One row per (cell, evaluation architecture) with its accuracies."""
@@ -44,24 +27,11 @@ def results_frame(root: Path) -> pd.DataFrame:
             rows.append({
                 "dataset": cell["dataset"], "data_used": r.get("data_used", cell["dataset"]), "ipc": cell["ipc"],
                 "method": cell["method"], "arch": cell["arch"], "eval_arch": arch, "seed": cell["seed"],
+                "variant": cell.get("variant", ""), "settings": cell.get("settings", {}),
                 "scale": r.get("scale", cell.get("profile")), "machine": r.get("machine", "?"), "accuracies": accs,
                 "distill_seconds": r.get("distill_seconds", float("nan")),
             })
     return pd.DataFrame(rows)
-
-
-def _method_key(name: str) -> tuple[int, str]:
-    base = name.split("+")[0]
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), name)
-
-
-def format_cell(accs: list[float], paper: float | None) -> str:
-    mean = statistics.fmean(accs)
-    std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
-    text = f"{mean:.1f} ± {std:.1f}"
-    if paper is not None:
-        text += f" ({paper:.1f}, {mean - paper:+.1f})"
-    return text
 
 
 @dataclass
@@ -69,10 +39,12 @@ class Report:
     frame: pd.DataFrame
     table: pd.DataFrame
     caption: str
+    figures: list[Path] = field(default_factory=list)
 
     @property
     def markdown(self) -> str:
-        return f"{self.caption}\n\n{self.table.to_markdown()}\n"
+        figures = "".join(f"\n![{p.stem}]({p.name})" for p in self.figures)
+        return f"{self.caption}\n\n{self.table.to_markdown()}\n{figures}\n"
 
     @property
     def latex(self) -> str:
@@ -82,23 +54,14 @@ class Report:
 
 
 def build_report(root: Path, write: bool = True) -> Report:
-    """Pivot the finished cells into the Table I layout and write table.md / table.tex in ``root``."""
+    """Rebuild the matrix's table (layout chosen by matrix name, Table I by default) and its figures."""
     root = Path(root)
+    results = read_results(root)
     frame = results_frame(root)
     if frame.empty:
-        caption = f"No finished cells under {root}."
-        return Report(frame, pd.DataFrame(), caption)
-    paper = paper_table1()
-    pooled = frame.groupby(["method", "eval_arch", "dataset", "data_used", "ipc"], sort=False)["accuracies"].sum()
-    cells: dict[tuple[str, str], dict[str, str]] = {}
-    for (method, eval_arch, dataset, data_used, ipc), accs in pooled.items():
-        label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
-        ref = paper_value(paper, dataset, ipc, method) if data_used == dataset else None
-        row = method if frame["eval_arch"].nunique() == 1 else f"{method} [{eval_arch}]"
-        cells.setdefault(row, {})[f"{label}/{ipc}"] = format_cell(list(accs), ref)
-    table = pd.DataFrame.from_dict(cells, orient="index")
-    table = table.loc[sorted(table.index, key=_method_key)]
-    table = table[sorted(table.columns, key=lambda c: (c.rsplit("/", 1)[0], int(c.rsplit("/", 1)[1])))]
+        return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
+    matrix = str(results[0]["cell"].get("matrix", ""))
+    table = LAYOUTS.get(matrix, main_table)(frame, results)
     table.index.name = "method"
     scales = ", ".join(sorted(frame["scale"].astype(str).unique()))
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))
@@ -108,22 +71,54 @@ def build_report(root: Path, write: bool = True) -> Report:
                f"Machine: {machines}. Source: {root}.")
     if "mini" in scales:
         caption += "\nMini-scale runs: not comparable to the paper's full-scale numbers."
-    report = Report(frame, table, caption)
+    figures = write_figures(root, results, caption.splitlines()[1]) if write else []
+    report = Report(frame, table, caption, figures)
     if write:
         atomic_write_text(root / "table.md", report.markdown)
         atomic_write_text(root / "table.tex", report.latex)
     return report
 
 
+def write_figures(root: Path, results: list[dict], label: str) -> list[Path]:
+    """Accuracy curves (when cells logged any) and a synthetic-image grid per method (first seed)."""
+    figures = []
+    curves = mean_curves(results)
+    if curves:
+        figures.append(plot_curves(curves, root / "curves.png", label))
+    steps = step_means(results)
+    if steps:
+        figures.append(plot_steps(steps, root / "continual.png", label))
+    seen = set()
+    for r in sorted(results, key=lambda r: r["cell"]["seed"]):
+        c = r["cell"]
+        key = (c["dataset"], c["ipc"], c["method"])
+        set_file = root / str(c.get("id", "")) / SET_FILE
+        if key in seen or "id" not in c or not set_file.is_file() or c["ipc"] > 10:
+            continue
+        seen.add(key)
+        name = safe_name(f"grid_{c['dataset']}_ipc{c['ipc']}_{c['method']}.png")
+        figures.append(plot_synthetic_grid(set_file, root / name, f"{c['method']} {c['dataset']} IPC {c['ipc']} ({label})"))
+    return figures
+
+
+def safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
-    parser.add_argument("root", help="a results folder: results/<matrix>/<profile>")
+    parser.add_argument("root", help="results/<matrix>/<profile>, or with --all any folder above several")
+    parser.add_argument("--all", action="store_true", help="rebuild every results folder found below root")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():
         print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
         return 2
-    roots = [root] if any(root.glob("*/result.json")) else sorted({p.parent.parent for p in root.rglob("result.json")})
+    direct = any(root.glob("*/result.json"))
+    roots = [root] if direct and not args.all else sorted({p.parent.parent for p in root.rglob("result.json")})
+    if not roots:
+        print(f"error: no finished cells below {str(root)!r}", file=sys.stderr)
+        return 2
     for r in roots:
         report = build_report(r)
         print(report.markdown)

@@ -116,6 +116,10 @@ def _random(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: FeatureNetw
     return torch.randperm(len(data.class_indices(c)), generator=gen)[:ipc]
 
 
+def _whole(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: FeatureNetwork | None, gen: torch.Generator) -> torch.Tensor:
+    return torch.arange(len(data.class_indices(c)))   # the whole class: Table II's upper bound
+
+
 def _by_features(selector: Selector):
     def choose(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: FeatureNetwork | None, gen: torch.Generator) -> torch.Tensor:
         device = next(fn.net.parameters()).device
@@ -135,6 +139,7 @@ CORESETS = {
     "Herding": (True, _by_features(herding)),
     "K-Center": (True, _by_features(k_center_greedy)),
     "Forgetting": (True, _forgetting),
+    "Whole": (False, _whole),
 }
 
 for _name, (_needs, _choose) in CORESETS.items():

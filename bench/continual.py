@@ -1,0 +1,150 @@
+"""Class-incremental learning with distilled memories (paper Fig. 11, spec section 11).
+
+Classes arrive in ``steps`` groups. At each step a memory of ``ipc`` images per class is distilled from
+that step's classes only, and a network is trained on the memories of every class seen so far, then
+tested on the test images of those classes. Two protocols:
+
+- ``idc`` (IDC's code): one network carried across steps, its head grown (old rows kept, new rows fresh),
+  cross-entropy plus knowledge distillation from the previous step's model on the old classes' logits
+  (KL at T = 2, weight n_old/n_seen-scaled as below); one class order;
+- ``dc`` (DC's ``CL_DM.py``): a new network from scratch at every step on all memories (protocol A), over
+  several class orders.
+
+The grown head is realised as a full-size head whose logits are sliced to the seen classes: unused rows are
+never trained, which is the same as appending freshly initialised rows at each step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.augment import DiffAugment
+from bench.data import ImageDataset
+from bench.evaluate import Protocol, _lr_at, eval_strategy
+from bench.training import build_net, default_device, seeded
+from methods.base import Budget, Method
+
+PROTOCOLS = ("idc", "dc")
+
+
+@dataclass
+class ContinualResult:
+    order: list[int]
+    accuracies: list[float]   # per step, on all classes seen so far (%)
+
+
+def class_order(num_classes: int, order_seed: int, steps: int, sort_groups: bool) -> list[int]:
+    """DC's orders: numpy permutation under np.random.seed(s); IDC sorts classes inside each step group."""
+    order = np.random.RandomState(order_seed).permutation(num_classes).tolist()
+    if sort_groups:
+        size = num_classes // steps
+        order = [c for g in range(steps) for c in sorted(order[g * size : (g + 1) * size])]
+    return order
+
+
+def relabel(data: ImageDataset, order: list[int]) -> ImageDataset:
+    """Labels become positions in the class order, so 'seen classes' are a prefix."""
+    position = torch.empty(data.num_classes, dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(len(order))
+    return dataclasses.replace(data, train_labels=position[data.train_labels], test_labels=position[data.test_labels])
+
+
+def classes_subset(data: ImageDataset, first: int, count: int) -> ImageDataset:
+    """Training images of classes [first, first + count) relabelled 0..count-1 (for distilling one step)."""
+    keep = (data.train_labels >= first) & (data.train_labels < first + count)
+    test_keep = (data.test_labels >= first) & (data.test_labels < first + count)
+    return dataclasses.replace(data, train_images=data.train_images[keep], train_labels=data.train_labels[keep] - first,
+                               test_images=data.test_images[test_keep], test_labels=data.test_labels[test_keep] - first,
+                               num_classes=count, class_names=())
+
+
+def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_seen: int, data: ImageDataset, protocol: Protocol,
+           gen: torch.Generator, teacher: nn.Module | None, n_old: int, temperature: float = 2.0) -> None:
+    device = next(net.parameters()).device
+    aug = DiffAugment(eval_strategy(protocol, data.name), protocol.aug_mode) if protocol.augment == "dsa" else None
+    opt = torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+    images, labels = images.to(device), labels.to(device)
+    for epoch in range(protocol.epochs):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(protocol, epoch, protocol.epochs)
+        net.train()
+        order = torch.randperm(len(images), generator=gen)
+        for start in range(0, len(order), protocol.batch_size):
+            idx = order[start : start + protocol.batch_size].to(device)
+            x = data.normalize(images[idx])
+            if aug is not None:
+                with torch.no_grad():
+                    x = aug(x, gen)
+            logits = net(x)[:, :n_seen]
+            loss = F.cross_entropy(logits, labels[idx])
+            if teacher is not None and n_old > 0:
+                with torch.no_grad():
+                    ref = teacher(x)[:, :n_old]
+                kd = F.kl_div(F.log_softmax(logits[:, :n_old] / temperature, 1), F.softmax(ref / temperature, 1),
+                              reduction="batchmean")
+                loss = loss + kd * temperature**2 * n_old / n_seen
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+@torch.no_grad()
+def _accuracy_on_seen(net: nn.Module, data: ImageDataset, n_seen: int) -> float:
+    net.eval()
+    keep = data.test_labels < n_seen
+    x, y = data.test_images[keep], data.test_labels[keep]
+    device = next(net.parameters()).device
+    preds = torch.cat([net(data.normalize(x[i : i + 500].to(device)))[:, :n_seen].argmax(1).cpu() for i in range(0, len(x), 500)])
+    return float((preds == y).float().mean() * 100)
+
+
+def run_continual(
+    data: ImageDataset, method: Method, ipc: int, steps: int, make_distill_net: Callable[[ImageDataset], Callable[[], nn.Module]],
+    make_eval_net: Callable[[], nn.Module], protocol_name: str, protocol: Protocol, budget: Budget, seed: int, order_seed: int,
+) -> ContinualResult:
+    """Distil a memory per step and evaluate on all seen classes after every step."""
+    if protocol_name not in PROTOCOLS:
+        raise ValueError(f"unknown continual protocol {protocol_name!r}; allowed: {list(PROTOCOLS)}")
+    if data.num_classes % steps:
+        raise ValueError(f"{data.num_classes} classes cannot be split into {steps} equal steps")
+    per_step = data.num_classes // steps
+    order = class_order(data.num_classes, order_seed, steps, sort_groups=protocol_name == "idc")
+    ordered = relabel(data, order)
+    device = default_device()
+    memory_x: list[torch.Tensor] = []
+    memory_y: list[torch.Tensor] = []
+    net: nn.Module | None = None
+    accuracies = []
+    for step in range(steps):
+        first = step * per_step
+        subset = classes_subset(ordered, first, per_step)
+        distilled = method.distill(subset, ipc, make_distill_net(subset), budget, seed * 100 + step)
+        x, y = distilled.decoded()
+        memory_x.append(x)
+        memory_y.append(y + first)
+        n_seen = first + per_step
+        teacher = None
+        if protocol_name == "idc" and net is not None:
+            teacher = build_net(make_eval_net, 0, device)
+            teacher.load_state_dict(net.state_dict())
+            teacher.eval()
+        if protocol_name == "dc" or net is None:
+            net = build_net(make_eval_net, seed * 1000 + step, device)
+        _train(net, torch.cat(memory_x), torch.cat(memory_y), n_seen, ordered, protocol, seeded(seed * 7 + step), teacher, first)
+        accuracies.append(_accuracy_on_seen(net, ordered, n_seen))
+    return ContinualResult(order, accuracies)
+
+
+def training_protocol(name: str) -> Protocol:
+    """IDC: batch 64, milestones 0.6E/0.8E (x0.2), per-image DSA, no CutMix beside the KD term; DC: protocol A."""
+    from bench.evaluate import PROTOCOLS
+
+    if name == "idc":
+        return dataclasses.replace(PROTOCOLS["B"], name="CL-idc", milestones=(0.6, 0.8), cutmix_p=0.0)
+    return dataclasses.replace(PROTOCOLS["A"], name="CL-dc")

@@ -1,0 +1,266 @@
+"""Table layouts of the paper, each a function (frame, results) -> DataFrame of display strings.
+
+Every reproduced value is shown as ``mean ± std (paper value, reproduced - paper)`` where the paper has a
+value; the published numbers are the CSVs in ``bench/reference/`` (facts copied from the paper).
+"""
+from __future__ import annotations
+
+import statistics
+from importlib import resources
+from typing import Callable
+
+import pandas as pd
+
+from bench.curves import iterations_to_reach, mean_curves
+
+PAPER_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "svhn": "SVHN", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+METHOD_ORDER = ["Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"]
+
+
+def reference(name: str) -> pd.DataFrame:
+    """A published table from bench/reference/<name>.csv."""
+    with resources.files("bench").joinpath(f"reference/{name}.csv").open() as fh:
+        return pd.read_csv(fh)
+
+
+def published_mean(text: object) -> float | None:
+    """'67.5±0.5' -> 67.5; empty -> None."""
+    if text is None or (isinstance(text, float) and pd.isna(text)) or str(text).strip() == "":
+        return None
+    return float(str(text).split("±")[0])
+
+
+def paper_table1() -> pd.DataFrame:
+    """Published Table I (top-1 %), indexed by method, columns 'DATASET/IPC'."""
+    return reference("table1_main").set_index("method")
+
+
+def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> float | None:
+    column = f"{PAPER_NAMES.get(dataset, dataset)}/{ipc}"
+    if method not in table.index or column not in table.columns:
+        return None
+    value = table.loc[method, column]
+    return None if pd.isna(value) else float(value)
+
+
+def _method_key(name: str) -> tuple[int, str]:
+    base = name.split("+")[0]
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), name)
+
+
+def format_cell(accs: list[float], paper: float | None) -> str:
+    mean = statistics.fmean(accs)
+    std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
+    text = f"{mean:.1f} ± {std:.1f}"
+    if paper is not None:
+        text += f" ({paper:.1f}, {mean - paper:+.1f})"
+    return text
+
+
+def main_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table I layout: methods x dataset/IPC."""
+    paper = paper_table1()
+    pooled = frame.groupby(["method", "eval_arch", "dataset", "data_used", "ipc"], sort=False)["accuracies"].sum()
+    cells: dict[str, dict[str, str]] = {}
+    for (method, eval_arch, dataset, data_used, ipc), accs in pooled.items():
+        label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
+        ref = paper_value(paper, dataset, ipc, method) if data_used == dataset else None
+        row = method if frame["eval_arch"].nunique() == 1 else f"{method} [{eval_arch}]"
+        cells.setdefault(row, {})[f"{label}/{ipc}"] = format_cell(list(accs), ref)
+    table = pd.DataFrame.from_dict(cells, orient="index").fillna("missing")
+    table = table.loc[sorted(table.index, key=_method_key)]
+    return table[sorted(table.columns, key=lambda c: (c.rsplit("/", 1)[0], int(c.rsplit("/", 1)[1])))]
+
+
+def _pooled(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, list[float]]:
+    return {k if isinstance(k, tuple) else (k,): list(v) for k, v in frame.groupby(keys, sort=False)["accuracies"].sum().items()}
+
+
+def _same_data(frame: pd.DataFrame) -> bool:
+    return bool((frame["data_used"] == frame["dataset"]).all())
+
+
+def tinyimagenet_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table II layout: IPC rows; DM, DREAM+ and the whole-dataset accuracy, MTT as published only."""
+    paper = reference("table2_tinyimagenet").set_index("ipc")
+    comparable = _same_data(frame)
+    rows: dict[int, dict[str, str]] = {}
+    for (ipc, method), accs in _pooled(frame, ["ipc", "method"]).items():
+        ref = published_mean(paper.loc[ipc, method]) if comparable and ipc in paper.index and method in paper.columns else None
+        rows.setdefault(ipc, {})[method] = format_cell(accs, ref)
+    table = pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    for ipc in table.index:
+        if ipc in paper.index:
+            table.loc[ipc, "ratio % (paper)"] = str(paper.loc[ipc, "ratio_percent"])
+            table.loc[ipc, "MTT (paper)"] = str(paper.loc[ipc, "MTT"])
+    table.index = [f"IPC {i}" for i in table.index]
+    return table.fillna("missing")
+
+
+ARCH_NAMES = {"ConvNet-3": "Conv-3", "ResNet-10": "Res-10", "ResNetAP-10": "Res-10", "DenseNet-121": "Dense-121"}
+
+
+def cross_arch_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table IV layout: (method, distillation arch) rows x evaluation arch columns."""
+    paper = reference("table4_cross_arch")
+    comparable = _same_data(frame) and set(frame["dataset"]) == {"cifar10"}
+    rows: dict[str, dict[str, str]] = {}
+    for (method, arch, eval_arch), accs in _pooled(frame, ["method", "arch", "eval_arch"]).items():
+        d, e = ARCH_NAMES.get(arch, arch), ARCH_NAMES.get(eval_arch, eval_arch)
+        match = paper[(paper["method"] == method) & (paper["distill_arch"] == d)]
+        column = f"eval_{e}"
+        ref = published_mean(match.iloc[0][column]) if comparable and len(match) and column in paper.columns else None
+        rows.setdefault(f"{method} (distilled on {arch})", {})[f"eval {eval_arch}"] = format_cell(accs, ref)
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")
+    return table.loc[sorted(table.index, key=_method_key)]
+
+
+def subcluster_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table V layout: (method, samples per sub-cluster) rows x number of sub-clusters columns."""
+    paper = reference("table5_subclusters")
+    comparable = _same_data(frame) and set(frame["dataset"]) == {"cifar10"}
+    rows: dict[str, dict[str, str]] = {}
+    for _, r in frame.iterrows():
+        per = int(r["settings"].get("samples_per_cluster", 1))
+        clusters = int(r["settings"].get("batch_real", 128)) // per
+        rows.setdefault((r["method"], per, clusters), []).extend(r["accuracies"])  # type: ignore[arg-type]
+    table: dict[str, dict[str, str]] = {}
+    for (method, per, clusters), accs in sorted(rows.items(), key=lambda kv: (_method_key(kv[0][0]), kv[0][1], kv[0][2])):
+        match = paper[(paper["method"] == method) & (paper["samples_per_subcluster"] == per)]
+        column = f"subclusters_{clusters}"
+        ref = published_mean(match.iloc[0][column]) if comparable and len(match) and column in paper.columns else None
+        table.setdefault(f"{method}, {per} per sub-cluster", {})[f"{clusters} sub-clusters"] = format_cell(accs, ref)
+    out = pd.DataFrame.from_dict(table, orient="index")
+    return out[sorted(out.columns, key=lambda c: int(c.split()[0]))].fillna("-")
+
+
+def timing_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table VI layout: seconds per inner loop split into clustering and image update, per dataset and method.
+    Paper values are GPU seconds; the machine is in the caption."""
+    paper = reference("table6_time")
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        c = r["cell"]
+        if r.get("seconds_per_inner_loop"):
+            rows.setdefault((c["dataset"], c["method"]), []).append(r)
+    table = {}
+    for (dataset, method), rs in rows.items():
+        steps = [_inner_loop_split(r) for r in rs]
+        clustering = statistics.fmean(s[0] for s in steps)
+        update = statistics.fmean(s[1] for s in steps)
+        ref = paper[(paper["dataset"] == PAPER_NAMES.get(dataset, dataset)) & (paper["method"] == method)]
+        ref_row = ref.iloc[0] if len(ref) and _same_data(frame) else None
+        table[f"{dataset} {method}"] = {
+            "clustering s": _with_ref(clustering, ref_row, "clustering_s"),
+            "image update s": _with_ref(update, ref_row, "update_images_s"),
+            "inner loop s": _with_ref(clustering + update, ref_row, "inner_loop_s"),
+            "runs": str(len(rs)),
+        }
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
+def _inner_loop_split(result: dict) -> tuple[float, float]:
+    total = result["seconds_per_inner_loop"]
+    share = result.get("clustering_share", 0.0)
+    return total * share, total * (1 - share)
+
+
+def _with_ref(value: float, ref_row: pd.Series | None, column: str) -> str:
+    text = f"{value:.3f}"
+    if ref_row is not None and not pd.isna(ref_row[column]):
+        text += f" (paper {float(ref_row[column]):.1f})"
+    return text
+
+
+def component_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table III layout: one row per method with its RM/Init/BM switches, accuracy, iterations to reach the
+    base method's final accuracy (from the measured curves), and seconds per inner loop."""
+    from methods.components import split_name
+
+    paper = paper_components()
+    curves = mean_curves(results)
+    rows = []
+    for (dataset, data_used, ipc, method), group in frame.groupby(["dataset", "data_used", "ipc", "method"], sort=False):
+        base, parts = expand_parts(*split_name(method))
+        base_curve = curves.get((dataset, ipc, base))
+        curve = curves.get((dataset, ipc, method))
+        target = base_curve[-1][1] if base_curve else None
+        reach = iterations_to_reach(curve, target) if curve and target is not None else None
+        flags = tuple(int(p in parts) for p in ("rm", "init", "bm"))
+        ref = paper.get((base, *flags)) if (dataset, ipc) == ("cifar10", 10) and data_used == dataset else None
+        timing = _timing(results, dataset, ipc, method)
+        rows.append({
+            "method": method, "data": f"{dataset}/{ipc}" + ("" if data_used == dataset else f" (ran on {data_used})"),
+            "base": base, "RM": flags[0], "Init": flags[1], "BM": flags[2],
+            "top-1": format_cell(list(group["accuracies"].sum()), ref[0] if ref else None),
+            "iterations to reach base": "-" if reach is None else str(reach),
+            "paper iterations": "" if not ref or ref[1] is None else str(ref[1]),
+            "s / inner loop (clustering %)": timing,
+        })
+    table = pd.DataFrame(rows).set_index("method")
+    return table.loc[sorted(table.index, key=lambda m: (_method_key(m)[0], len(m), m))]
+
+
+def expand_parts(base: str, parts: list[str]) -> tuple[str, list[str]]:
+    """DREAM = IDC+rm+init and DREAM+ = IDC+rm+init+bm+wu, so the switches table lines up with Table III."""
+    aliases = {"DREAM": ("IDC", ["rm", "init"]), "DREAM+": ("IDC", ["rm", "init", "bm", "wu"])}
+    if base in aliases:
+        real_base, implied = aliases[base]
+        return real_base, [*implied, *parts]
+    return base, parts
+
+
+def paper_components() -> dict[tuple[str, int, int, int], tuple[float, int | None]]:
+    out = {}
+    for r in reference("table3_components").itertuples():
+        top1 = published_mean(r.top1)
+        iters = None if pd.isna(r.iterations_to_reach_base) else int(r.iterations_to_reach_base)
+        out[(r.base, int(r.RM), int(r.Init), int(r.BM))] = (top1, iters)
+    return out
+
+
+def _timing(results: list[dict], dataset: str, ipc: int, method: str) -> str:
+    per_loop, shares = [], []
+    for r in results:
+        c = r["cell"]
+        if (c["dataset"], c["ipc"], c["method"]) == (dataset, ipc, method) and r.get("seconds_per_inner_loop"):
+            per_loop.append(r["seconds_per_inner_loop"])
+            shares.append(r.get("clustering_share", 0.0))
+    if not per_loop:
+        return "-"
+    return f"{statistics.fmean(per_loop):.3f} ({100 * statistics.fmean(shares):.0f}%)"
+
+
+Layout = Callable[[pd.DataFrame, list[dict]], pd.DataFrame]
+
+def step_means(results: list[dict]) -> dict[str, list[list[float]]]:
+    """method -> per step, the accuracies of every seed/order."""
+    out: dict[str, list[list[float]]] = {}
+    for r in results:
+        if "step_accuracies" in r:
+            per_step = out.setdefault(r["cell"]["method"], [[] for _ in r["step_accuracies"]])
+            for k, acc in enumerate(r["step_accuracies"]):
+                per_step[k].append(acc)
+    return out
+
+
+def continual_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Fig. 11 as a table: accuracy on all seen classes after each step, mean ± std over seeds/orders."""
+    table = {method: {f"step {k + 1}": format_cell(accs, None) for k, accs in enumerate(steps)}
+             for method, steps in step_means(results).items()}
+    out = pd.DataFrame.from_dict(table, orient="index")
+    return out.loc[sorted(out.index, key=_method_key)]
+
+
+LAYOUTS: dict[str, Layout] = {
+    "continual": continual_table,
+    "table1": main_table,
+    "table2": tinyimagenet_table,
+    "table3": component_table,
+    "efficiency": component_table,
+    "table4": cross_arch_table,
+    "table5": subcluster_table,
+    "table6": timing_table,
+}
+
+

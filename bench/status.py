@@ -1,0 +1,61 @@
+"""``python -m bench.status results/<matrix>/<profile>``: per-cell state of a submitted matrix.
+
+done = result written; failed = the cell's traceback was recorded (its last line is shown); otherwise the
+state Slurm reports for the recorded job, asked through submitit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench.executors import error_path, job_state, recorded_jobs
+from bench.results import is_done
+
+
+def cell_states(root: Path) -> dict[str, tuple[str, str]]:
+    """cell id -> (state, detail)."""
+    states: dict[str, tuple[str, str]] = {}
+    jobs = recorded_jobs(root)
+    ids = set(jobs) | {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    ids |= {p.stem for p in (root / ".errors").glob("*.txt")} if (root / ".errors").is_dir() else set()
+    for cell_id in sorted(ids):
+        entry = jobs.get(cell_id, {})
+        if is_done(root, cell_id):
+            states[cell_id] = ("done", entry.get("job_id", ""))
+            continue
+        slurm = job_state(root, entry) if entry else "UNKNOWN"
+        err = error_path(root, cell_id)
+        if err.is_file() and slurm not in ("PENDING", "RUNNING", "REQUEUED"):
+            lines = [line for line in err.read_text().splitlines() if line.strip()]
+            states[cell_id] = ("failed", lines[-1] if lines else "")
+        elif slurm in ("PENDING", "REQUEUED", "CONFIGURING"):
+            states[cell_id] = ("pending", entry.get("job_id", ""))
+        elif slurm in ("RUNNING", "COMPLETING"):
+            states[cell_id] = ("running", entry.get("job_id", ""))
+        elif slurm in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"):
+            states[cell_id] = ("failed", f"Slurm state {slurm}")
+        else:
+            states[cell_id] = ("unknown", f"{entry.get('job_id', '')} {slurm}".strip())
+    return states
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.status", description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="results/<matrix>/<profile>")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if not root.is_dir():
+        print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
+        return 2
+    states = cell_states(root)
+    for cell_id, (state, detail) in states.items():
+        print(f"{state:8s} {cell_id}  {detail}")
+    counts = Counter(state for state, _ in states.values())
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cells")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

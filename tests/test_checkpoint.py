@@ -1,0 +1,49 @@
+"""A run interrupted after a checkpoint and resumed gives exactly the uninterrupted result."""
+from functools import partial
+
+import pytest
+import torch
+
+from bench.checkpoint import Checkpointer
+from bench.data import load_dataset
+from bench.networks import create_network
+from methods.base import Budget
+from methods.components import create_method
+
+SMALL = {"batch_real": 8, "steps_per_network": 2, "net_update_samples": 32, "interval": 1}
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", ["IDC", "DREAM+", "DC", "DM"])
+def test_resume_from_checkpoint_equals_uninterrupted_run(name, tmp_path):
+    data = load_dataset("digits", max_per_class=12)
+    make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
+    method = create_method(name, "digits", 1, SMALL)
+    budget = Budget(iterations=4)
+    reference = method.distill(data, 1, make, budget, seed=7)
+
+    ckpt = Checkpointer(tmp_path / "c.pt", every=1)
+
+    def stop_after_two(iteration: int) -> None:
+        if iteration == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        method.distill(data, 1, make, budget, seed=7, checkpoint=ckpt, progress=stop_after_two)
+    assert ckpt.load()["iteration"] == 2
+    resumed = method.distill(data, 1, make, budget, seed=7, checkpoint=ckpt)
+    assert torch.equal(resumed.images, reference.images)
+    assert [r["iteration"] for r in resumed.log if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_checkpoint_writes_atomically(tmp_path):
+    ckpt = Checkpointer(tmp_path / "sub" / "c.pt", every=3)
+    assert ckpt.load() is None and ckpt.due(3) and not ckpt.due(4)
+    ckpt.save({"iteration": 3})
+    assert ckpt.load() == {"iteration": 3}
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
+    ckpt.clear()
+    assert ckpt.load() is None
