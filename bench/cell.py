@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import platform
 import time
 from functools import partial
@@ -14,7 +15,7 @@ from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
 from bench.evaluate import evaluate_set, resolve_protocol
 from bench.matrix import Cell
 from bench.networks import create_network
-from bench.results import write_cell
+from bench.results import SET_FILE, write_cell
 from methods.base import DistilledSet
 from methods.components import create_method
 
@@ -47,10 +48,19 @@ def machine_label() -> str:
     return f"CPU x{torch.get_num_threads()} ({platform.machine()})"
 
 
-def execute_cell(cell: Cell, data_root: str | None = None, checkpoint: Any = None,
-                 progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], DistilledSet | None]:
+@dataclass
+class RunContext:
+    """Where a cell runs: its results folder (evaluate cells read their source set there), data, hooks."""
+
+    root: Path = Path(".")
+    data_root: str | None = None
+    checkpoint: Any = None
+    progress: Callable[[int], None] | None = None
+
+
+def execute_cell(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], DistilledSet | None]:
     """Run the cell's task; returns the JSON-able result and the distilled set (if the task keeps one)."""
-    return TASKS[cell.task](cell, data_root, checkpoint, progress)
+    return TASKS[cell.task](cell, ctx)
 
 
 def _base_result(cell: Cell, data_used: str) -> dict[str, Any]:
@@ -58,11 +68,11 @@ def _base_result(cell: Cell, data_used: str) -> dict[str, Any]:
             "machine": machine_label(), "torch": torch.__version__}
 
 
-def execute_continual(cell: Cell, data_root: str | None, checkpoint: Any, progress: Any) -> tuple[dict[str, Any], None]:
+def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None]:
     """Class-incremental run: a memory distilled per step, accuracy on all seen classes after each step."""
     from bench.continual import run_continual, training_protocol
 
-    data, data_used = load_cell_data(cell, data_root)
+    data, data_used = load_cell_data(cell, ctx.data_root)
     steps = cell.settings.get("cl_steps") or 5
     protocol_name = cell.settings.get("cl_protocol") or "idc"
     eval_arch = cell.settings.get("cl_eval_arch") or cell.eval_archs[0]
@@ -81,13 +91,11 @@ def execute_continual(cell: Cell, data_root: str | None, checkpoint: Any, progre
     return result, None
 
 
-def execute_distillation(cell: Cell, data_root: str | None, checkpoint: Any, progress: Any) -> tuple[dict[str, Any], DistilledSet]:
+def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], DistilledSet]:
     """Distil, then evaluate the set on every evaluation architecture."""
-    data, data_used = load_cell_data(cell, data_root)
+    data, data_used = load_cell_data(cell, ctx.data_root)
     method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
-    protocol = resolve_protocol(cell.settings.get("eval_protocol") or getattr(method, "eval_protocol", "A"), data_used)
-    if cell.settings.get("eval_epochs"):
-        protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    protocol = _protocol_for(cell, method, data_used)
     runs = cell.settings.get("eval_runs") or 5
     budget = cell.budget()
     hooks: dict[str, Any] = {}
@@ -99,10 +107,10 @@ def execute_distillation(cell: Cell, data_root: str | None, checkpoint: Any, pro
             return evaluate_set(x, y, data, cell.eval_archs[0], curve_protocol, 1, cell.seed).mean
 
         hooks["evaluate"] = curve_point
-    if checkpoint is not None:
-        hooks["checkpoint"] = checkpoint
-    if progress is not None:
-        hooks["progress"] = progress
+    if ctx.checkpoint is not None:
+        hooks["checkpoint"] = ctx.checkpoint
+    if ctx.progress is not None:
+        hooks["progress"] = ctx.progress
     start = time.perf_counter()
     distilled = method.distill(data, cell.ipc, network_factory(cell.arch, data), budget, cell.seed, **hooks)
     distill_seconds = time.perf_counter() - start - distilled.timings.get("evaluation", 0.0)
@@ -124,6 +132,7 @@ def execute_distillation(cell: Cell, data_root: str | None, checkpoint: Any, pro
         "distill_seconds": distill_seconds,
         "eval_seconds": time.perf_counter() - eval_start,
         "timings": distilled.timings,
+        "resumed_from": distilled.meta.get("resumed_from", 0),
         "log": distilled.log,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -148,14 +157,43 @@ def timing_line(result: dict[str, Any]) -> str:
             f"eval {result['eval_seconds']:.1f}s")
 
 
+def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None]:
+    """Evaluate the set stored by the distillation cell ``cell.source`` on one architecture."""
+    set_file = ctx.root / cell.source / SET_FILE
+    if not set_file.is_file():
+        raise FileNotFoundError(f"{cell.id} depends on {cell.source}, which has no stored set at {set_file}")
+    data, data_used = load_cell_data(cell, ctx.data_root)
+    state = torch.load(set_file, map_location="cpu", weights_only=False)
+    stored = DistilledSet(state["images"], state["labels"], int(state.get("factor", 1)))
+    images, labels = stored.decoded()
+    method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
+    protocol = _protocol_for(cell, method, data_used)
+    runs = cell.settings.get("eval_runs") or 5
+    start = time.perf_counter()
+    accuracies = evaluate_set(images, labels, data, cell.eval_archs[0], protocol, runs, cell.seed).accuracies
+    result = {**_base_result(cell, data_used), "protocol": dataclasses.asdict(protocol), "eval_runs": runs,
+              "accuracies": {cell.eval_archs[0]: accuracies}, "distill_seconds": 0.0,
+              "eval_seconds": time.perf_counter() - start, "timings": {}, "log": [],
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return result, None
+
+
+def _protocol_for(cell: Cell, method: Any, data_used: str):
+    protocol = resolve_protocol(cell.settings.get("eval_protocol") or getattr(method, "eval_protocol", "A"), data_used)
+    if cell.settings.get("eval_epochs"):
+        protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    return protocol
+
+
 TASKS: dict[str, Callable[..., tuple[dict[str, Any], DistilledSet | None]]] = {
     "distill": execute_distillation,
     "continual": execute_continual,
+    "evaluate": execute_evaluation,
 }
 
 
 def run_and_store(cell: Cell, root: Path, data_root: str | None = None, checkpoint: Any = None) -> dict[str, Any]:
     """Run a cell and write it atomically under ``root/<cell id>``."""
-    result, distilled = execute_cell(cell, data_root, checkpoint)
+    result, distilled = execute_cell(cell, RunContext(root, data_root, checkpoint))
     write_cell(root, cell.id, result, distilled.state() if distilled is not None else None)
     return result

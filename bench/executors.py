@@ -109,6 +109,13 @@ class SubmititExecutor:
         return executor
 
     def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
+        """Distillation cells first, then the evaluation cells that read their stored sets."""
+        failures: list[str] = []
+        for phase in (("distill", "continual"), ("evaluate",)):
+            failures += self.run_phase([c for c in cells if c.task in phase])
+        return failures
+
+    def run_phase(self, cells: list[Cell]) -> list[str]:
         live = live_jobs(self.root)
         todo = [c for c in cells if c.id not in live]
         if len(todo) < len(cells):

@@ -30,8 +30,8 @@ class MatrixError(ValueError):
 GRID_KEYS = {"datasets": str, "ipc": int, "methods": str, "archs": str, "seeds": int}
 GRID_FIELDS = {"dataset", "ipc", "method", "arch", "seed"}   # Cell attributes that 'exclude' may match
 TOP_KEYS = {"name", "description", "profile", "profiles", "overrides", "eval_archs", "launcher", "variants", "exclude",
-            "task", *GRID_KEYS}
-TASKS = ("distill", "continual")
+            "task", "separate_evaluation", *GRID_KEYS}
+TASKS = ("distill", "continual")   # 'evaluate' cells are derived, never named in a matrix
 PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid"}
 EVAL_KEYS = {"eval_epochs": int, "eval_runs": int, "eval_protocol": str, "eval_every": int, "eval_curve_epochs": int,
              "cl_steps": int, "cl_protocol": str, "cl_eval_arch": str}
@@ -61,11 +61,13 @@ class Cell:
     max_per_class: int | None = None
     variant: str = ""
     task: str = "distill"
+    source: str = ""          # evaluate cells: the id of the distillation cell whose set they evaluate
 
     @property
     def id(self) -> str:
         suffix = f"_{self.variant}" if self.variant else ""
-        return safe_id(f"{self.dataset}_ipc{self.ipc}_{self.method}{suffix}_{self.arch}_s{self.seed}")
+        base = safe_id(f"{self.dataset}_ipc{self.ipc}_{self.method}{suffix}_{self.arch}_s{self.seed}")
+        return f"{base}@{safe_id(self.eval_archs[0])}" if self.task == "evaluate" else base
 
     def budget(self) -> Budget:
         return Budget(**{k: self.settings[k] for k in BUDGET_KEYS if k in self.settings})
@@ -210,6 +212,11 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     cells = [c for c in cells if not any(all(getattr(c, k) == val for k, val in e.items()) for e in exclude)]
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")
+    separate = raw.get("separate_evaluation", False)
+    if not isinstance(separate, bool):
+        raise _fail(f"separate_evaluation = {separate!r}; allowed: true or false")
+    if separate and task == "distill":
+        cells = split_evaluation(cells)
     launcher = raw.get("launcher") or {}
     if not isinstance(launcher, dict):
         raise _fail(f"'launcher' must be a mapping, got {type(launcher).__name__}")
@@ -217,6 +224,15 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
         if key not in LAUNCHER_KEYS:
             raise _fail(f"launcher has unknown key {key!r}; allowed: {sorted(LAUNCHER_KEYS)}")
     return Matrix(str(raw.get("name", name)), chosen, cells, launcher, raw)
+
+
+def split_evaluation(cells: list[Cell]) -> list[Cell]:
+    """Distil once, evaluate many times: every distillation cell stores its set and evaluates nothing;
+    one 'evaluate' cell per evaluation architecture depends on it. Distillation cells come first."""
+    distill = [dataclasses.replace(c, eval_archs=()) for c in cells]
+    evaluate = [dataclasses.replace(c, task="evaluate", eval_archs=(arch,), source=d.id)
+                for c, d in zip(cells, distill) for arch in c.eval_archs]
+    return distill + evaluate
 
 
 def load_matrix(path: str | Path, profile: str | None = None) -> Matrix:

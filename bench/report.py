@@ -48,7 +48,7 @@ class Report:
 
     @property
     def latex(self) -> str:
-        body = self.table.to_latex(escape=True)
+        body = self.table.to_latex(escape=True, index_names=False)
         comment = "\n".join(f"% {line}" for line in self.caption.splitlines())
         return f"{comment}\n{body}"
 

@@ -31,6 +31,8 @@ def estimate_cost(cell: Cell) -> str:
     """A rough unit count for the dry-run plan: networks x image updates x matched images."""
     from methods.components import create_method
 
+    if cell.task == "evaluate":
+        return f"evaluate {cell.source} on {cell.eval_archs[0]}"
     method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
     cfg = getattr(method, "config", None)
     if cfg is None:

@@ -133,6 +133,7 @@ class _Run:
         self.train_images = data.train_images.to(device)
         self.train_labels = data.train_labels.to(device)
         self.log: list[dict[str, float]] = []
+        self.resumed_from = 0
 
     # --- spaces -------------------------------------------------------------------------------
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +148,8 @@ class _Run:
     def distilled(self, param: torch.Tensor) -> DistilledSet:
         images = self.param_to_pixel(param.detach()).cpu()
         labels = torch.arange(self.data.num_classes).repeat_interleave(self.ipc)
-        return DistilledSet(images, labels, self.cfg.factor, list(self.log), dict(self.timer.seconds), {"method": self.name})
+        meta = {"method": self.name, "resumed_from": self.resumed_from}
+        return DistilledSet(images, labels, self.cfg.factor, list(self.log), dict(self.timer.seconds), meta)
 
     # --- networks -----------------------------------------------------------------------------
     def network(self, iteration: int) -> tuple[nn.Module, torch.optim.Optimizer | None]:
@@ -228,6 +230,7 @@ class _Run:
             param.data.copy_(state["param"].to(self.device))
             opt_img.load_state_dict(state["opt_img"])
             first, self.log, self.timer.seconds = state["iteration"], state["log"], state["timings"]
+            self.resumed_from = first
         self.record_eval(0, param, eval_every, evaluate, first)
         for it in range(first, cfg.iterations):
             net, opt = (net0, opt0) if it == 0 else self.network(it)

@@ -104,3 +104,31 @@ def test_every_shipped_matrix_is_valid():
         raw = yaml.safe_load(path.read_text())
         for profile in (raw.get("profiles") or {"default": None}):
             assert parse_matrix(raw, path.stem, profile).cells
+
+
+def test_variants_exclude_and_separate_evaluation():
+    raw = {**GOOD, "methods": ["DREAM"], "ipc": [10], "seeds": [0], "eval_archs": ["ConvNet-3", "ResNet-10"],
+           "variants": {"k32s1": {"batch_real": 32, "samples_per_cluster": 1}, "k16s2": {"batch_real": 32, "samples_per_cluster": 2}},
+           "exclude": [{"variant": "k16s2"}], "separate_evaluation": True}
+    m = parse_matrix(raw, "t", "paper")
+    distill = [c for c in m.cells if c.task == "distill"]
+    evaluate = [c for c in m.cells if c.task == "evaluate"]
+    assert [c.id for c in distill] == ["digits_ipc10_DREAM_k32s1_ConvNet-3_s0"]
+    assert distill[0].settings["samples_per_cluster"] == 1 and distill[0].eval_archs == ()
+    assert [c.id for c in evaluate] == ["digits_ipc10_DREAM_k32s1_ConvNet-3_s0@ConvNet-3", "digits_ipc10_DREAM_k32s1_ConvNet-3_s0@ResNet-10"]
+    assert all(c.source == distill[0].id for c in evaluate)
+    assert m.cells.index(evaluate[0]) > m.cells.index(distill[0])
+    with pytest.raises(MatrixError, match="every cell"):
+        parse_matrix({**raw, "exclude": [{"method": "DREAM"}]}, "t", "paper")
+
+
+def test_profile_grid_override_and_task():
+    raw = {**GOOD, "task": "continual", "profiles": {"mini": {"grid": {"ipc": [2], "seeds": [0]}}}}
+    m = parse_matrix(raw, "t", "mini")
+    assert {c.ipc for c in m.cells} == {2} and {c.seed for c in m.cells} == {0} and {c.task for c in m.cells} == {"continual"}
+    with pytest.raises(MatrixError, match="task = 'train'"):
+        parse_matrix({**GOOD, "task": "train"}, "t", "mini")
+    with pytest.raises(MatrixError, match="grid may only set"):
+        parse_matrix({**GOOD, "profiles": {"mini": {"grid": {"colour": [1]}}}}, "t", "mini")
+    with pytest.raises(MatrixError, match="launcher has unknown key 'gpu'"):
+        parse_matrix({**GOOD, "launcher": {"gpu": 1}}, "t", "mini")

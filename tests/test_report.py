@@ -1,0 +1,144 @@
+"""Report layouts: the LaTeX parses into the paper's rows and columns, and the side-by-side published values
+equal the CSVs in ../shared/paper (copied into bench/reference)."""
+import csv
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.report import build_report, main
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "paper"
+REFERENCE = ROOT / "bench" / "reference"
+
+
+def _paper_csv(name: str) -> Path:
+    """The shared copy when present (the source of truth), else the project's copy."""
+    return SHARED / name if (SHARED / name).is_file() else REFERENCE / name
+
+
+def _write(root: Path, cell: dict, accuracies: dict, **extra) -> None:
+    cell = {"matrix": root.parent.name, "arch": "ConvNet-3", "seed": 0, "profile": root.name, "variant": "", "settings": {}, **cell}
+    cell.setdefault("id", f"{cell['dataset']}_ipc{cell['ipc']}_{cell['method']}_{cell['arch']}_s{cell['seed']}{cell.get('suffix', '')}")
+    folder = root / cell["id"]
+    folder.mkdir(parents=True)
+    result = {"cell": cell, "data_used": cell["dataset"], "scale": root.name, "machine": "test", "accuracies": accuracies, **extra}
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def parse_tabular(tex: str) -> tuple[list[str], list[list[str]]]:
+    """Header cells and body rows of the single tabular environment in a LaTeX table."""
+    body = re.search(r"\\begin\{tabular\}\{[^}]*\}(.*)\\end\{tabular\}", tex, re.S)
+    assert body, "no tabular environment"
+    lines = [line.strip() for line in body.group(1).split("\\\\")]
+    rows = [[c.strip() for c in line.replace("\\toprule", "").replace("\\midrule", "").replace("\\bottomrule", "").split("&")]
+            for line in lines if "&" in line]
+    return rows[0], rows[1:]
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\\_", "_").replace("\\%", "%").replace("\\textbackslash ", "\\")
+
+
+def test_table1_latex_has_the_papers_rows_columns_and_values(tmp_path):
+    root = tmp_path / "table1" / "paper"
+    with open(_paper_csv("table1_main.csv")) as fh:
+        paper = list(csv.DictReader(fh))
+    methods = ["Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"]
+    names = {"MNIST": "mnist", "FashionMNIST": "fashionmnist", "SVHN": "svhn", "CIFAR10": "cifar10", "CIFAR100": "cifar100"}
+    columns = [c for c in paper[0] if c != "method"]
+    for method in reversed(methods):             # written out of order: the layout must sort them
+        for column in columns:
+            dataset, ipc = column.split("/")
+            _write(root, {"dataset": names[dataset], "ipc": int(ipc), "method": method}, {"ConvNet-3": [50.0, 52.0]})
+    report = build_report(root)
+    header, rows = parse_tabular(report.latex)
+    assert [r[0] for r in rows] == methods
+    assert [_unescape(h) for h in header[1:]] == [f"{names[c.split('/')[0]]}/{c.split('/')[1]}" for c in
+                                                   sorted(columns, key=lambda c: (names[c.split('/')[0]], int(c.split('/')[1])))]
+    by_method = {r["method"]: r for r in paper}
+    for row in rows:
+        for head, value in zip(header[1:], row[1:]):
+            dataset, ipc = _unescape(head).split("/")
+            column = f"{[k for k, v in names.items() if v == dataset][0]}/{ipc}"
+            published = by_method[row[0]][column]
+            assert value.startswith("51.0 ± 1.0")
+            if published:
+                assert f"({float(published):.1f}, {51.0 - float(published):+.1f})" in value
+            else:
+                assert "(" not in value
+    assert (root / "table.tex").read_text() == report.latex
+
+
+def test_table3_iterations_to_reach_base_from_curves(tmp_path):
+    root = tmp_path / "table3" / "paper"
+    curves = {"IDC": [(0, 40.0), (10, 55.0), (20, 60.0)], "IDC+rm+init": [(0, 45.0), (10, 61.0), (20, 64.0)],
+              "IDC+rm+init+bm+wu": [(0, 50.0), (10, 58.0), (20, 62.0)]}
+    for method, curve in curves.items():
+        _write(root, {"dataset": "cifar10", "ipc": 10, "method": method}, {"ConvNet-3": [curve[-1][1]]},
+               log=[{"iteration": i, "accuracy": a} for i, a in curve], seconds_per_inner_loop=0.2, clustering_share=0.25)
+    table = build_report(root).table
+    assert table.loc["IDC", "iterations to reach base"] == "20"
+    assert table.loc["IDC+rm+init", "iterations to reach base"] == "10"
+    assert table.loc["IDC+rm+init+bm+wu", "iterations to reach base"] == "20"
+    assert table.loc["IDC+rm+init+bm+wu", "paper iterations"] == "60"
+    with open(_paper_csv("table3_components.csv")) as fh:
+        full = [r for r in csv.DictReader(fh) if (r["base"], r["RM"], r["Init"], r["BM"]) == ("IDC", "1", "1", "1")][0]
+    assert f"({float(full['top1'].split('±')[0]):.1f}," in table.loc["IDC+rm+init+bm+wu", "top-1"]
+    assert table.loc["IDC+rm+init", "s / inner loop (clustering %)"] == "0.200 (25%)"
+    assert (root / "curves.png").is_file()
+
+
+def test_table5_subcluster_grid_matches_paper(tmp_path):
+    root = tmp_path / "table5" / "paper"
+    for method in ("DREAM", "DREAM+"):
+        for n, s in ((32, 1), (64, 2), (128, 1)):
+            _write(root, {"dataset": "cifar10", "ipc": 10, "method": method, "variant": f"k{n}s{s}", "suffix": f"_k{n}s{s}",
+                          "settings": {"batch_real": n * s, "samples_per_cluster": s}}, {"ConvNet-3": [60.0]})
+    table = build_report(root).table
+    paper = pd.read_csv(_paper_csv("table5_subclusters.csv"))
+    for method in ("DREAM", "DREAM+"):
+        for n, s in ((32, 1), (64, 2), (128, 1)):
+            published = paper[(paper.method == method) & (paper.samples_per_subcluster == s)][f"subclusters_{n}"].iloc[0]
+            cell = table.loc[f"{method}, {s} per sub-cluster", f"{n} sub-clusters"]
+            assert f"({float(published.split('±')[0]):.1f}," in cell
+
+
+def test_cross_arch_and_timing_layouts(tmp_path):
+    root = tmp_path / "table4" / "paper"
+    for arch in ("ConvNet-3", "ResNetAP-10"):
+        for eval_arch in ("ConvNet-3", "ResNet-10", "DenseNet-121"):
+            _write(root, {"dataset": "cifar10", "ipc": 10, "method": "DREAM+", "arch": arch, "suffix": f"@{eval_arch}"},
+                   {eval_arch: [55.0]})
+    table = build_report(root).table
+    assert table.shape == (2, 3)
+    assert "(66.0, -11.0)" in table.loc["DREAM+ (distilled on ConvNet-3)", "eval DenseNet-121"]
+    assert "(53.8, +1.2)" in table.loc["DREAM+ (distilled on ResNetAP-10)", "eval ConvNet-3"]
+
+    root6 = tmp_path / "table6" / "paper"
+    _write(root6, {"dataset": "cifar10", "ipc": 10, "method": "DREAM+"}, {"ConvNet-3": [1.0]},
+           seconds_per_inner_loop=0.4, clustering_share=0.25)
+    row = build_report(root6).table.loc["cifar10 DREAM+"]
+    assert row["clustering s"] == "0.100 (paper 0.1)" and row["inner loop s"] == "0.400 (paper 0.3)"
+
+
+def test_continual_layout_and_plot(tmp_path):
+    root = tmp_path / "continual" / "mini"
+    for seed, steps in ((0, [90.0, 80.0, 70.0]), (1, [92.0, 82.0, 72.0])):
+        _write(root, {"dataset": "digits", "ipc": 2, "method": "DM", "seed": seed}, {"ResNet-10": [steps[-1]]},
+               step_accuracies=steps)
+    report = build_report(root)
+    assert list(report.table.columns) == ["step 1", "step 2", "step 3"]
+    assert report.table.loc["DM", "step 2"] == "81.0 ± 1.0"
+    assert (root / "continual.png").is_file()
+
+
+def test_report_all_rebuilds_every_folder_and_rejects_missing(tmp_path, capsys):
+    for name in ("a", "b"):
+        _write(tmp_path / name / "mini", {"dataset": "digits", "ipc": 1, "method": "DC"}, {"ConvNet-3": [80.0]})
+    assert main(["--all", str(tmp_path)]) == 0
+    assert (tmp_path / "a" / "mini" / "table.md").is_file() and (tmp_path / "b" / "mini" / "table.md").is_file()
+    assert main([str(tmp_path / "nowhere")]) == 2
