@@ -5,16 +5,14 @@ import dataclasses
 from dataclasses import dataclass
 import platform
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
-from bench.evaluate import evaluate_set, resolve_protocol
+from bench.evaluate import evaluate_set, network_factory, resolve_protocol
 from bench.matrix import Cell
-from bench.networks import create_network
 from bench.results import SET_FILE, write_cell
 from methods.base import DistilledSet
 from methods.components import create_method
@@ -34,12 +32,6 @@ def load_cell_data(cell: Cell, data_root: str | None) -> tuple[ImageDataset, str
             data = load_dataset(cell.data_fallback, data_root, max_per_class=cell.max_per_class)
         _DATA_CACHE[key] = (data, data.name)
     return _DATA_CACHE[key]
-
-
-def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Module]:
-    make = partial(create_network, arch, data.channels, data.num_classes, data.image_size)
-    make.cache_key = (arch, data.channels, data.num_classes, data.image_size)  # type: ignore[attr-defined]
-    return make
 
 
 def machine_label() -> str:

@@ -52,12 +52,20 @@ def plot_curves(curves: dict[tuple[str, int, str], Curve], path: Path, title: st
             if (d, i) == (dataset, ipc):
                 xs, ys = zip(*curve)
                 ax.plot(xs, ys, marker="o", ms=3, label=method)
-        ax.set_title(f"{dataset}, IPC {ipc}")
-        ax.set_xlabel("distillation iteration")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _style(ax, f"{dataset}, IPC {ipc}", "distillation iteration", "test accuracy (%)")
     fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _style(ax: Any, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -93,12 +101,5 @@ def plot_steps(steps: dict[str, list[list[float]]], path: Path, title: str) -> P
     for method, per_step in sorted(steps.items()):
         means = [statistics.fmean(a) for a in per_step]
         ax.plot(range(1, len(means) + 1), means, marker="o", label=method)
-    ax.set_xlabel("step")
-    ax.set_ylabel("test accuracy on seen classes (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _style(ax, title, "step", "test accuracy on seen classes (%)")
+    return _save(fig, path)

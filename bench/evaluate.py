@@ -12,6 +12,7 @@ import statistics
 import sys
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Callable
 
 import torch
 
@@ -76,13 +77,21 @@ def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
     return protocol.lr * factor
 
 
+def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Module]:
+    """A constructor for ``arch`` sized for ``data``. IDC's "ResNet-10" is the CIFAR layout (widths 32-256)
+    on CIFAR and the wide one (64-512) elsewhere (spec 2.2), so the variant follows the dataset."""
+    kwargs = {"variant": "cifar" if data.name.startswith("cifar") else "wide"} if arch.startswith("ResNet") else {}
+    make = partial(create_network, arch, data.channels, data.num_classes, data.image_size, **kwargs)
+    make.cache_key = (arch, data.channels, data.num_classes, data.image_size, tuple(kwargs.items()))  # type: ignore[attr-defined]
+    return make
+
+
 def train_and_test(
     images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, seed: int,
 ) -> float:
     """Train a fresh ``arch`` on (images, labels) in pixel space; last-epoch top-1 test accuracy (%)."""
     device = default_device()
-    make = partial(create_network, arch, data.channels, data.num_classes, data.image_size)
-    net = build_net(make, seed, device)
+    net = build_net(network_factory(arch, data), seed, device)
     aug = DiffAugment(eval_strategy(protocol, data.name), protocol.aug_mode) if protocol.augment == "dsa" else None
     gen = seeded(seed)
     opt = torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
