@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def plot_curves(curves: dict[tuple[str, int, str], Curve], path: Path, title: st
                 xs, ys = zip(*curve)
                 ax.plot(xs, ys, marker="o", ms=3, label=method)
         _style(ax, f"{dataset}, IPC {ipc}", "distillation iteration", "test accuracy (%)")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, 90), fontsize=8)
     return _save(fig, path)
 
 
@@ -88,7 +89,7 @@ def plot_synthetic_grid(set_file: Path, path: Path, title: str, max_per_class: i
             if c < len(imgs):
                 img = imgs[c].permute(1, 2, 0).numpy()
                 ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(textwrap.fill(title, 30), fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -101,5 +102,5 @@ def plot_steps(steps: dict[str, list[list[float]]], path: Path, title: str) -> P
     for method, per_step in sorted(steps.items()):
         means = [statistics.fmean(a) for a in per_step]
         ax.plot(range(1, len(means) + 1), means, marker="o", label=method)
-    _style(ax, title, "step", "test accuracy on seen classes (%)")
+    _style(ax, textwrap.fill(title, 60), "step", "test accuracy on seen classes (%)")
     return _save(fig, path)

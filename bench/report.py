@@ -102,7 +102,7 @@ def write_figures(root: Path, results: list[dict], label: str) -> list[Path]:
 
 
 def safe_name(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text)
+    return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text.replace("+", "plus"))
 
 
 def main(argv: list[str] | None = None) -> int:
