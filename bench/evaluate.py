@@ -131,7 +131,7 @@ def evaluate_set(
 def load_external_set(path: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Read a tensor file of (images, labels): a dict with images/labels[/factor], or IDC/DREAM's [x, y] list."""
     obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, dict):
+    if isinstance(obj, dict) and {"images", "labels"} <= set(obj):
         images, labels, factor = obj["images"], obj["labels"], int(obj.get("factor", 1))
     elif isinstance(obj, (list, tuple)) and len(obj) == 2:
         images, labels, factor = obj[0], obj[1], 1

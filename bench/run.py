@@ -27,18 +27,24 @@ def results_root(base: Path, matrix: str, profile: str) -> Path:
     return base / matrix / profile
 
 
-def estimate_cost(cell: Cell) -> str:
-    """A rough unit count for the dry-run plan: networks x image updates x matched images."""
+CLASSES = {"digits": 10, "mnist": 10, "fashionmnist": 10, "svhn": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
+
+
+def estimate_cost(cell: Cell) -> tuple[float, str]:
+    """Images pushed through the matching network (networks x steps x classes x (real + synthetic)),
+    a unit that scales with GPU time; 0 for coreset selection and evaluation-only cells."""
     from methods.components import create_method
 
     if cell.task == "evaluate":
-        return f"evaluate {cell.source} on {cell.eval_archs[0]}"
+        return 0.0, f"evaluate {cell.source} on {cell.eval_archs[0]}"
     method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
     cfg = getattr(method, "config", None)
     if cfg is None:
-        return "coreset selection"
+        return 0.0, "coreset selection + evaluation"
     cfg = cfg.with_budget(cell.budget())
-    return f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {cfg.batch_real} real/class"
+    per_class = cfg.batch_real + min(cell.ipc * cfg.factor**2, cfg.batch_syn_max or 10**9)
+    units = cfg.iterations * cfg.steps_per_network * CLASSES.get(cell.dataset, 10) * per_class
+    return units, f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = {units / 1e6:.2f}M images"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     pending = [c for c in cells if not is_done(root, c.id)]
     if args.dry_run:
         print(f"{matrix.name} [{matrix.profile}]: {len(cells)} cells, {len(cells) - len(pending)} done, {len(pending)} to run -> {root}")
+        total = 0.0
         for c in cells:
             state = "done" if c not in pending else "todo"
-            print(f"  {state}  {c.id}  ({estimate_cost(c)})")
+            units, text = estimate_cost(c)
+            total += units if c in pending else 0.0
+            print(f"  {state}  {c.id}  ({text})")
+        print(f"estimated matching work still to do: {total / 1e6:.2f}M images through the network "
+              f"({len(pending)} cells; plus evaluation)")
         return 0
     print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(cells)} cells to run -> {root}")
     try:

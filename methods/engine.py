@@ -66,7 +66,7 @@ class EngineConfig:
     net_aug_mode: str = "single"
     cutmix_p: float = 0.0
     # diagnostics
-    mmd_diagnostic: bool = False       # MMD(selected real batch, whole class) at every re-clustering
+    mmd_diagnostic: bool = False       # MMD(matched real batch, whole class) every `interval` steps (timed as image update)
 
     def replace(self, **changes: Any) -> "EngineConfig":
         return dataclasses.replace(self, **changes)
@@ -181,9 +181,12 @@ class _Run:
                             aug=self.net_aug, cutmix_p=cfg.cutmix_p)
 
     # --- one matching step ----------------------------------------------------------------------
-    def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator):
+    def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator, mmd: list[float] | None = None):
         cfg, ipc = self.cfg, self.ipc
         real_idx = self.sampler.batch_indices(c, self.data).to(self.device)
+        if mmd is not None:   # Fig. 2b diagnostic on the batch actually matched
+            whole = self.train_images[self.data.class_indices(c).to(self.device)]
+            mmd.append(linear_mmd(net, self.normalize(self.train_images[real_idx]), self.normalize(whole)))
         real = self.normalize(self.train_images[real_idx])
         syn = decode(param[c * ipc : (c + 1) * ipc], cfg.factor)
         if cfg.batch_syn_max and len(syn) > cfg.batch_syn_max:
@@ -194,12 +197,13 @@ class _Run:
         label = lambda n: torch.full((n,), c, dtype=torch.long, device=self.device)  # noqa: E731
         return matching_loss(net, real, label(len(real)), syn, label(len(syn)), cfg.objective)
 
-    def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, float]:
+    def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
+                      mmd: list[float] | None = None) -> dict[str, float]:
         totals = {"loss": 0.0, "gradient_term": 0.0, "feature_term": 0.0}
         if not self.cfg.per_class_step:
             opt_img.zero_grad(set_to_none=True)
         for c in range(self.data.num_classes):
-            terms = self.class_loss(c, net, param, gen)
+            terms = self.class_loss(c, net, param, gen, mmd)
             if self.cfg.per_class_step:
                 opt_img.zero_grad(set_to_none=True)
                 terms.total.backward()
@@ -241,12 +245,13 @@ class _Run:
             sums: dict[str, float] = {}
             for step in range(cfg.steps_per_network):
                 self.sampler.refresh(step, net, self.data, self.normalize)
-                if cfg.mmd_diagnostic and isinstance(self.sampler, RepresentativeSampler) and step % cfg.interval == 0:
-                    self.log_mmd(it, step, net)
+                mmd = [] if cfg.mmd_diagnostic and step % cfg.interval == 0 else None
                 t = time.perf_counter()
-                for k, v in self.matching_step(net, param, opt_img, gen).items():
+                for k, v in self.matching_step(net, param, opt_img, gen, mmd).items():
                     sums[k] = sums.get(k, 0.0) + v
                 t = self.timer.add("image_update", t)
+                if mmd:
+                    self.log.append({"iteration": it, "step": step, "mmd": sum(mmd) / len(mmd)})
                 if step < cfg.steps_per_network - 1 and opt is not None:
                     self.update_network(net, opt, param, gen)
                     self.timer.add("net_update", t)
@@ -272,11 +277,3 @@ class _Run:
         acc = evaluate(self.distilled(param))
         self.timer.add("evaluation", start)
         self.log.append({"iteration": iteration, "accuracy": acc})
-
-    def log_mmd(self, it: int, step: int, net: nn.Module) -> None:
-        values = []
-        for c in range(self.data.num_classes):
-            idx = self.data.class_indices(c).to(self.device)
-            chosen = self.sampler.batch_indices(c, self.data).to(self.device)
-            values.append(linear_mmd(net, self.train_images[chosen], self.train_images[idx]))
-        self.log.append({"iteration": it, "step": step, "mmd": sum(values) / len(values)})

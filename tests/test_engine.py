@@ -122,3 +122,11 @@ def test_warm_up_changes_the_network(data, make):
     diffs = [not torch.equal(a, b) for a, b in zip(warm_net.parameters(), cold_net.parameters())]
     assert any(diffs)
     assert warm.timer.seconds["warmup"] > 0
+
+
+@pytest.mark.parametrize("sampler", ["random", "representative"])
+def test_mmd_diagnostic_is_logged_for_the_matched_batch(sampler, data, make):
+    method = create_method("IDC", "digits", 1, {**SMALL, "sampler": sampler, "mmd_diagnostic": True})
+    s = method.distill(data, 1, make, Budget(iterations=2), seed=0)
+    mmd = [row["mmd"] for row in s.log if "mmd" in row]
+    assert len(mmd) == 2 * 2 and all(v >= 0 for v in mmd)      # interval 1: every step of both networks
