@@ -174,6 +174,9 @@ def _protocol_for(cell: Cell, method: Any, data_used: str):
     protocol = resolve_protocol(cell.settings.get("eval_protocol") or getattr(method, "eval_protocol", "A"), data_used)
     if cell.settings.get("eval_epochs"):
         protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    elif protocol.name == "B" and cell.eval_archs[0].startswith("DenseNet") and cell.ipc >= 50 and getattr(
+            getattr(method, "config", None), "factor", 1) > 1:
+        protocol = dataclasses.replace(protocol, epochs=400)   # IDC test.py: DenseNet, ipc >= 50, f > 1
     return protocol
 
 

@@ -10,8 +10,8 @@ tested on the test images of those classes. Two protocols:
 - ``dc`` (DC's ``CL_DM.py``): a new network from scratch at every step on all memories (protocol A), over
   several class orders.
 
-The grown head is realised as a full-size head whose logits are sliced to the seen classes: unused rows are
-never trained, which is the same as appending freshly initialised rows at each step.
+The grown head is realised as a full-size head whose logits are sliced to the seen classes; at each step the
+new classes' rows are re-initialised from a fresh network, which is the same as appending fresh rows.
 """
 from __future__ import annotations
 
@@ -64,13 +64,20 @@ def classes_subset(data: ImageDataset, first: int, count: int) -> ImageDataset:
                                num_classes=count, class_names=())
 
 
-def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_seen: int, data: ImageDataset, protocol: Protocol,
+def _sgd(net: nn.Module, protocol: Protocol) -> torch.optim.Optimizer:
+    return torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+
+
+def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_out: int, data: ImageDataset, protocol: Protocol,
            gen: torch.Generator, teacher: nn.Module | None, n_old: int, temperature: float = 2.0) -> None:
+    """CE over the first ``n_out`` logits (+ KD on the ``n_old`` old ones when a teacher is given)."""
     device = next(net.parameters()).device
     aug = DiffAugment(eval_strategy(protocol, data.name), protocol.aug_mode) if protocol.augment == "dsa" else None
-    opt = torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+    opt = _sgd(net, protocol)
     images, labels = images.to(device), labels.to(device)
     for epoch in range(protocol.epochs):
+        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
+            opt = _sgd(net, protocol)   # DC rebuilds the optimiser at the decay (momentum reset)
         for group in opt.param_groups:
             group["lr"] = _lr_at(protocol, epoch, protocol.epochs)
         net.train()
@@ -81,26 +88,34 @@ def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_seen: i
             if aug is not None:
                 with torch.no_grad():
                     x = aug(x, gen)
-            logits = net(x)[:, :n_seen]
+            logits = net(x)[:, :n_out]
             loss = F.cross_entropy(logits, labels[idx])
             if teacher is not None and n_old > 0:
                 with torch.no_grad():
                     ref = teacher(x)[:, :n_old]
                 kd = F.kl_div(F.log_softmax(logits[:, :n_old] / temperature, 1), F.softmax(ref / temperature, 1),
                               reduction="batchmean")
-                loss = loss + kd * temperature**2 * n_old / n_seen
+                loss = loss + kd * temperature**2 * n_old / n_out
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
 
 @torch.no_grad()
-def _accuracy_on_seen(net: nn.Module, data: ImageDataset, n_seen: int) -> float:
+def grow_head(net: nn.Module, fresh: nn.Module, first: int, end: int) -> None:
+    """New classes get freshly initialised classifier rows (weight decay has shrunk the unused ones)."""
+    net.classifier.weight[first:end] = fresh.classifier.weight[first:end]
+    net.classifier.bias[first:end] = fresh.classifier.bias[first:end]
+
+
+@torch.no_grad()
+def _accuracy_on_seen(net: nn.Module, data: ImageDataset, n_seen: int, n_out: int) -> float:
+    """Test images of the seen classes; prediction = argmax over the first ``n_out`` outputs."""
     net.eval()
     keep = data.test_labels < n_seen
     x, y = data.test_images[keep], data.test_labels[keep]
     device = next(net.parameters()).device
-    preds = torch.cat([net(data.normalize(x[i : i + 500].to(device)))[:, :n_seen].argmax(1).cpu() for i in range(0, len(x), 500)])
+    preds = torch.cat([net(data.normalize(x[i : i + 500].to(device)))[:, :n_out].argmax(1).cpu() for i in range(0, len(x), 500)])
     return float((preds == y).float().mean() * 100)
 
 
@@ -134,10 +149,15 @@ def run_continual(
             teacher = build_net(make_eval_net, 0, device)
             teacher.load_state_dict(net.state_dict())
             teacher.eval()
+        fresh = build_net(make_eval_net, seed * 1000 + step, device)
         if protocol_name == "dc" or net is None:
-            net = build_net(make_eval_net, seed * 1000 + step, device)
-        _train(net, torch.cat(memory_x), torch.cat(memory_y), n_seen, ordered, protocol, seeded(seed * 7 + step), teacher, first)
-        accuracies.append(_accuracy_on_seen(net, ordered, n_seen))
+            net = fresh
+        else:
+            grow_head(net, fresh, first, n_seen)
+        # IDC: the head has exactly the seen classes; DC: a fixed head over every class
+        n_out = n_seen if protocol_name == "idc" else data.num_classes
+        _train(net, torch.cat(memory_x), torch.cat(memory_y), n_out, ordered, protocol, seeded(seed * 7 + step), teacher, first)
+        accuracies.append(_accuracy_on_seen(net, ordered, n_seen, n_out))
     return ContinualResult(order, accuracies)
 
 

@@ -32,7 +32,7 @@ class Protocol:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 at E//2+1 (A)
+    schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 after epoch E//2+1 (A)
     milestones: tuple[float, ...] = (2 / 3, 5 / 6)
     augment: str = "dsa"            # dsa: the dataset's DSA strategy | none
     aug_mode: str = "single"
@@ -55,7 +55,10 @@ def resolve_protocol(name: str, dataset: str) -> Protocol:
         name = "A" if dataset in DIGIT_DATASETS else "A-noaug"
     if name not in PROTOCOLS:
         raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {sorted([*PROTOCOLS, 'A-dc'])}")
-    return PROTOCOLS[name]
+    protocol = PROTOCOLS[name]
+    if name == "B" and dataset in DIGIT_DATASETS:
+        protocol = replace(protocol, cutmix_p=0.0)   # IDC: MNIST with f > 1 uses no CutMix anywhere (spec 12)
+    return protocol
 
 
 def eval_strategy(protocol: Protocol, dataset: str) -> str:
@@ -69,7 +72,7 @@ def eval_strategy(protocol: Protocol, dataset: str) -> str:
 
 def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
     if protocol.schedule == "halfway":
-        return protocol.lr * (0.1 if epoch > epochs // 2 else 1.0)
+        return protocol.lr * (0.1 if epoch > epochs // 2 + 1 else 1.0)
     factor = 1.0
     for milestone in (int(epochs * m + 1e-9) for m in protocol.milestones):
         if epoch >= milestone:
@@ -98,7 +101,7 @@ def train_and_test(
     images, labels = images.to(device), labels.to(device)
     for epoch in range(protocol.epochs):
         lr = _lr_at(protocol, epoch, protocol.epochs)
-        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 1:
+        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
             # DC rebuilds the optimiser at the decay, which resets momentum
             opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
         for group in opt.param_groups:
@@ -134,7 +137,8 @@ def load_external_set(path: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     if isinstance(obj, dict) and {"images", "labels"} <= set(obj):
         images, labels, factor = obj["images"], obj["labels"], int(obj.get("factor", 1))
     elif isinstance(obj, (list, tuple)) and len(obj) == 2:
-        images, labels, factor = obj[0], obj[1], 1
+        # IDC/DREAM save the stored (undecoded) images; their published runs use factor 2
+        images, labels, factor = obj[0], obj[1], 2
     else:
         raise ValueError(f"{path}: expected a dict with 'images' and 'labels' or an [images, labels] pair")
     return images.float(), labels.long(), factor
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default="B")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--factor", type=int, default=None, help="decode factor (IDC data.pt files are already decoded: 1)")
+    parser.add_argument("--factor", type=int, default=None, help="decode factor (default: the file's; IDC/DREAM [x, y] files: 2, use 1 for IDC-I sets)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:

@@ -38,8 +38,8 @@ def train_epoch(
     net.train()
     device = device_of(net)
     order = torch.randperm(len(images), generator=gen)
-    if max_samples is not None:
-        order = order[:max_samples]
+    if max_samples is not None:   # IDC stops after the batch that reaches max_samples: every batch is full
+        order = order[: -(-max_samples // batch_size) * batch_size]
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]

@@ -220,21 +220,24 @@ class _Run:
     # --- the loop -------------------------------------------------------------------------------
     def execute(self, eval_every: int | None, evaluate: Evaluator | None, checkpoint: Any, progress) -> DistilledSet:
         cfg = self.cfg
-        net0, opt0 = self.network(0)
-        start = time.perf_counter()
-        init = initial_images(cfg.init, self.data, self.ipc, cfg.factor, net0, seeded(self.seed))
-        self.timer.add("init", start)
-        mean, std = self.mean.cpu(), self.std.cpu()
-        init = init if cfg.space == "pixel" else (init - mean) / std
+        state = checkpoint.load() if checkpoint is not None else None
+        first = 0 if state is None else state["iteration"]
+        net0, opt0 = self.network(0) if first == 0 else (None, None)   # a resumed run skips warm-up and init
+        if state is None:
+            start = time.perf_counter()
+            prepare = self.normalize if cfg.cluster_normalized else None
+            init = initial_images(cfg.init, self.data, self.ipc, cfg.factor, net0, seeded(self.seed), prepare)
+            self.timer.add("init", start)
+            init = init if cfg.space == "pixel" else (init - self.mean.cpu()) / self.std.cpu()
+        else:
+            init = state["param"]
+            self.log, self.timer.seconds = state["log"], state["timings"]
+            self.sampler.seconds = self.timer.seconds.get("clustering", 0.0)
+            self.resumed_from = first
         param = init.to(self.device).requires_grad_(True)
         opt_img = torch.optim.SGD([param], lr=cfg.lr_img, momentum=cfg.momentum_img)
-        first = 0
-        state = checkpoint.load() if checkpoint is not None else None
         if state is not None:
-            param.data.copy_(state["param"].to(self.device))
             opt_img.load_state_dict(state["opt_img"])
-            first, self.log, self.timer.seconds = state["iteration"], state["log"], state["timings"]
-            self.resumed_from = first
         self.record_eval(0, param, eval_every, evaluate, first)
         for it in range(first, cfg.iterations):
             net, opt = (net0, opt0) if it == 0 else self.network(it)
@@ -244,7 +247,7 @@ class _Run:
                 param.data.clamp_(0, 1)
             sums: dict[str, float] = {}
             for step in range(cfg.steps_per_network):
-                self.sampler.refresh(step, net, self.data, self.normalize)
+                self.sampler.refresh(step, net, self.data, self.normalize, self.train_images)
                 mmd = [] if cfg.mmd_diagnostic and step % cfg.interval == 0 else None
                 t = time.perf_counter()
                 for k, v in self.matching_step(net, param, opt_img, gen, mmd).items():

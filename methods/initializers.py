@@ -13,24 +13,26 @@ from bench.data import ImageDataset
 from methods.representation import tile
 from methods.sampling import cluster_select
 
-# (data, class, count, net, generator) -> indices of real images of that class
-Picker = Callable[[ImageDataset, int, int, nn.Module, torch.Generator], torch.Tensor]
+Prepare = Callable[[torch.Tensor], torch.Tensor] | None
+# (data, class, count, net, generator, prepare) -> indices of real images of that class
+Picker = Callable[[ImageDataset, int, int, nn.Module, torch.Generator, Prepare], torch.Tensor]
 
 
-def _first(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator) -> torch.Tensor:
+def _first(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None) -> torch.Tensor:
     return data.class_indices(c)[:n]
 
 
-def _random(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator) -> torch.Tensor:
+def _random(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None) -> torch.Tensor:
     idx = data.class_indices(c)
     return idx[torch.randperm(len(idx), generator=gen)[:n]]
 
 
-def _cluster(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator) -> torch.Tensor:
+def _cluster(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None) -> torch.Tensor:
     idx = data.class_indices(c)
     device = next(net.parameters()).device
     seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
-    return idx[cluster_select(net, data.train_images[idx].to(device), n, 1, seed).cpu()]
+    images = data.train_images[idx].to(device)
+    return idx[cluster_select(net, prepare(images) if prepare else images, n, 1, seed).cpu()]
 
 
 PICKERS: dict[str, Picker] = {"real_first": _first, "real_random": _random, "cluster": _cluster}
@@ -38,9 +40,11 @@ INITIALIZERS = sorted([*PICKERS, "noise", "mix"])
 
 
 def initial_images(
-    name: str, data: ImageDataset, ipc: int, factor: int, net: nn.Module, gen: torch.Generator
+    name: str, data: ImageDataset, ipc: int, factor: int, net: nn.Module, gen: torch.Generator,
+    prepare: Prepare = None,
 ) -> torch.Tensor:
-    """Stored images for every class. With factor f > 1 the picks are tiled f x f (IDC 'mix')."""
+    """Stored images for every class. With factor f > 1 the picks are tiled f x f (IDC 'mix').
+    ``prepare`` maps images before cluster-centre selection (normalisation when ``cluster_normalized``)."""
     if name == "noise":
         # N(0, 1) in normalised space, as DC's default, expressed in pixel space.
         shape = (data.num_classes * ipc, data.channels, *data.image_size)
@@ -53,7 +57,7 @@ def initial_images(
         raise ValueError(f"unknown initialiser {name!r}; allowed: {INITIALIZERS}")
     per_class = []
     for c in range(data.num_classes):
-        picks = PICKERS[picker_name](data, c, ipc * factor**2, net, gen)
+        picks = PICKERS[picker_name](data, c, ipc * factor**2, net, gen, prepare)
         if len(picks) < ipc * factor**2:   # tiny classes: cycle the picks
             picks = picks.repeat(ipc * factor**2 // len(picks) + 1)[: ipc * factor**2]
         per_class.append(tile(data.train_images[picks].cpu(), ipc, factor))

@@ -41,8 +41,16 @@ DC_LOOPS: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 20: (20, 25), 3
 IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "svhn": 32, "mnist": 28, "fashionmnist": 28, "tinyimagenet": 64, "digits": 16}
 
 
+def canonical(dataset: str) -> str:
+    """The registry spelling ('FashionMNIST' -> 'fashionmnist'); unknown names raise with the allowed ones."""
+    key = "".join(ch for ch in dataset.lower() if ch.isalnum())
+    if key not in DATASETS:
+        raise KeyError(f"no preset settings for dataset {dataset!r}; allowed: {sorted(DATASETS)}")
+    return key
+
+
 def settings(dataset: str) -> DatasetSettings:
-    return DATASETS.get(dataset, DATASETS["cifar10"])
+    return DATASETS[canonical(dataset)]
 
 
 def dc_loops(ipc: int) -> tuple[int, int]:
@@ -57,8 +65,9 @@ def dsa_strategy(dataset: str) -> str:
 def idc_image_lr(dataset: str, ipc: int) -> float:
     """IDC ``tune_lr_img``: base * (ipc / 10) * (size / size_base)^2."""
     s = settings(dataset)
-    size = IMAGE_SIZES.get(dataset, 32)
-    return s.lr_base * (ipc / 10) * (size / s.size_base) ** 2
+    dataset = canonical(dataset)
+    base = 1e-6 if dataset == "tinyimagenet" and ipc == 50 else s.lr_base   # the official TinyImageNet ipc-50 value
+    return base * (ipc / 10) * (IMAGE_SIZES[dataset] / s.size_base) ** 2
 
 
 class Preset(DistillationEngine):
@@ -85,7 +94,7 @@ def dsa_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def dm_config(dataset: str, ipc: int) -> EngineConfig:
-    lr = 10.0 if dataset == "cifar10" and ipc >= 100 else 1.0
+    lr = 10.0 if canonical(dataset) == "cifar10" and ipc >= 100 else 1.0
     return EngineConfig(
         space="normalized", init="real_random", sampler="random", batch_real=256,
         objective=Objective(gradient_weight=0.0, feature_weight=1.0, feature_metric="mse"),
@@ -96,7 +105,7 @@ def dm_config(dataset: str, ipc: int) -> EngineConfig:
 
 def idc_config(dataset: str, ipc: int) -> EngineConfig:
     s = settings(dataset)
-    digit_like = not s.flip and s.metric == "l1"   # MNIST with f > 1: no cutout/CutMix (spec 12)
+    digit_like = not s.flip and s.metric == "l1" and s.factor > 1   # MNIST with f > 1: no cutout/CutMix (spec 12)
     return EngineConfig(
         factor=s.factor, space="pixel", init="mix" if s.factor > 1 else "real_first", sampler="random", batch_real=64,
         objective=Objective(gradient_weight=1.0, metric=s.metric, layers="conv"),
@@ -109,7 +118,7 @@ def idc_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def dream_config(dataset: str, ipc: int) -> EngineConfig:
-    batch = 64 if dataset == "tinyimagenet" else 128
+    batch = 64 if canonical(dataset) == "tinyimagenet" else 128
     return idc_config(dataset, ipc).replace(sampler="representative", batch_real=batch, interval=10, init="cluster")
 
 

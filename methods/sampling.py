@@ -66,7 +66,7 @@ class RandomSampler:
         self._perm.clear()
         self._pos.clear()
 
-    def refresh(self, step: int, net: nn.Module, data: ImageDataset, to_input) -> None:
+    def refresh(self, step: int, net: nn.Module, data: ImageDataset, to_input, images: torch.Tensor) -> None:
         pass
 
     def batch_indices(self, c: int, data: ImageDataset) -> torch.Tensor:
@@ -95,22 +95,19 @@ class RepresentativeSampler:
         self._seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
         self._chosen.clear()
 
-    def refresh(self, step: int, net: nn.Module, data: ImageDataset, to_input) -> None:
+    def refresh(self, step: int, net: nn.Module, data: ImageDataset, to_input, images: torch.Tensor) -> None:
+        """``images``: the training images already on the network's device (no per-refresh copy)."""
         if step % self.interval != 0:
             return
         start = time.perf_counter()
         for c in range(data.num_classes):
             idx = data.class_indices(c)
-            images = data.train_images[idx].to(_device(net))
+            class_images = images[idx.to(images.device)]
             if self.normalize_features:
-                images = to_input(images)
-            picks = cluster_select(net, images, self.n_clusters, self.samples_per_cluster, self._seed + c * 7919 + step)
+                class_images = to_input(class_images)
+            picks = cluster_select(net, class_images, self.n_clusters, self.samples_per_cluster, self._seed + c * 7919 + step)
             self._chosen[c] = idx[picks.cpu()]
         self.seconds += time.perf_counter() - start
 
     def batch_indices(self, c: int, data: ImageDataset) -> torch.Tensor:
         return self._chosen[c]
-
-
-def _device(net: nn.Module) -> torch.device:
-    return next(net.parameters()).device

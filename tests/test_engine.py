@@ -104,10 +104,10 @@ def test_representative_sampler_refreshes_every_interval(data, make):
     net = make()
     sampler = RepresentativeSampler(n_clusters=4, samples_per_cluster=2, interval=3)
     sampler.start_network(net, data, seeded(0))
-    sampler.refresh(0, net, data, data.normalize)
+    sampler.refresh(0, net, data, data.normalize, data.train_images)
     first = sampler.batch_indices(0, data)
     assert len(first) == 8 and set(first.tolist()) <= set(data.class_indices(0).tolist())
-    sampler.refresh(1, net, data, data.normalize)      # not a refresh step: same batch
+    sampler.refresh(1, net, data, data.normalize, data.train_images)      # not a refresh step: same batch
     assert torch.equal(sampler.batch_indices(0, data), first)
     assert sampler.seconds > 0
 

@@ -17,7 +17,9 @@ def test_protocol_b_schedule_and_a_halving():
     b = PROTOCOLS["B"]
     assert [_lr_at(b, e, 1000) for e in (0, 665, 666, 832, 833)] == pytest.approx([0.01, 0.01, 0.002, 0.002, 0.0004])
     a = PROTOCOLS["A"]
-    assert _lr_at(a, 500, 1000) == pytest.approx(0.01) and _lr_at(a, 501, 1000) == pytest.approx(0.001)
+    # DC decays after epoch E//2+1 has run: the first reduced epoch is E//2+2
+    assert _lr_at(a, 501, 1000) == pytest.approx(0.01) and _lr_at(a, 502, 1000) == pytest.approx(0.001)
+    assert resolve_protocol("B", "digits").cutmix_p == 0.0 and resolve_protocol("B", "cifar10").cutmix_p == 0.5
     assert resolve_protocol("A-dc", "digits").name == "A" and resolve_protocol("A-dc", "cifar10").name == "A-noaug"
     with pytest.raises(ValueError, match="allowed"):
         resolve_protocol("Z", "digits")
@@ -40,8 +42,9 @@ def test_external_sets_load_and_evaluate(tmp_path, layout, capsys):
     path = tmp_path / "data.pt"
     torch.save({"images": x, "labels": y, "factor": 1} if layout == "dict" else [x, y], path)
     images, labels, factor = load_external_set(str(path))
-    assert torch.equal(images, x) and torch.equal(labels, y) and factor == 1
-    assert main([str(path), "--dataset", "digits", "--epochs", "5", "--runs", "1"]) == 0
+    # IDC/DREAM [x, y] files hold stored images of their published factor-2 runs
+    assert torch.equal(images, x) and torch.equal(labels, y) and factor == (1 if layout == "dict" else 2)
+    assert main([str(path), "--dataset", "digits", "--epochs", "5", "--runs", "1", "--factor", "1"]) == 0
     assert "ConvNet-3:" in capsys.readouterr().out
 
 

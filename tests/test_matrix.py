@@ -132,3 +132,16 @@ def test_profile_grid_override_and_task():
         parse_matrix({**GOOD, "profiles": {"mini": {"grid": {"colour": [1]}}}}, "t", "mini")
     with pytest.raises(MatrixError, match="launcher has unknown key 'gpu'"):
         parse_matrix({**GOOD, "launcher": {"gpu": 1}}, "t", "mini")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "matrices").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_matrix_dry_runs_at_every_profile(path, tmp_path, capsys):
+    from bench.run import main
+
+    profiles = list((yaml.safe_load(path.read_text()).get("profiles") or {"default": None}))
+    assert {"mini", "paper"} <= set(profiles) or path.stem == "quickstart"
+    for profile in profiles:
+        assert main([str(path), "-p", profile, "--dry-run", "--results", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "estimated matching work" in out and f"[{profile}]" in out
+    assert not any(tmp_path.iterdir())          # a dry run writes nothing
