@@ -138,19 +138,20 @@ def timing_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     """Table VI layout: seconds per inner loop split into clustering and image update, per dataset and method.
     Paper values are GPU seconds; the machine is in the caption."""
     paper = reference("table6_time")
-    rows: dict[tuple[str, str], list[dict]] = {}
+    rows: dict[tuple[str, str, str], list[dict]] = {}
     for r in results:
         c = r["cell"]
         if r.get("seconds_per_inner_loop"):
-            rows.setdefault((c["dataset"], c["method"]), []).append(r)
+            rows.setdefault((c["dataset"], r.get("data_used", c["dataset"]), c["method"]), []).append(r)
     table = {}
-    for (dataset, method), rs in rows.items():
+    for (dataset, data_used, method), rs in rows.items():
         steps = [_inner_loop_split(r) for r in rs]
         clustering = statistics.fmean(s[0] for s in steps)
         update = statistics.fmean(s[1] for s in steps)
         ref = paper[(paper["dataset"] == PAPER_NAMES.get(dataset, dataset)) & (paper["method"] == method)]
-        ref_row = ref.iloc[0] if len(ref) and _same_data(frame) else None
-        table[f"{dataset} {method}"] = {
+        ref_row = ref.iloc[0] if len(ref) and data_used == dataset else None
+        label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
+        table[f"{label} {method}"] = {
             "clustering s": _with_ref(clustering, ref_row, "clustering_s"),
             "image update s": _with_ref(update, ref_row, "update_images_s"),
             "inner loop s": _with_ref(clustering + update, ref_row, "inner_loop_s"),
