@@ -18,10 +18,10 @@ from bench.curves import mean_curves, plot_curves, plot_steps, plot_synthetic_gr
 from bench.layouts import LAYOUTS, main_table, step_means
 from bench.results import SET_FILE, atomic_write_text, read_results
 
-def results_frame(root: Path) -> pd.DataFrame:
+def results_frame(results: list[dict]) -> pd.DataFrame:
     """One row per (cell, evaluation architecture) with its accuracies."""
     rows = []
-    for r in read_results(root):
+    for r in results:
         cell = r["cell"]
         for arch, accs in r["accuracies"].items():
             rows.append({
@@ -57,7 +57,7 @@ def build_report(root: Path, write: bool = True) -> Report:
     """Rebuild the matrix's table (layout chosen by matrix name, Table I by default) and its figures."""
     root = Path(root)
     results = read_results(root)
-    frame = results_frame(root)
+    frame = results_frame(results)
     if frame.empty:
         return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
     matrix = str(results[0]["cell"].get("matrix", ""))

@@ -1,6 +1,5 @@
 """Matching distances against hand-computed values; bidirectional = feature term + gradient term."""
 import math
-from functools import partial
 
 import pytest
 import torch
