@@ -227,6 +227,61 @@ class DiffAugment:
         return tuple(self.apply(b, plan) for b in batches)
 
 
+@dataclass
+class DCAugment:
+    """DC's own evaluation augmentation (its ``augment`` with ``get_daparam``; used on MNIST only).
+
+    Per image, one op chosen uniformly among ``strategy``'s: crop (pad ``crop`` px with the batch's per-channel
+    mean, take a window at offsets 0..2*crop-1), scale (nearest-resize each side by U(1-s, 1+s), centre it on
+    a zero canvas, centre-crop) or rotate (an integer angle in [-rotate, rotate), cubic spline with the mean
+    of the channel means as fill, centre-crop). Differs from DSA in ranges, interpolation and fill, which is
+    why DC's published MNIST numbers need it (docs/provenance.md). Not differentiable; evaluation only.
+    """
+
+    strategy: str = "crop_scale_rotate"
+    crop: int = 4
+    scale: float = 0.2
+    rotate: int = 45
+
+    def __post_init__(self) -> None:
+        self.ops = tuple(self.strategy.split("_"))
+        unknown = sorted(set(self.ops) - {"crop", "scale", "rotate"})
+        if unknown:
+            raise ValueError(f"unknown DC augmentation {unknown[0]!r} in {self.strategy!r}; allowed: crop, scale, rotate")
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        import numpy as np
+        from scipy.ndimage import rotate as spline_rotate
+
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+        _, channels, h, w = x.shape
+        means = x.mean(dim=(0, 2, 3))
+        out = x.clone()
+        for i in range(x.shape[0]):
+            op = self.ops[int(rng.integers(len(self.ops)))]
+            if op == "crop":
+                c = self.crop
+                canvas = means.view(-1, 1, 1).expand(channels, h + 2 * c, w + 2 * c).clone()
+                canvas[:, c:c + h, c:c + w] = x[i]
+                r, k = int(rng.integers(2 * c)), int(rng.integers(2 * c))
+                out[i] = canvas[:, r:r + h, k:k + w]
+            elif op == "scale":
+                sh, sw = (int(rng.uniform(1 - self.scale, 1 + self.scale) * h) for _ in range(2))
+                resized = F.interpolate(x[i:i + 1], [sh, sw])[0]
+                side = max(sh, sw, h, w)
+                canvas = x.new_zeros(channels, side, side)
+                top, left = (side - sh) // 2, (side - sw) // 2
+                canvas[:, top:top + sh, left:left + sw] = resized
+                top, left = (side - h) // 2, (side - w) // 2
+                out[i] = canvas[:, top:top + h, left:left + w]
+            else:
+                angle = int(rng.integers(-self.rotate, self.rotate))
+                turned = spline_rotate(x[i].detach().cpu().numpy(), angle=angle, axes=(-2, -1), cval=float(means.mean()))
+                top, left = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
+                out[i] = torch.as_tensor(turned[:, top:top + h, left:left + w], dtype=x.dtype, device=x.device)
+        return out
+
+
 def without(strategy: str, family: str) -> str:
     """The strategy with one family removed (IDC drops 'cutout' wherever CutMix is on)."""
     return "_".join(f for f in parse_strategy(strategy) if f != family)

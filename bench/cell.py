@@ -13,7 +13,7 @@ import torch
 from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
 from bench.evaluate import evaluate_set, network_factory, resolve_protocol
 from bench.matrix import Cell
-from bench.results import SET_FILE, write_cell
+from bench.results import SET_FILE, load_tensor_file, write_cell
 from methods.base import DistilledSet
 from methods.components import create_method
 
@@ -90,7 +90,7 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     protocol = _protocol_for(cell, method, data_used)
     runs = cell.settings.get("eval_runs") or 5
     budget = cell.budget()
-    hooks: dict[str, Any] = {}
+    hooks: dict[str, Any] = {"cache_dir": ctx.root}   # coresets keep their feature network there
     if budget.eval_every:
         curve_protocol = dataclasses.replace(protocol, epochs=cell.settings.get("eval_curve_epochs") or protocol.epochs)
 
@@ -107,10 +107,11 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     distilled = method.distill(data, cell.ipc, network_factory(cell.arch, data), budget, cell.seed, **hooks)
     distill_seconds = time.perf_counter() - start - distilled.timings.get("evaluation", 0.0)
     images, labels = distilled.decoded()
-    evaluations = {}
+    evaluations, best = {}, {}
     eval_start = time.perf_counter()
     for arch in cell.eval_archs:
-        evaluations[arch] = evaluate_set(images, labels, data, arch, protocol, runs, cell.seed).accuracies
+        outcome = evaluate_set(images, labels, data, arch, protocol, runs, cell.seed)
+        evaluations[arch], best[arch] = outcome.accuracies, outcome.best
     steps = _inner_loops(method, budget)
     t = distilled.timings
     loop_seconds = (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / steps if steps else None
@@ -118,9 +119,10 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
         **_base_result(cell, data_used),
         "seconds_per_inner_loop": loop_seconds,
         "clustering_share": (t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
-        "protocol": dataclasses.asdict(protocol),
+        **_protocol_record(cell, protocol),
         "eval_runs": runs,
         "accuracies": evaluations,
+        "best_accuracies": best,
         "distill_seconds": distill_seconds,
         "eval_seconds": time.perf_counter() - eval_start,
         "timings": distilled.timings,
@@ -155,29 +157,37 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
     if not set_file.is_file():
         raise FileNotFoundError(f"{cell.id} depends on {cell.source}, which has no stored set at {set_file}")
     data, data_used = load_cell_data(cell, ctx.data_root)
-    state = torch.load(set_file, map_location="cpu", weights_only=False)
+    state = load_tensor_file(set_file)
     stored = DistilledSet(state["images"], state["labels"], int(state.get("factor", 1)))
     images, labels = stored.decoded()
     method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
     protocol = _protocol_for(cell, method, data_used)
     runs = cell.settings.get("eval_runs") or 5
     start = time.perf_counter()
-    accuracies = evaluate_set(images, labels, data, cell.eval_archs[0], protocol, runs, cell.seed).accuracies
-    result = {**_base_result(cell, data_used), "protocol": dataclasses.asdict(protocol), "eval_runs": runs,
-              "accuracies": {cell.eval_archs[0]: accuracies}, "distill_seconds": 0.0,
+    outcome = evaluate_set(images, labels, data, cell.eval_archs[0], protocol, runs, cell.seed)
+    result = {**_base_result(cell, data_used), **_protocol_record(cell, protocol), "eval_runs": runs,
+              "accuracies": {cell.eval_archs[0]: outcome.accuracies},
+              "best_accuracies": {cell.eval_archs[0]: outcome.best}, "distill_seconds": 0.0,
               "eval_seconds": time.perf_counter() - start, "timings": {}, "log": [],
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return result, None
 
 
 def _protocol_for(cell: Cell, method: Any, data_used: str):
-    protocol = resolve_protocol(cell.settings.get("eval_protocol") or getattr(method, "eval_protocol", "A"), data_used)
+    """The published protocol of the method's row (bench.provenance), unless the matrix forces one."""
+    factor = getattr(getattr(method, "config", None), "factor", 1)
+    protocol = resolve_protocol(cell.settings.get("eval_protocol") or method.eval_protocol, data_used, factor)
     if cell.settings.get("eval_epochs"):
         protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
-    elif protocol.name == "B" and cell.eval_archs[0].startswith("DenseNet") and cell.ipc >= 50 and getattr(
-            getattr(method, "config", None), "factor", 1) > 1:
+    elif protocol.name == "B" and cell.eval_archs[0].startswith("DenseNet") and cell.ipc >= 50 and factor > 1:
         protocol = dataclasses.replace(protocol, epochs=400)   # IDC test.py: DenseNet, ipc >= 50, f > 1
     return protocol
+
+
+def _protocol_record(cell: Cell, protocol: Any) -> dict[str, Any]:
+    """The protocol as run, and whether it is the row's published one or forced by the matrix."""
+    return {"protocol": dataclasses.asdict(protocol),
+            "protocol_choice": "forced" if cell.settings.get("eval_protocol") else "published"}
 
 
 TASKS: dict[str, Callable[..., tuple[dict[str, Any], DistilledSet | None]]] = {

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from bench.results import load_tensor_file
+
 CHECKPOINT_DIR = ".checkpoints"
 
 
@@ -28,7 +30,7 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         if not self.path.is_file():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=False)
+        return load_tensor_file(self.path)
 
     def save(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.augment import DiffAugment
 from bench.data import ImageDataset
-from bench.evaluate import Protocol, _lr_at, eval_strategy
+from bench.evaluate import Protocol, _lr_at, make_augment
 from bench.training import build_net, default_device, seeded
 from methods.base import Budget, Method
 
@@ -72,7 +71,7 @@ def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_out: in
            gen: torch.Generator, teacher: nn.Module | None, n_old: int, temperature: float = 2.0) -> None:
     """CE over the first ``n_out`` logits (+ KD on the ``n_old`` old ones when a teacher is given)."""
     device = next(net.parameters()).device
-    aug = DiffAugment(eval_strategy(protocol, data.name), protocol.aug_mode) if protocol.augment == "dsa" else None
+    aug = make_augment(protocol, data.name)
     opt = _sgd(net, protocol)
     images, labels = images.to(device), labels.to(device)
     for epoch in range(protocol.epochs):

@@ -11,7 +11,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+
+from bench.results import load_tensor_file  # noqa: E402
 
 Curve = list[tuple[int, float]]
 
@@ -76,7 +77,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_synthetic_grid(set_file: Path, path: Path, title: str, max_per_class: int = 10) -> Path:
     """Stored synthetic images, one row per class."""
-    state = torch.load(set_file, map_location="cpu", weights_only=False)
+    state = load_tensor_file(set_file)
     images, labels = state["images"].clamp(0, 1), state["labels"]
     classes = sorted(set(labels.tolist()))
     per_class = [images[labels == c][:max_per_class] for c in classes]

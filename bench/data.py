@@ -12,7 +12,7 @@ Registry names (``list_datasets()``): ``digits``, ``mnist``, ``fashionmnist``, `
 Data root: the ``root`` argument, else the ``DREAMBENCH_DATA`` environment variable, else ``./data``.
 Expected layout under the root::
 
-    MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte          (torchvision MNIST)
+    MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]     (the published .gz files, read in place)
     FashionMNIST/raw/...                                            (same file names)
     svhn/{train,test}_32x32.mat        (or directly in the root, as DC's code keeps them)
     cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}
@@ -23,7 +23,8 @@ Expected layout under the root::
 ``digits`` needs no files: it is scikit-learn's bundled copy of the UCI optical digits (1,797 8x8 images),
 the embedded default for smoke tests and mini runs.
 
-Integrity: torchvision checks the md5 of the CIFAR and SVHN files. ``verify=True`` (default) keeps that
+Integrity: torchvision checks the md5 of the CIFAR and SVHN files; the MNIST loaders check the published
+``.gz`` files against torchvision's md5 list. ``verify=True`` (default) keeps that
 check; ``verify=False``, or the environment variable ``DREAMBENCH_SKIP_MD5=1``, only checks that the files
 exist (needed for tiny test fixtures written in the real format). Missing or corrupt data, and failed
 downloads, raise :class:`DatasetNotFoundError` with one line naming the expected path.
@@ -35,6 +36,8 @@ choice, which reuses the CIFAR-10 constants (``data.py``: ``MEANS['cifar100'] = 
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
@@ -382,33 +385,81 @@ def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: st
     )
 
 
-def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool) -> ImageDataset:
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format) read from ``path`` or, when only the published copy exists, ``path.gz``.
+
+    Written here (rather than through torchvision) because torchvision only reads the decompressed files and
+    would write them next to the ``.gz`` files; this reads the published files in place, never writing.
+    """
+    source = path if path.is_file() else path.with_name(path.name + ".gz")
+    opener = gzip.open if source.suffix == ".gz" else open
+    with opener(source, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{source.name} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{source.name} holds {body.size} values, its header says {dims}")
+    return body.reshape(dims).copy()   # frombuffer is read-only; tensors need writable memory
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify: bool) -> ImageDataset:
     from torchvision import datasets
 
     cls = getattr(datasets, cls_name)
     raw = root / cls_name / "raw"
     files = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
-    what = f"{cls_name}/raw/train-images-idx3-ubyte etc."
-    splits = {}
-    for train in (True, False):
-        # MNIST never checks md5s of raw files, and a subclass would change its folder (raw_folder uses the
-        # class name), so verify is moot here; parse errors surface as corrupt files.
-        d = _open_torchvision(cls, cls_name, raw, files, what, download, True, root=str(root), train=train)
-        splits[train] = (_uint8_to_float(d.data, "NHW"), _labels(d.targets))
+    what = f"{cls_name}/raw/train-images-idx3-ubyte(.gz) etc."
+
+    def missing() -> list[str]:
+        return [f for f in files if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
+
+    if missing() and download:
+        # torchvision downloads and extracts into <root>/<cls_name>/raw, the folder the user chose
+        _open_torchvision(cls, cls_name, raw, files, what, True, True, root=str(root), train=True)
+    if missing():
+        raise _not_found(cls_name, raw / missing()[0], what)
+    if verify:   # the published .gz files have known md5s (torchvision's list); decompressed copies have none
+        for gz_name, md5 in cls.resources:
+            gz = raw / gz_name
+            if gz.is_file() and not (raw / gz_name[:-3]).is_file() and _md5(gz) != md5:
+                raise _corrupt(cls_name, gz, "md5 mismatch")
+    try:
+        arrays = {f: _read_idx(raw / f) for f in files}
+    except (OSError, EOFError, ValueError) as e:
+        raise _corrupt(cls_name, raw, _describe(e)) from e
+    splits = {s: (_uint8_to_float(arrays[f"{s}-images-idx3-ubyte"], "NHW"), _labels(arrays[f"{s}-labels-idx1-ubyte"]))
+              for s in ("train", "t10k")}
+    for s, (x, y) in splits.items():
+        if len(x) != len(y):
+            raise _corrupt(cls_name, raw, f"{s}: {len(x)} images but {len(y)} labels")
     mean, std = DATASET_STATS[key]
-    return ImageDataset(key, *splits[True], *splits[False], 10, mean, std, tuple(d.classes))
+    return ImageDataset(key, *splits["train"], *splits["t10k"], 10, mean, std, tuple(cls.classes))
 
 
 @register_dataset("mnist")
 def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
-    """MNIST (28x28 grey) via torchvision.datasets.MNIST from ``<root>/MNIST/raw``."""
-    return _load_mnist_like("MNIST", "mnist", root, download)
+    """MNIST (28x28 grey) from ``<root>/MNIST/raw``: the published ``.gz`` files or decompressed copies."""
+    return _load_mnist_like("MNIST", "mnist", root, download, verify)
 
 
 @register_dataset("fashionmnist")
 def _load_fashionmnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
-    """Fashion-MNIST (28x28 grey) via torchvision.datasets.FashionMNIST from ``<root>/FashionMNIST/raw``."""
-    return _load_mnist_like("FashionMNIST", "fashionmnist", root, download)
+    """Fashion-MNIST (28x28 grey) from ``<root>/FashionMNIST/raw`` (``.gz`` as published, or decompressed)."""
+    return _load_mnist_like("FashionMNIST", "fashionmnist", root, download, verify)
 
 
 @register_dataset("svhn")

@@ -16,15 +16,16 @@ from typing import Callable
 
 import torch
 
-from bench.augment import DiffAugment
+from bench.augment import DCAugment, DiffAugment
 from bench.data import ImageDataset
 from bench.networks import create_network
+from bench.results import load_tensor_file
 from bench.training import accuracy, build_net, default_device, seeded, train_epoch
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a fresh network is trained on a distilled set."""
+    """How a fresh network is trained on a distilled set (docs/provenance.md says which paper used which)."""
 
     name: str
     epochs: int
@@ -34,30 +35,33 @@ class Protocol:
     weight_decay: float = 5e-4
     schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 after epoch E//2+1 (A)
     milestones: tuple[float, ...] = (2 / 3, 5 / 6)
-    augment: str = "dsa"            # dsa: the dataset's DSA strategy | none
+    augment: str = "dsa"            # dsa: the dataset's DSA strategy | dc: DC's own crop/scale/rotate | none
     aug_mode: str = "single"
     drop_cutout: bool = False       # B removes cutout because CutMix is on
     cutmix_p: float = 0.0
+    validations: int = 1            # test-set checks at evenly spaced epochs (the last is the last epoch)
 
 
 PROTOCOLS: dict[str, Protocol] = {
     "A": Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
+    "A-dcaug": Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
     "A-noaug": Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
     "B": Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
-                  drop_cutout=True, cutmix_p=0.5),
+                  drop_cutout=True, cutmix_p=0.5, validations=4),
 }
 DIGIT_DATASETS = ("mnist", "digits")
+PER_DATASET = {"A-dc": "DC's rule: A-dcaug on MNIST, A-noaug elsewhere"}
 
 
-def resolve_protocol(name: str, dataset: str) -> Protocol:
-    """Look a protocol up by name; 'A-dc' is DC's per-dataset choice."""
+def resolve_protocol(name: str, dataset: str, factor: int = 1) -> Protocol:
+    """Look a protocol up by name; 'A-dc' is DC's per-dataset choice (``get_daparam``: augment MNIST only)."""
     if name == "A-dc":
-        name = "A" if dataset in DIGIT_DATASETS else "A-noaug"
+        name = "A-dcaug" if dataset in DIGIT_DATASETS else "A-noaug"
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {sorted([*PROTOCOLS, 'A-dc'])}")
+        raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {sorted([*PROTOCOLS, *PER_DATASET])}")
     protocol = PROTOCOLS[name]
-    if name == "B" and dataset in DIGIT_DATASETS:
-        protocol = replace(protocol, cutmix_p=0.0)   # IDC: MNIST with f > 1 uses no CutMix anywhere (spec 12)
+    if name == "B" and dataset in DIGIT_DATASETS and factor > 1:
+        protocol = replace(protocol, cutmix_p=0.0)   # IDC: MNIST with f > 1 uses no CutMix (docs/official-code.md 12)
     return protocol
 
 
@@ -68,6 +72,15 @@ def eval_strategy(protocol: Protocol, dataset: str) -> str:
     if protocol.drop_cutout:
         strategy = "_".join(f for f in strategy.split("_") if f != "cutout")
     return strategy
+
+
+def make_augment(protocol: Protocol, dataset: str) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None:
+    """The per-batch training augmentation a protocol prescribes for ``dataset`` (None: no augmentation)."""
+    if protocol.augment == "dsa":
+        return DiffAugment(eval_strategy(protocol, dataset), protocol.aug_mode)
+    if protocol.augment == "dc":
+        return DCAugment()
+    return None
 
 
 def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
@@ -89,16 +102,33 @@ def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Modu
     return make
 
 
+@dataclass(frozen=True)
+class RunAccuracy:
+    """One trained network: last-epoch accuracy, and the best of the protocol's validation points."""
+
+    last: float
+    best: float
+
+
+def validation_epochs(protocol: Protocol) -> set[int]:
+    """Epoch counts after which the test set is checked (evenly spaced, always including the last)."""
+    n = max(protocol.validations, 1)
+    return {max(1, round(protocol.epochs * k / n)) for k in range(1, n + 1)}
+
+
 def train_and_test(
     images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, seed: int,
-) -> float:
-    """Train a fresh ``arch`` on (images, labels) in pixel space; last-epoch top-1 test accuracy (%)."""
+) -> RunAccuracy:
+    """Train a fresh ``arch`` on (images, labels) in pixel space; top-1 test accuracy (%) at the last epoch
+    and the best over the protocol's validation points (the number IDC/DREAM logs as 'best')."""
     device = default_device()
     net = build_net(network_factory(arch, data), seed, device)
-    aug = DiffAugment(eval_strategy(protocol, data.name), protocol.aug_mode) if protocol.augment == "dsa" else None
+    aug = make_augment(protocol, data.name)
     gen = seeded(seed)
     opt = torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
     images, labels = images.to(device), labels.to(device)
+    checks = validation_epochs(protocol)
+    seen: list[float] = []
     for epoch in range(protocol.epochs):
         lr = _lr_at(protocol, epoch, protocol.epochs)
         if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
@@ -108,12 +138,25 @@ def train_and_test(
             group["lr"] = lr
         train_epoch(net, opt, images, labels, batch_size=protocol.batch_size, to_input=data.normalize, gen=gen,
                     aug=aug, cutmix_p=protocol.cutmix_p)
-    return accuracy(net, data.test_images, data.test_labels, data.normalize)
+        if epoch + 1 in checks and epoch + 1 < protocol.epochs:
+            seen.append(accuracy(net, data.test_images, data.test_labels, data.normalize))
+    last = accuracy(net, data.test_images, data.test_labels, data.normalize)
+    return RunAccuracy(last, max([*seen, last]))
 
 
 @dataclass
 class EvalResult:
-    accuracies: list[float]
+    """Accuracies of ``runs`` networks trained on one set: last epoch (the headline) and best-of-validation."""
+
+    runs: list[RunAccuracy]
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [r.last for r in self.runs]
+
+    @property
+    def best(self) -> list[float]:
+        return [r.best for r in self.runs]
 
     @property
     def mean(self) -> float:
@@ -133,7 +176,7 @@ def evaluate_set(
 
 def load_external_set(path: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Read a tensor file of (images, labels): a dict with images/labels[/factor], or IDC/DREAM's [x, y] list."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_tensor_file(path)
     if isinstance(obj, dict) and {"images", "labels"} <= set(obj):
         images, labels, factor = obj["images"], obj["labels"], int(obj.get("factor", 1))
     elif isinstance(obj, (list, tuple)) and len(obj) == 2:

@@ -253,8 +253,48 @@ def continual_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     return out.loc[sorted(out.index, key=_method_key)]
 
 
+FIDELITY_TOLERANCE = 2.0   # points; Table I of the DREAM+ paper gives no ± for its rows
+
+
+def fidelity_verdict(set_means: list[float], paper: float | None) -> str:
+    """'ok -1.2' within the tolerance, 'ok≤2SE -3.4' outside it but within two standard errors, else 'off -5.3'."""
+    if paper is None:
+        return "no paper value"
+    mean = statistics.fmean(set_means)
+    delta = mean - paper
+    se = statistics.stdev(set_means) / len(set_means) ** 0.5 if len(set_means) > 1 else 0.0
+    if abs(delta) <= FIDELITY_TOLERANCE:
+        return f"ok {delta:+.1f}"
+    return f"ok≤2SE {delta:+.1f}" if abs(delta) <= 2 * se else f"off {delta:+.1f}"
+
+
+def fidelity_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Table I on real data, judged: per method x dataset/IPC the mean over sets ± standard error (n sets),
+    the paper's value, and whether the reproduction lies within ±2 points (or two standard errors) of it."""
+    paper = paper_table1()
+    per_set = frame.assign(set_mean=frame["accuracies"].map(statistics.fmean))
+    rows: dict[str, dict[str, str]] = {}
+    for (method, eval_arch, dataset, data_used, ipc), group in per_set.groupby(
+            ["method", "eval_arch", "dataset", "data_used", "ipc"], sort=False):
+        means = group["set_mean"].tolist()
+        label = f"{dataset}/{ipc}" if data_used == dataset else f"{dataset} (ran on {data_used})/{ipc}"
+        ref = paper_value(paper, dataset, ipc, method) if data_used == dataset else None
+        se = statistics.stdev(means) / len(means) ** 0.5 if len(means) > 1 else float("nan")
+        row = rows.setdefault(method if frame["eval_arch"].nunique() == 1 else f"{method} [{eval_arch}]", {})
+        row[label] = f"{statistics.fmean(means):.1f} ± {se:.1f} (n={len(means)})" + (f" [{ref:.1f}]" if ref is not None else "")
+        row[f"{label} fit"] = fidelity_verdict(means, ref)
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")
+    table = table.loc[sorted(table.index, key=_method_key)]
+    table.attrs["statistic"] = "mean over sets (seeds) ± standard error, n sets, [paper]"
+    table.attrs["note"] = (f"fit: 'ok' = within ±{FIDELITY_TOLERANCE:g} points of the paper (which gives no ±), 'ok≤2SE' = "
+                           "outside that but within two standard errors of the mean, 'off' = further; the number is "
+                           "reproduced - paper.")
+    return table
+
+
 LAYOUTS: dict[str, Layout] = {
     "continual": continual_table,
+    "fidelity": fidelity_table,
     "table1": main_table,
     "table2": tinyimagenet_table,
     "table3": component_table,

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from bench.data import list_datasets
+from bench.evaluate import PER_DATASET, PROTOCOLS
 from bench.networks import UnknownNetworkError, create_network, list_networks
 from methods.base import Budget, UnknownMethodError
 from methods.components import check_method_name
@@ -32,7 +33,7 @@ GRID_FIELDS = {"dataset", "ipc", "method", "arch", "seed"}   # Cell attributes t
 TOP_KEYS = {"name", "description", "profile", "profiles", "overrides", "eval_archs", "launcher", "variants", "exclude",
             "task", "separate_evaluation", *GRID_KEYS}
 TASKS = ("distill", "continual")   # 'evaluate' cells are derived, never named in a matrix
-PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid"}
+PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid", "exclude"}
 EVAL_KEYS = {"eval_epochs": int, "eval_runs": int, "eval_protocol": str, "eval_every": int, "eval_curve_epochs": int,
              "cl_steps": int, "cl_protocol": str, "cl_eval_arch": str}
 BUDGET_KEYS = {f.name: int for f in dataclasses.fields(Budget)}
@@ -42,6 +43,7 @@ LAUNCHER_KEYS = {
     "account", "qos", "additional_parameters", "setup", "checkpoint_every",
 }
 SETTING_KEYS = sorted({*EVAL_KEYS, *BUDGET_KEYS, *ENGINE_KEYS})
+EVAL_PROTOCOLS = sorted([*PROTOCOLS, *PER_DATASET])
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ def _check_settings(where: str, settings: Any, method: str | None = None) -> dic
     for key, value in settings.items():
         if key not in SETTING_KEYS:
             raise _fail(f"{where} has unknown setting {key!r}; allowed: {SETTING_KEYS}")
+        if key == "eval_protocol" and value not in EVAL_PROTOCOLS:
+            raise _fail(f"{where}.eval_protocol = {value!r}; allowed: {EVAL_PROTOCOLS}")
         expected = EVAL_KEYS.get(key) or BUDGET_KEYS.get(key)
         if expected is not None and value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
             raise _fail(f"{where}.{key} = {value!r} must be {expected.__name__}")
@@ -199,9 +203,10 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     if not isinstance(variants, dict):
         raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
     variants = {str(k): _check_settings(f"variants.{k}", v) for k, v in variants.items()}
-    exclude = raw.get("exclude") or []
+    exclude = [*(raw.get("exclude") or []), *(prof.get("exclude") or [])]
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude):
-        raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})}")
+        raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
+                    "(a value may be a list: any of them matches)")
     cells = [
         Cell(str(raw.get("name", name)), chosen, d, ipc, m, a, s, tuple(eval_archs),
              {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs},
@@ -209,7 +214,8 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
     ]
-    cells = [c for c in cells if not any(all(getattr(c, k) == val for k, val in e.items()) for e in exclude)]
+    cells = [c for c in cells if not any(all(getattr(c, k) in (val if isinstance(val, list) else [val])
+                                             for k, val in e.items()) for e in exclude)]
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")
     separate = raw.get("separate_evaluation", False)

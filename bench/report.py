@@ -16,20 +16,30 @@ import pandas as pd
 
 from bench.curves import mean_curves, plot_curves, plot_steps, plot_synthetic_grid
 from bench.layouts import LAYOUTS, main_table, step_means
+from bench.provenance import PROTOCOL_SUMMARY
 from bench.results import SET_FILE, atomic_write_text, read_results
 
-def results_frame(results: list[dict]) -> pd.DataFrame:
-    """One row per (cell, evaluation architecture) with its accuracies."""
+ACCURACY_KINDS = {
+    "last": ("accuracies", "last epoch"),
+    "best": ("best_accuracies", "BEST of each run's validation points (IDC/DREAM's logged 'best'; equals the last epoch "
+                                "for protocols that validate once), not the last epoch"),
+}
+
+
+def results_frame(results: list[dict], accuracy: str = "last") -> pd.DataFrame:
+    """One row per (cell, evaluation architecture) with its accuracies of the chosen kind (last or best)."""
+    field_name = ACCURACY_KINDS[accuracy][0]
     rows = []
     for r in results:
         cell = r["cell"]
-        for arch, accs in r["accuracies"].items():
+        for arch, accs in r.get(field_name, {}).items():
             rows.append({
                 "dataset": cell["dataset"], "data_used": r.get("data_used", cell["dataset"]), "ipc": cell["ipc"],
                 "method": cell["method"], "arch": cell["arch"], "eval_arch": arch, "seed": cell["seed"],
                 "variant": cell.get("variant", ""), "settings": cell.get("settings", {}),
                 "scale": r.get("scale", cell.get("profile")), "machine": r.get("machine", "?"), "accuracies": accs,
                 "distill_seconds": r.get("distill_seconds", float("nan")),
+                "protocol": r.get("protocol", {}).get("name", "?"), "protocol_choice": r.get("protocol_choice", "?"),
             })
     return pd.DataFrame(rows)
 
@@ -53,11 +63,25 @@ class Report:
         return f"{comment}\n{body}"
 
 
-def build_report(root: Path, write: bool = True) -> Report:
-    """Rebuild the matrix's table (layout chosen by matrix name, Table I by default) and its figures."""
+def protocol_lines(frame: pd.DataFrame) -> str:
+    """Which evaluation each row used, and whether it is the row's published one or forced by the matrix."""
+    used = frame.groupby("method", sort=False)[["protocol", "protocol_choice"]].agg(lambda v: "/".join(sorted(set(v))))
+    rows = "; ".join(f"{m}: {p} ({c})" for m, (p, c) in used.iterrows())
+    names = sorted({n for p in used["protocol"] for n in p.split("/")})
+    legend = "; ".join(f"{n} = {PROTOCOL_SUMMARY[n]}" for n in names if n in PROTOCOL_SUMMARY)
+    return f"Evaluation per row: {rows}.\nProtocols: {legend}. 'published' = the protocol of the paper the row's " \
+           f"number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row."
+
+
+def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Report:
+    """Rebuild the matrix's table (layout chosen by matrix name, Table I by default) and its figures.
+
+    ``accuracy='best'`` builds the table from best-of-validation accuracies instead, labelled as such and
+    written to ``table_best.md``; the last-epoch table stays the headline.
+    """
     root = Path(root)
     results = read_results(root)
-    frame = results_frame(results)
+    frame = results_frame(results, accuracy)
     if frame.empty:
         return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
     matrix = str(results[0]["cell"].get("matrix", ""))
@@ -65,17 +89,21 @@ def build_report(root: Path, write: bool = True) -> Report:
     table.index.name = "method"
     scales = ", ".join(sorted(frame["scale"].astype(str).unique()))
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))
-    caption = (f"Top-1 test accuracy (%), last epoch, mean ± std over seeds x evaluation runs; "
+    caption = (f"Top-1 test accuracy (%), {ACCURACY_KINDS[accuracy][1]}; {table.attrs.get('statistic', 'mean ± std over seeds x evaluation runs')}; "
                f"(paper value, reproduced - paper) where the paper has one.\n"
                f"Scale: {scales}. Data: {', '.join(sorted(frame['data_used'].unique()))}. "
                f"Machine: {machines}. Source: {root}.")
     if "mini" in scales:
         caption += "\nMini-scale runs: not comparable to the paper's full-scale numbers."
-    figures = write_figures(root, results, caption.splitlines()[1]) if write else []
+    if table.attrs.get("note"):
+        caption += "\n" + table.attrs["note"]
+    caption += "\n" + protocol_lines(frame)
+    figures = write_figures(root, results, caption.splitlines()[1]) if write and accuracy == "last" else []
     report = Report(frame, table, caption, figures)
     if write:
-        atomic_write_text(root / "table.md", report.markdown)
-        atomic_write_text(root / "table.tex", report.latex)
+        stem = "table" if accuracy == "last" else f"table_{accuracy}"
+        atomic_write_text(root / f"{stem}.md", report.markdown)
+        atomic_write_text(root / f"{stem}.tex", report.latex)
     return report
 
 
@@ -109,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="results/<matrix>/<profile>, or with --all any folder above several")
     parser.add_argument("--all", action="store_true", help="rebuild every results folder found below root")
+    parser.add_argument("--accuracy", choices=sorted(ACCURACY_KINDS), default="last",
+                        help="last epoch (default, the headline) or best of the validation points (labelled)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():
@@ -120,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no finished cells below {str(root)!r}", file=sys.stderr)
         return 2
     for r in roots:
-        report = build_report(r)
+        report = build_report(r, accuracy=args.accuracy)
+        stem = "table" if args.accuracy == "last" else f"table_{args.accuracy}"
         print(report.markdown)
-        print(f"wrote {r / 'table.md'} and {r / 'table.tex'}")
+        print(f"wrote {r / (stem + '.md')} and {r / (stem + '.tex')}")
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +13,21 @@ import torch
 
 RESULT_FILE = "result.json"
 SET_FILE = "synthetic.pt"
+
+
+class UnsafeFileError(ValueError):
+    """A tensor file that is unreadable, or that needs more than tensors and plain containers to load."""
+
+
+def load_tensor_file(path: Path | str) -> Any:
+    """``torch.load`` with ``weights_only=True``: a file that would run code (a pickled object) is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsafeFileError(f"{path}: refused to load: it holds more than tensors ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise UnsafeFileError(f"{path}: not a readable tensor file ({type(err).__name__})") from None
 
 
 def cell_dir(root: Path, cell_id: str) -> Path:

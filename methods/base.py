@@ -26,6 +26,7 @@ class Budget:
     steps_per_network: int | None = None   # image updates per network
     eval_every: int | None = None          # evaluate the set every K iterations (curves); None = never
     feature_epochs: int | None = None      # coresets: epochs of the feature / forgetting network
+    feature_seed: int | None = None        # coresets: seed of that network (None: the cell's seed)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Method(abc.ABC):
     """A distillation or coreset-selection method."""
 
     name: str = "method"
+    eval_protocol: str = "A"   # evaluation protocol name (bench.evaluate); built-ins take theirs from bench.provenance
 
     @abc.abstractmethod
     def distill(

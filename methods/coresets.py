@@ -1,19 +1,29 @@
-"""Coreset baselines of Table I: Random, Herding, K-Center greedy and Forgetting (spec section 9).
+"""Coreset baselines of Table I: Random, Herding, K-Center greedy and Forgetting (docs/provenance.md).
 
 Herding, K-Center and Forgetting need a network trained on the whole training set; one training run per
-(dataset, network, seed, epochs) gives both the embeddings and the forgetting counts, and is cached in
-the process so that the three methods and both IPCs reuse it.
+(dataset, network, seed, epochs) gives both the embeddings and the forgetting counts. It is cached in the
+process and on disk under the results folder, so the three methods, both IPCs, a re-run and other
+processes of the same matrix reuse it.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from tqdm.auto import trange
 
 from bench.data import ImageDataset
+from bench.provenance import published_protocol
+from bench.results import load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, NetFactory, register_method
 from methods.sampling import embed_all
@@ -37,9 +47,13 @@ def herding(features: torch.Tensor, k: int, gen: torch.Generator | None = None) 
     return torch.tensor(chosen, dtype=torch.long)
 
 
-def k_center_greedy(features: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """Start from a uniformly random point; repeatedly add the point farthest from the selected set."""
-    first = int(torch.randint(len(features), (1,), generator=gen))
+def k_center_greedy(features: torch.Tensor, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Start from the point nearest the class mean; repeatedly add the point farthest from the selected set.
+
+    The mean-nearest start is the rule DC's authors describe for their K-Center baseline, and the only one
+    consistent with its published IPC-1 numbers equalling Herding's (docs/provenance.md).
+    """
+    first = int((features - features.mean(0)).norm(dim=1).argmin())
     chosen = [first]
     min_dist = (features - features[first]).norm(dim=1)
     for _ in range(min(k, len(features)) - 1):
@@ -58,13 +72,71 @@ class FeatureNetwork:
 
 
 _FEATURE_CACHE: dict[Any, FeatureNetwork] = {}
+FEATURE_NET_DIR = ".feature_nets"
 
 
-def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, epochs: int) -> FeatureNetwork:
-    """Train on all real data (SGD 0.01, momentum 0.9, wd 5e-4, batch 256, no augmentation)."""
-    key = (data.name, len(data.train_images), getattr(make_net, "cache_key", id(make_net)), seed, epochs)
+def feature_network_file(cache_dir: Path, data: ImageDataset, arch_key: Any, seed: int, epochs: int) -> Path:
+    """One file per (dataset, network, seed, epochs); the name carries a digest of the training labels."""
+    digest = hashlib.sha256(repr((data.name, tuple(data.train_images.shape), arch_key)).encode()
+                            + data.train_labels.numpy().tobytes()).hexdigest()[:12]
+    return cache_dir / FEATURE_NET_DIR / f"{data.name}_s{seed}_e{epochs}_{digest}.pt"
+
+
+def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, epochs: int,
+                          cache_dir: Path | None = None) -> FeatureNetwork:
+    """Train on all real data (SGD 0.01, momentum 0.9, wd 5e-4, batch 256, no augmentation), once.
+
+    Kept in the process and, with ``cache_dir``, on disk (written atomically under a file lock), so a re-run
+    or a second process of the same matrix reuses the network instead of training it again.
+    """
+    arch_key = getattr(make_net, "cache_key", None)
+    key = (data.name, len(data.train_images), arch_key or id(make_net), seed, epochs)
     if key in _FEATURE_CACHE:
         return _FEATURE_CACHE[key]
+    path = feature_network_file(cache_dir, data, arch_key, seed, epochs) if cache_dir and arch_key else None
+    with _file_lock(path):
+        result = _load_feature_network(path, make_net) if path is not None and path.is_file() else None
+        if result is None:
+            result = _train_feature_network(data, make_net, seed, epochs)
+            if path is not None:
+                _save_atomic({"state_dict": result.net.state_dict(), "forgetting": result.forgetting}, path)
+    _FEATURE_CACHE[key] = result
+    return result
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _save_atomic(state: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_feature_network(path: Path, make_net: NetFactory) -> FeatureNetwork:
+    state = load_tensor_file(path)
+    net = make_net().to(default_device())
+    net.load_state_dict(state["state_dict"])
+    return FeatureNetwork(net.eval(), state["forgetting"])
+
+
+def _train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, epochs: int) -> FeatureNetwork:
     device = default_device()
     net = build_net(make_net, seed, device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -81,21 +153,18 @@ def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, e
         learned[idx] |= correct
 
     gen = seeded(seed)
-    for _ in range(epochs):
+    for _ in trange(epochs, desc=f"feature network ({data.name})", leave=False, disable=None):
         train_epoch(net, opt, data.train_images, labels, batch_size=256, to_input=data.normalize, gen=gen, on_batch=track)
     events[~learned] = float("inf")   # Toneva et al.: never learned = forgotten infinitely often
-    result = FeatureNetwork(net.eval(), events)
-    _FEATURE_CACHE[key] = result
-    return result
+    return FeatureNetwork(net.eval(), events)
 
 
 class Coreset(Method):
     """Select ``ipc`` real images per class; the images are stored unchanged (factor 1)."""
 
-    eval_protocol = "A"
-
     def __init__(self, name: str, needs_network: bool, choose: Callable[["Coreset", ImageDataset, int, int, FeatureNetwork | None, torch.Generator], torch.Tensor]) -> None:
         self.name = name
+        self.eval_protocol = published_protocol(name)   # DC's evaluation: the coreset rows come from DC's paper
         self.needs_network = needs_network
         self._choose = choose
 
@@ -103,7 +172,9 @@ class Coreset(Method):
         start = time.perf_counter()
         feature_net = None
         if self.needs_network:
-            feature_net = train_feature_network(data, make_net, seed, budget.feature_epochs or 30)
+            feature_seed = seed if budget.feature_seed is None else budget.feature_seed
+            feature_net = train_feature_network(data, make_net, feature_seed, budget.feature_epochs or 30,
+                                                hooks.get("cache_dir"))
         gen = seeded(seed)
         picks = [data.class_indices(c)[self._choose(self, data, c, ipc, feature_net, gen)] for c in range(data.num_classes)]
         idx = torch.cat(picks)

@@ -109,6 +109,7 @@ class DistillationEngine(Method):
     def distill(
         self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int,
         evaluate: Evaluator | None = None, checkpoint: Any = None, progress: Callable[[int], None] | None = None,
+        **unused_hooks: Any,
     ) -> DistilledSet:
         cfg = self.config.with_budget(budget)
         run = _Run(self.name, cfg, data, ipc, make_net, seed, default_device())

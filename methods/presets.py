@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.provenance import published_protocol
 from methods.base import register_method
 from methods.engine import DistillationEngine, EngineConfig
 from methods.objectives import Objective
@@ -75,7 +76,7 @@ class Preset(DistillationEngine):
 
     def __init__(self, name: str, config: EngineConfig, eval_protocol: str) -> None:
         super().__init__(name, config)
-        self.eval_protocol = eval_protocol   # 'A-dc' = DC's rule: augmented on MNIST-like data, else none
+        self.eval_protocol = eval_protocol   # from bench.provenance; 'A-dc' = DC's per-dataset rule
 
 
 def dc_config(dataset: str, ipc: int) -> EngineConfig:
@@ -128,18 +129,19 @@ def dream_plus_config(dataset: str, ipc: int) -> EngineConfig:
     return cfg.replace(warmup_epochs=1, objective=Objective(1.0, 1.0, metric, metric, "conv"))
 
 
-PRESETS: dict[str, tuple[Any, str]] = {
-    # name: (config builder, evaluation protocol of the original paper)
-    "DC": (dc_config, "A-dc"),
-    "DSA": (dsa_config, "A"),
-    "DM": (dm_config, "A"),
-    "IDC": (idc_config, "B"),
-    "DREAM": (dream_config, "B"),
-    "DREAM+": (dream_plus_config, "B"),
+PRESETS: dict[str, Any] = {
+    "DC": dc_config,
+    "DSA": dsa_config,
+    "DM": dm_config,
+    "IDC": idc_config,
+    "DREAM": dream_config,
+    "DREAM+": dream_plus_config,
 }
 
 
-def _make_factory(name: str, builder: Any, protocol: str):
+def _make_factory(name: str, builder: Any):
+    protocol = published_protocol(name)   # the evaluation of the paper that published this row
+
     def factory(dataset: str, ipc: int, config: EngineConfig | None = None) -> Preset:
         return Preset(name, config or builder(dataset, ipc), protocol)
 
@@ -147,5 +149,5 @@ def _make_factory(name: str, builder: Any, protocol: str):
     return factory
 
 
-for _name, (_builder, _protocol) in PRESETS.items():
-    register_method(_name)(_make_factory(_name, _builder, _protocol))
+for _name, _builder in PRESETS.items():
+    register_method(_name)(_make_factory(_name, _builder))

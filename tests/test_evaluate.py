@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bench.data import load_dataset
-from bench.evaluate import PROTOCOLS, _lr_at, evaluate_set, load_external_set, main, resolve_protocol
+from bench.augment import DCAugment
+from bench.evaluate import PROTOCOLS, _lr_at, evaluate_set, load_external_set, main, resolve_protocol, validation_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,8 +20,12 @@ def test_protocol_b_schedule_and_a_halving():
     a = PROTOCOLS["A"]
     # DC decays after epoch E//2+1 has run: the first reduced epoch is E//2+2
     assert _lr_at(a, 501, 1000) == pytest.approx(0.01) and _lr_at(a, 502, 1000) == pytest.approx(0.001)
-    assert resolve_protocol("B", "digits").cutmix_p == 0.0 and resolve_protocol("B", "cifar10").cutmix_p == 0.5
-    assert resolve_protocol("A-dc", "digits").name == "A" and resolve_protocol("A-dc", "cifar10").name == "A-noaug"
+    # IDC drops CutMix for MNIST only when the set is multi-formation (f > 1)
+    assert resolve_protocol("B", "digits", factor=2).cutmix_p == 0.0 and resolve_protocol("B", "digits").cutmix_p == 0.5
+    assert resolve_protocol("B", "cifar10", factor=2).cutmix_p == 0.5
+    # DC's get_daparam: its own augmentation (1000 epochs) on MNIST, none (300 epochs) elsewhere
+    assert resolve_protocol("A-dc", "mnist").name == "A-dcaug" and resolve_protocol("A-dc", "mnist").epochs == 1000
+    assert resolve_protocol("A-dc", "fashionmnist").name == "A-noaug" and resolve_protocol("A-dc", "fashionmnist").epochs == 300
     with pytest.raises(ValueError, match="allowed"):
         resolve_protocol("Z", "digits")
 
@@ -32,6 +37,27 @@ def test_real_images_train_a_net_far_above_chance():
     result = evaluate_set(data.train_images[idx], data.train_labels[idx], data, "ConvNet-3", protocol, runs=2, seed=0)
     assert len(result.accuracies) == 2 and result.mean > 60.0
     assert result.accuracies[0] != result.accuracies[1]        # independently initialised networks
+    # B checks the test set at 4 evenly spaced epochs; 'best' is their maximum, never below the last epoch
+    assert validation_epochs(protocol) == {10, 20, 30, 40}
+    assert all(b >= a for a, b in zip(result.accuracies, result.best))
+
+
+def test_dc_augmentation_ops():
+    g = torch.Generator().manual_seed(0)
+    batch = torch.stack([torch.ones(1, 28, 28), torch.zeros(1, 28, 28)])   # per-channel batch mean 0.5
+    crops = [DCAugment("crop")(batch, g) for _ in range(8)]
+    values = torch.cat([c.flatten() for c in crops]).unique().tolist()
+    assert set(values) <= {0.0, 0.5, 1.0} and 0.5 in values                 # the pad is the batch mean
+    assert any(not torch.equal(c, batch) for c in crops)                     # offsets 0..7 around 4 shift
+    scaled = DCAugment("scale")(batch, g)
+    assert set(scaled.unique().tolist()) <= {0.0, 1.0}                        # nearest resize, zero canvas
+    flat = torch.full((3, 1, 28, 28), 0.25)
+    assert torch.allclose(DCAugment("rotate")(flat, g), flat, atol=1e-5)     # fill = mean: a flat image stays flat
+    x = torch.rand(6, 1, 28, 28)
+    a, b = DCAugment()(x, torch.Generator().manual_seed(3)), DCAugment()(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
+    with pytest.raises(ValueError, match="allowed"):
+        DCAugment("crop_flip")
 
 
 @pytest.mark.parametrize("layout", ["dict", "idc-list"])

@@ -94,7 +94,7 @@ def test_requeued_job_resumes_from_checkpoint_with_identical_result(tmp_path):
                              "--executor", "slurm"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = root / ".checkpoints" / "digits_ipc1_DC_ConvNet-3_s0.pt"
     _wait_for(ckpt.is_file, 300, "the first checkpoint")
-    _wait_for(lambda: torch.load(ckpt, weights_only=False)["iteration"] >= 5, 300, "a few iterations")
+    _wait_for(lambda: torch.load(ckpt, weights_only=True)["iteration"] >= 5, 300, "a few iterations")
     job_id = json.loads((root / ".jobs.json").read_text())["digits_ipc1_DC_ConvNet-3_s0"]["job_id"]
     requeue = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
@@ -104,8 +104,8 @@ def test_requeued_job_resumes_from_checkpoint_with_identical_result(tmp_path):
     assert result["resumed_from"] >= 5                                   # the second run started from the checkpoint
     local_root = tmp_path / "local" / "slurmtiny" / "mini"
     assert _accuracies(root) == _accuracies(local_root)
-    a = torch.load(root / "digits_ipc1_DC_ConvNet-3_s0" / "synthetic.pt", weights_only=False)["images"]
-    b = torch.load(local_root / "digits_ipc1_DC_ConvNet-3_s0" / "synthetic.pt", weights_only=False)["images"]
+    a = torch.load(root / "digits_ipc1_DC_ConvNet-3_s0" / "synthetic.pt", weights_only=True)["images"]
+    b = torch.load(local_root / "digits_ipc1_DC_ConvNet-3_s0" / "synthetic.pt", weights_only=True)["images"]
     assert torch.equal(a, b)
     assert not ckpt.exists()            # cleared once the cell finished
 
