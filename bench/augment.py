@@ -1,6 +1,6 @@
 """Differentiable Siamese augmentation (DSA) and CutMix, shared by DC/DSA/DM, IDC/DREAM and evaluation.
 
-The primitives and strengths follow spec section 2.3. Parameters are drawn from an explicit
+The primitives and strengths follow docs/official-code.md §2.3. Parameters are drawn from an explicit
 ``torch.Generator`` (never the global RNG, never the clock), so a "Siamese" call is simply one parameter
 draw applied to several batches, and every run is reproducible from its seed.
 """
@@ -57,7 +57,7 @@ def _crop_sample(n: int, size: int, gen: torch.Generator) -> Params:
 
 
 def _crop(x: torch.Tensor, p: Params) -> torch.Tensor:
-    """Integer translation; pixels that come from outside the image are 0 (spec 2.3)."""
+    """Integer translation; pixels that come from outside the image are 0 (docs/official-code.md §2.3)."""
     b, _, h, w = x.shape
     tx = p["tx"].to(x.device).expand(b)
     ty = p["ty"].to(x.device).expand(b)
@@ -99,7 +99,7 @@ def _flip(x: torch.Tensor, p: Params) -> torch.Tensor:
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    # align_corners=True reproduces the torch 1.2 behaviour the DC code was written against (spec 2.3).
+    # align_corners=True reproduces the torch 1.2 behaviour the DC code was written against (docs/official-code.md §2.3).
     theta = theta.to(x.device, x.dtype).expand(x.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True)
@@ -175,7 +175,7 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 @dataclass
 class DiffAugment:
     """A DSA policy. ``mode='single'``: one family per call, chosen uniformly (DC/DSA/DM).
-    ``mode='composite'``: flip, color, one geometric op, cutout (IDC/DREAM, spec 2.3).
+    ``mode='composite'``: flip, color, one geometric op, cutout (IDC/DREAM, docs/official-code.md §2.3).
 
     ``shared=True`` draws one parameter set for the whole call (Siamese); otherwise per image.
     """
@@ -301,7 +301,7 @@ class CutMixBatch:
 
 
 def cutmix(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, beta: float = 1.0) -> CutMixBatch:
-    """Paste a box from a permuted partner batch; label weight = 1 - clipped box area (spec 2.4)."""
+    """Paste a box from a permuted partner batch; label weight = 1 - clipped box area (docs/official-code.md §2.4)."""
     lam = float(torch.distributions.Beta(beta, beta).sample()) if beta != 1.0 else float(torch.rand(1, generator=gen))
     b, _, h, w = images.shape
     perm = torch.randperm(b, generator=gen).to(images.device)

@@ -1,4 +1,4 @@
-"""Class-incremental learning with distilled memories (paper Fig. 11, spec section 11).
+"""Class-incremental learning with distilled memories (paper Fig. 11, docs/official-code.md §11).
 
 Classes arrive in ``steps`` groups. At each step a memory of ``ipc`` images per class is distilled from
 that step's classes only, and a network is trained on the memories of every class seen so far, then
@@ -6,7 +6,7 @@ tested on the test images of those classes. Two protocols:
 
 - ``idc`` (IDC's code): one network carried across steps, its head grown (old rows kept, new rows fresh),
   cross-entropy plus knowledge distillation from the previous step's model on the old classes' logits
-  (KL at T = 2, weight n_old/n_seen-scaled as below); one class order;
+  (KL at T = 2, weight T^2 x beta with beta = 1, as the official code); one class order;
 - ``dc`` (DC's ``CL_DM.py``): a new network from scratch at every step on all memories (protocol A), over
   several class orders.
 
@@ -92,12 +92,17 @@ def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_out: in
             if teacher is not None and n_old > 0:
                 with torch.no_grad():
                     ref = teacher(x)[:, :n_old]
-                kd = F.kl_div(F.log_softmax(logits[:, :n_old] / temperature, 1), F.softmax(ref / temperature, 1),
-                              reduction="batchmean")
-                loss = loss + kd * temperature**2 * n_old / n_out
+                loss = loss + distillation_term(logits[:, :n_old], ref, temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
+
+def distillation_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0, beta: float = 1.0) -> torch.Tensor:
+    """IDC's KD loss on the old classes' logits: KL per sample (summed over classes, averaged over the batch)
+    x T^2 x beta; equal to the official ``KLDivLoss()`` (element mean) x T^2 x beta x n_old."""
+    kl = F.kl_div(F.log_softmax(student / temperature, 1), F.softmax(teacher / temperature, 1), reduction="batchmean")
+    return kl * temperature**2 * beta
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Real image datasets for dreambench: loading, on-disk layout, normalisation constants.
 
 Every loader returns an :class:`ImageDataset` whose images are float32 ``N x C x H x W`` tensors in
-**[0, 1] pixel space, not normalised** (the IDC/DREAM convention, methods spec §2.1). Methods that work
+**[0, 1] pixel space, not normalised** (the IDC/DREAM convention, docs/official-code.md §2.1). Methods that work
 in normalised space (DC/DSA/DM) call :meth:`ImageDataset.normalize` themselves; it is differentiable and
 device-agnostic, so it can sit inside an augmentation pipeline.
 
@@ -29,7 +29,7 @@ check; ``verify=False``, or the environment variable ``DREAMBENCH_SKIP_MD5=1``, 
 exist (needed for tiny test fixtures written in the real format). Missing or corrupt data, and failed
 downloads, raise :class:`DatasetNotFoundError` with one line naming the expected path.
 
-CIFAR-100 normalisation: the official repos disagree (spec §2.1, §13.11). We default to IDC/DREAM's
+CIFAR-100 normalisation: the official repos disagree (docs/official-code.md §2.1, §13.11). We default to IDC/DREAM's
 choice, which reuses the CIFAR-10 constants (``data.py``: ``MEANS['cifar100'] = MEANS['cifar']``);
 ``load_dataset('cifar100', cifar100_stats='dc')`` gives DC's CIFAR-100 constants instead.
 """
@@ -63,7 +63,7 @@ __all__ = [
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
-# Official normalisation constants (mean, std) per channel; spec §2.1.
+# Official normalisation constants (mean, std) per channel; docs/official-code.md §2.1.
 DATASET_STATS: dict[str, Stats] = {
     "mnist": ((0.1307,), (0.3081,)),
     "fashionmnist": ((0.2861,), (0.3530,)),

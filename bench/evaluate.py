@@ -1,6 +1,6 @@
 """Evaluation protocols: train a fresh network on a distilled set, report last-epoch test accuracy.
 
-Protocol A (DC/DSA/DM, spec 10A) and protocol B (IDC/DREAM/DREAM+, spec 10B) are registered data;
+Protocol A (DC/DSA/DM, docs/official-code.md §10A) and protocol B (IDC/DREAM/DREAM+, docs/official-code.md §10B) are registered data;
 ``A-dc`` resolves to DC's own rule (augmented on digit datasets, else no augmentation and 300 epochs).
 Also a command: ``python -m bench.evaluate data.pt --dataset cifar10 --arch ConvNet-3`` evaluates a set
 produced elsewhere (the official IDC/DREAM ``data.pt`` layout included).
@@ -40,10 +40,13 @@ class Protocol:
     drop_cutout: bool = False       # B removes cutout because CutMix is on
     cutmix_p: float = 0.0
     validations: int = 1            # test-set checks at evenly spaced epochs (the last is the last epoch)
+    strategy: str = ""              # DSA families; "" = the dataset's (no flip on digit sets, as DSA advises)
 
 
 PROTOCOLS: dict[str, Protocol] = {
     "A": Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
+    "A-dm": Protocol("A-dm", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single",
+                     strategy="color_crop_cutout_flip_scale_rotate"),   # main_DM.py's default, flip on every dataset
     "A-dcaug": Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
     "A-noaug": Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
     "B": Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
@@ -68,7 +71,7 @@ def resolve_protocol(name: str, dataset: str, factor: int = 1) -> Protocol:
 def eval_strategy(protocol: Protocol, dataset: str) -> str:
     from methods.presets import dsa_strategy
 
-    strategy = dsa_strategy(dataset)
+    strategy = protocol.strategy or dsa_strategy(dataset)
     if protocol.drop_cutout:
         strategy = "_".join(f for f in strategy.split("_") if f != "cutout")
     return strategy
@@ -95,7 +98,7 @@ def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
 
 def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Module]:
     """A constructor for ``arch`` sized for ``data``. IDC's "ResNet-10" is the CIFAR layout (widths 32-256)
-    on CIFAR and the wide one (64-512) elsewhere (spec 2.2), so the variant follows the dataset."""
+    on CIFAR and the wide one (64-512) elsewhere (docs/official-code.md §2.2), so the variant follows the dataset."""
     kwargs = {"variant": "cifar" if data.name.startswith("cifar") else "wide"} if arch.startswith("ResNet") else {}
     make = partial(create_network, arch, data.channels, data.num_classes, data.image_size, **kwargs)
     make.cache_key = (arch, data.channels, data.num_classes, data.image_size, tuple(kwargs.items()))  # type: ignore[attr-defined]
@@ -174,16 +177,31 @@ def evaluate_set(
     return EvalResult([train_and_test(images, labels, data, arch, protocol, seed * 1000 + r) for r in range(runs)])
 
 
-def load_external_set(path: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Read a tensor file of (images, labels): a dict with images/labels[/factor], or IDC/DREAM's [x, y] list."""
+def load_external_set(path: str, data: ImageDataset | None = None, experiment: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Read a set produced elsewhere as (pixel-space images, labels, decode factor).
+
+    Layouts: dreambench's dict (images/labels[/factor]); IDC/DREAM's ``[x, y]`` (stored images of their
+    factor-2 runs); DC/DSA/DM's ``{'data': [[images, labels], ...], 'accs_all_exps': ...}``, one pair per
+    experiment and images still normalised, so ``data`` (for its mean/std) is needed and ``experiment`` picks one.
+    """
     obj = load_tensor_file(path)
     if isinstance(obj, dict) and {"images", "labels"} <= set(obj):
         images, labels, factor = obj["images"], obj["labels"], int(obj.get("factor", 1))
+    elif isinstance(obj, dict) and isinstance(obj.get("data"), (list, tuple)) and obj["data"]:
+        pairs = obj["data"]
+        if not 0 <= experiment < len(pairs) or len(pairs[experiment]) != 2:
+            raise ValueError(f"{path}: DC-style file with {len(pairs)} experiments; --experiment must be in [0, {len(pairs) - 1}]")
+        if data is None:
+            raise ValueError(f"{path}: DC-style images are normalised; the dataset is needed to undo it")
+        images, labels, factor = data.denormalize(pairs[experiment][0].float()), pairs[experiment][1], 1
     elif isinstance(obj, (list, tuple)) and len(obj) == 2:
         # IDC/DREAM save the stored (undecoded) images; their published runs use factor 2
         images, labels, factor = obj[0], obj[1], 2
     else:
-        raise ValueError(f"{path}: expected a dict with 'images' and 'labels' or an [images, labels] pair")
+        raise ValueError(f"{path}: expected a dict with 'images' and 'labels', IDC/DREAM's [images, labels] pair, "
+                         "or DC/DSA/DM's {'data': [[images, labels], ...]}")
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{path}: images and labels must be tensors")
     return images.float(), labels.long(), factor
 
 
@@ -201,11 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--factor", type=int, default=None, help="decode factor (default: the file's; IDC/DREAM [x, y] files: 2, use 1 for IDC-I sets)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--experiment", type=int, default=0, help="which set of a DC/DSA/DM result file (default 0)")
     args = parser.parse_args(argv)
     try:
         data = load_dataset(args.dataset, args.data_root)
         protocol = resolve_protocol(args.protocol, data.name)
-        images, labels, factor = load_external_set(args.path)
+        images, labels, factor = load_external_set(args.path, data, args.experiment)
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

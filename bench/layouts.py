@@ -129,8 +129,13 @@ def subcluster_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         match = paper[(paper["method"] == method) & (paper["samples_per_subcluster"] == per)]
         column = f"subclusters_{clusters}"
         ref = published_mean(match.iloc[0][column]) if comparable and len(match) and column in paper.columns else None
-        table.setdefault(f"{method}, {per} per sub-cluster", {})[f"{clusters} sub-clusters"] = format_cell(accs, ref)
+        mark = " *" if method == "DREAM" and per > 1 else ""
+        table.setdefault(f"{method}, {per} per sub-cluster{mark}", {})[f"{clusters} sub-clusters"] = format_cell(accs, ref)
     out = pd.DataFrame.from_dict(table, orient="index")
+    if any(k.endswith(" *") for k in table):
+        out.attrs["note"] = ("* DREAM with more than one sample per sub-cluster: only DREAM+'s official script "
+                             "(condense_improve.py, query_match) supports sub-cluster sampling; dreambench composes it "
+                             "onto DREAM, so these rows have no official DREAM code behind them.")
     return out[sorted(out.columns, key=lambda c: int(c.split()[0]))].fillna("-")
 
 

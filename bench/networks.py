@@ -1,4 +1,4 @@
-"""Registry of the distillation / evaluation networks (spec section 2.2).
+"""Registry of the distillation / evaluation networks (docs/official-code.md §2.2).
 
 Networks are looked up by name, like timm's ``register_model``: ``create_network("ConvNet-3", 3, 10, 32)``.
 Every network is an :class:`EmbeddingNetwork`: a feature extractor followed by one classifier, so the
@@ -9,7 +9,7 @@ Registered names: ``ConvNet`` (depth kwarg), ``ConvNet-3``, ``ConvNet-4``, ``Res
 ``DenseNet-121`` (the growth-12 CIFAR DenseNet of IDC/DREAM, not torchvision's), plus the prefix
 ``timm:<model>`` for any timm model built without pretrained weights.
 
-Deliberate deviations from the official code (see spec 2.2 / 13.9-10):
+Deliberate deviations from the official code (see docs/official-code.md §2.2 / 13.9-10):
 
 * ConvNet pads its first conv by 3 whenever the input is 28 px (DC keys this on ``channel == 1``; for the
   datasets in use, 1-channel <=> 28 px, and keying on the size keeps the shape bookkeeping right for any

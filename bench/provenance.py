@@ -31,7 +31,7 @@ TABLE1: dict[str, Provenance] = {
     "Forgetting": Provenance(_DC_PAPER, "A-dc", _LAST, _DC_RUNS),
     "DC": Provenance(_DC_PAPER, "A-dc", _LAST, _DC_RUNS),
     "DSA": Provenance("DSA (Zhao, Bilen, ICML 2021)", "A", _LAST, _DC_RUNS),
-    "DM": Provenance("DM (Zhao, Bilen, WACV 2023)", "A", _LAST, "5 sets x 5-20 networks"),
+    "DM": Provenance("DM (Zhao, Bilen, WACV 2023)", "A-dm", _LAST, "5 sets x 5-20 networks"),
     "IDC": Provenance("IDC (Kim et al., ICML 2022)", "B", "final epoch of test.py (its 'best' equals 'last')",
                       "--repeat runs of one set; count not stated"),
     "DREAM": Provenance("DREAM (Liu et al., ICCV 2023)", "B", "best of 4 validation points, mean over runs (inferred)",
@@ -43,6 +43,7 @@ TABLE1: dict[str, Provenance] = {
 
 PROTOCOL_SUMMARY = {
     "A": "DSA augmentation, 1000 epochs, batch 256, lr x0.1 at half",
+    "A-dm": "as A but DSA with flip on every dataset (main_DM.py's default strategy)",
     "A-dcaug": "DC's crop/scale/rotate augmentation, 1000 epochs, batch 256, lr x0.1 at half",
     "A-noaug": "no augmentation, 300 epochs, batch 256, lr x0.1 at half",
     "B": "DSA (no cutout) + CutMix, 1000 epochs, batch 64, lr x0.2 at 2/3 and 5/6",

@@ -9,10 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 RESULT_FILE = "result.json"
 SET_FILE = "synthetic.pt"
+
+
+# numpy scalars (DC's result files store accuracies as numpy floats) rebuild data only, never run code
+_NUMPY_CORE = getattr(np, "_core", None) or np.core
+_DATA_ONLY_GLOBALS = [np.dtype, _NUMPY_CORE.multiarray.scalar, *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")}]
 
 
 class UnsafeFileError(ValueError):
@@ -22,7 +28,8 @@ class UnsafeFileError(ValueError):
 def load_tensor_file(path: Path | str) -> Any:
     """``torch.load`` with ``weights_only=True``: a file that would run code (a pickled object) is refused."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_DATA_ONLY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnsafeFileError(f"{path}: refused to load: it holds more than tensors ({first[:160]})") from None

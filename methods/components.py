@@ -1,6 +1,6 @@
 """DREAM/DREAM+ parts as switches on any matching base: ``IDC+rm+init``, ``DC+rm+init+bm``, ``DM+rm``.
 
-Composition rules (documented in docs/deviations.md, spec 13.16):
+Composition rules (documented in docs/deviations.md, docs/official-code.md §13.16):
 - ``rm``: representative matching; the base's random real batch is replaced by 128 cluster-nearest images
   per class (DREAM's batch), re-clustered every ``interval`` steps with the current matching network.
 - ``init``: cluster-centre initialisation (tiled f x f when the base uses multi-formation).

@@ -1,4 +1,4 @@
-"""One distillation engine with swappable parts (spec section 14, "Lessons").
+"""One distillation engine with swappable parts (docs/official-code.md §14, "Lessons").
 
 Parts: representation (factor f, pixel or normalised space), initialiser, real-batch sampler, matching
 objective, network schedule (fresh net per outer iteration, warm-up, in-loop training on synthetic or real
@@ -6,6 +6,8 @@ data) and a Siamese augmentation policy. DC, DSA, DM, IDC, DREAM and DREAM+ are 
 :class:`EngineConfig` (see :mod:`methods.presets`).
 """
 from __future__ import annotations
+
+import math
 
 import dataclasses
 import time
@@ -29,7 +31,7 @@ Evaluator = Callable[[DistilledSet], float]
 
 @dataclass
 class EngineConfig:
-    """Every knob of a matching-based distillation run. Field names are neutral (spec section 1)."""
+    """Every knob of a matching-based distillation run. Field names are neutral (docs/official-code.md §1)."""
 
     # representation
     factor: int = 1
@@ -96,6 +98,10 @@ class _Timer:
         now = time.perf_counter()
         self.seconds[key] = self.seconds.get(key, 0.0) + now - since
         return now
+
+
+class DivergedError(RuntimeError):
+    """The synthetic images or the matching loss became non-finite: the run has no result."""
 
 
 class DistillationEngine(Method):
@@ -260,7 +266,11 @@ class _Run:
                     self.update_network(net, opt, param, gen)
                     self.timer.add("net_update", t)
             self.timer.seconds["clustering"] = self.sampler.seconds
-            self.log.append({"iteration": it + 1, **{k: v / cfg.steps_per_network for k, v in sums.items()}})
+            losses = {k: v / cfg.steps_per_network for k, v in sums.items()}
+            if not torch.isfinite(param).all() or not all(math.isfinite(v) for v in losses.values()):
+                raise DivergedError(f"diverged at iteration {it + 1}: non-finite {'images' if not torch.isfinite(param).all() else 'loss'}"
+                                    f" (lr_img {cfg.lr_img:g}); the cell is failed, not counted")
+            self.log.append({"iteration": it + 1, **losses})
             self.record_eval(it + 1, param, eval_every, evaluate, first)
             if checkpoint is not None and checkpoint.due(it + 1):
                 checkpoint.save({"param": param.detach().cpu(), "opt_img": opt_img.state_dict(), "iteration": it + 1,

@@ -1,6 +1,6 @@
 """DC, DSA, DM, IDC, DREAM and DREAM+ as presets of one engine, with the official hyper-parameters as data.
 
-Values follow spec section 12 (``main.py``/``main_DM.py`` for DC/DSA/DM, ``misc/reproduce.py`` and
+Values follow docs/official-code.md §12 (``main.py``/``main_DM.py`` for DC/DSA/DM, ``misc/reproduce.py`` and
 ``argument.py`` for IDC/DREAM/DREAM+). 'digits' (the embedded default) is treated as an MNIST-like digit set.
 """
 from __future__ import annotations
@@ -59,6 +59,9 @@ def dc_loops(ipc: int) -> tuple[int, int]:
     return DC_LOOPS[min(DC_LOOPS, key=lambda k: (abs(k - ipc), k))]
 
 
+DM_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+
+
 def dsa_strategy(dataset: str) -> str:
     return "color_crop_cutout_flip_scale_rotate" if settings(dataset).flip else "color_crop_cutout_scale_rotate"
 
@@ -100,13 +103,13 @@ def dm_config(dataset: str, ipc: int) -> EngineConfig:
         space="normalized", init="real_random", sampler="random", batch_real=256,
         objective=Objective(gradient_weight=0.0, feature_weight=1.0, feature_metric="mse"),
         iterations=20000, steps_per_network=1, net_update="none", lr_img=lr, momentum_img=0.5,
-        match_aug=dsa_strategy(dataset),
+        match_aug=DM_STRATEGY,   # main_DM.py's default keeps flip on every dataset (docs/provenance.md)
     )
 
 
 def idc_config(dataset: str, ipc: int) -> EngineConfig:
     s = settings(dataset)
-    digit_like = not s.flip and s.metric == "l1" and s.factor > 1   # MNIST with f > 1: no cutout/CutMix (spec 12)
+    digit_like = not s.flip and s.metric == "l1" and s.factor > 1   # MNIST with f > 1: no cutout/CutMix (docs/official-code.md §12)
     return EngineConfig(
         factor=s.factor, space="pixel", init="mix" if s.factor > 1 else "real_first", sampler="random", batch_real=64,
         objective=Objective(gradient_weight=1.0, metric=s.metric, layers="conv"),

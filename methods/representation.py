@@ -1,4 +1,4 @@
-"""IDC multi-formation: one stored image decodes into f*f training images (spec 6.1)."""
+"""IDC multi-formation: one stored image decodes into f*f training images (docs/official-code.md §6.1)."""
 from __future__ import annotations
 
 import math

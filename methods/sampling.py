@@ -1,7 +1,7 @@
 """Real-batch samplers: which real images of a class are matched at each step.
 
 ``random``: per-class batches drawn without replacement from a permutation (IDC's sampler).
-``representative``: DREAM's rule (spec 7.5, ``query_match``): every ``interval`` steps, embed every image of
+``representative``: DREAM's rule (docs/official-code.md §7.5, ``query_match``): every ``interval`` steps, embed every image of
 the class with the current matching network, K-Means into ``n_clusters`` centres, and take the
 ``samples_per_cluster`` nearest images of each centre.
 """
@@ -87,7 +87,7 @@ class RepresentativeSampler:
     n_clusters: int
     samples_per_cluster: int = 1
     interval: int = 10
-    normalize_features: bool = False   # official code clusters unnormalised [0,1] images (spec 13.3)
+    normalize_features: bool = False   # official code clusters unnormalised [0,1] images (docs/official-code.md §13.3)
     seconds: float = 0.0
     _chosen: dict[int, torch.Tensor] = field(default_factory=dict)
 

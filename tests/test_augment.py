@@ -1,4 +1,4 @@
-"""DSA primitives against the spec's formulas (section 2.3), the Siamese property, and CutMix."""
+"""DSA primitives against the official formulas (docs/official-code.md §2.3), the Siamese property, and CutMix."""
 import math
 
 import pytest

@@ -56,3 +56,14 @@ def test_unknown_protocol_is_rejected(data):
     with pytest.raises(ValueError, match="allowed"):
         run_continual(data, create_method("Random", "digits", 1), 1, 5, lambda s: None, lambda: None, "icarl",
                       training_protocol("idc"), Budget(), 0, 0)
+
+
+def test_distillation_term_equals_the_official_weighting():
+    """IDC: nn.KLDivLoss() (mean over batch x n_old elements) x T^2 x beta x n_old."""
+    from bench.continual import distillation_term
+
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(8, 20, generator=g), torch.randn(8, 20, generator=g)
+    t, n_old = 2.0, student.shape[1]
+    official = torch.nn.KLDivLoss()(torch.log_softmax(student / t, 1), torch.softmax(teacher / t, 1)) * t**2 * 1.0 * n_old
+    assert torch.allclose(distillation_term(student, teacher, t), official)

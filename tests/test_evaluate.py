@@ -79,3 +79,21 @@ def test_external_set_errors_exit_2(tmp_path):
     torch.save({"pixels": torch.zeros(1)}, bad)
     proc = subprocess.run([sys.executable, "-m", "bench.evaluate", str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "images" in proc.stderr
+
+
+def test_dc_result_file_is_read_and_denormalised(tmp_path, capsys):
+    """DC/DSA/DM save {'data': [[images, labels], ...], 'accs_all_exps': ...} with normalised images and numpy floats."""
+    import numpy as np
+
+    data = load_dataset("digits")
+    idx = torch.cat([data.class_indices(c)[:1] for c in range(10)])
+    x, y = data.train_images[idx], data.train_labels[idx]
+    path = tmp_path / "res_DC_digits.pt"
+    torch.save({"data": [[data.normalize(x), y], [data.normalize(x.flip(-1)), y]],
+                "accs_all_exps": {"ConvNet": [np.float64(0.9)]}}, path)
+    images, labels, factor = load_external_set(str(path), data, experiment=1)
+    assert torch.allclose(images, x.flip(-1), atol=1e-5) and torch.equal(labels, y) and factor == 1
+    with pytest.raises(ValueError, match="experiment"):
+        load_external_set(str(path), data, experiment=2)
+    assert main([str(path), "--dataset", "digits", "--epochs", "2", "--runs", "1"]) == 0
+    assert "ConvNet-3:" in capsys.readouterr().out

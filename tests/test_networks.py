@@ -1,4 +1,4 @@
-"""Tests for bench.networks: the registry and the shape/semantics contract of every network (spec 2.2)."""
+"""Tests for bench.networks: the registry and the shape/semantics contract of every network (docs/official-code.md §2.2)."""
 from __future__ import annotations
 
 import math

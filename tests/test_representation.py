@@ -1,4 +1,4 @@
-"""IDC multi-formation decode and 'mix' tiling against hand-built examples (spec 6.1, 6.2)."""
+"""IDC multi-formation decode and 'mix' tiling against hand-built examples (docs/official-code.md §6.1, 6.2)."""
 import torch
 
 from methods.representation import decode, tile
