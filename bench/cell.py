@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import functools
+import hashlib
+import json
 import platform
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +22,8 @@ from methods.base import DistilledSet
 from methods.components import create_method
 
 _DATA_CACHE: dict[tuple[Any, ...], tuple[ImageDataset, str]] = {}
+_DATA_MD5: dict[int, str] = {}
+CODE_VERSION = "0.2.0"   # bump when a change alters results: every earlier record becomes stale
 
 
 def load_cell_data(cell: Cell, data_root: str | None) -> tuple[ImageDataset, str]:
@@ -32,6 +38,55 @@ def load_cell_data(cell: Cell, data_root: str | None) -> tuple[ImageDataset, str
             data = load_dataset(cell.data_fallback, data_root, max_per_class=cell.max_per_class)
         _DATA_CACHE[key] = (data, data.name)
     return _DATA_CACHE[key]
+
+
+def data_md5(data: ImageDataset) -> str:
+    """md5 of the tensors a cell trained and tested on (after any subsampling), once per dataset object."""
+    if id(data) not in _DATA_MD5:
+        digest = hashlib.md5()
+        for t in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+            digest.update(t.contiguous().numpy().tobytes())
+        _DATA_MD5[id(data)] = digest.hexdigest()
+    return _DATA_MD5[id(data)]
+
+
+def resolved_settings(cell: Cell) -> dict[str, Any]:
+    """Everything that decides a cell's result: the cell, the method's full configuration, the budget, the
+    evaluation protocol and the code version. Two runs with equal resolved settings compute the same thing."""
+    method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
+    config = getattr(method, "config", None)
+    protocols = {arch: dataclasses.asdict(_protocol_for(dataclasses.replace(cell, eval_archs=(arch,)), method, cell.dataset))
+                 for arch in cell.eval_archs}
+    return {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "method": method.name, "eval_protocol": method.eval_protocol,
+            "config": dataclasses.asdict(config) if config is not None else None,
+            "budget": dataclasses.asdict(cell.budget()), "protocols": protocols, "code_version": CODE_VERSION}
+
+
+def cell_fingerprint(cell: Cell) -> str:
+    """A short digest of :func:`resolved_settings`: records and checkpoints carry it; a mismatch is 'stale'."""
+    text = json.dumps(resolved_settings(cell), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_state() -> dict[str, Any]:
+    """The git commit of the code that ran, and whether the tree had uncommitted changes ('unknown' outside git)."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                               text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": None}
+    if commit.returncode != 0:
+        return {"git_commit": "unknown", "git_dirty": None}
+    return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+
+
+def provenance(cell: Cell, data: ImageDataset) -> dict[str, Any]:
+    """What produced a record: seed, settings fingerprint, code, library versions, device and data."""
+    return {"seed": cell.seed, "fingerprint": cell_fingerprint(cell), **code_state(), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "device": machine_label(), "dataset_md5": data_md5(data)}
 
 
 def machine_label() -> str:
@@ -55,9 +110,10 @@ def execute_cell(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Distilled
     return TASKS[cell.task](cell, ctx)
 
 
-def _base_result(cell: Cell, data_used: str) -> dict[str, Any]:
-    return {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "data_used": data_used, "scale": cell.profile,
-            "machine": machine_label(), "torch": torch.__version__}
+def _base_result(cell: Cell, data: ImageDataset) -> dict[str, Any]:
+    record = provenance(cell, data)
+    return {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "fingerprint": record["fingerprint"], "provenance": record,
+            "data_used": data.name, "scale": cell.profile, "machine": machine_label(), "torch": torch.__version__}
 
 
 def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None]:
@@ -76,7 +132,7 @@ def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None
     outcome = run_continual(data, method, cell.ipc, steps, lambda subset: network_factory(cell.arch, subset),
                             network_factory(eval_arch, data), protocol_name, protocol, cell.budget(), cell.seed,
                             order_seed=cell.seed if protocol_name == "dc" else 0)
-    result = {**_base_result(cell, data_used), "protocol": dataclasses.asdict(protocol), "continual_protocol": protocol_name,
+    result = {**_base_result(cell, data), "protocol": dataclasses.asdict(protocol), "continual_protocol": protocol_name,
               "class_order": outcome.order, "step_accuracies": outcome.accuracies,
               "accuracies": {eval_arch: [outcome.accuracies[-1]]}, "distill_seconds": time.perf_counter() - start,
               "eval_seconds": 0.0, "timings": {}, "log": [], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -116,7 +172,7 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     t = distilled.timings
     loop_seconds = (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / steps if steps else None
     result = {
-        **_base_result(cell, data_used),
+        **_base_result(cell, data),
         "seconds_per_inner_loop": loop_seconds,
         "clustering_share": (t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
         **_protocol_record(cell, protocol),
@@ -165,7 +221,7 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
     runs = cell.settings.get("eval_runs") or 5
     start = time.perf_counter()
     outcome = evaluate_set(images, labels, data, cell.eval_archs[0], protocol, runs, cell.seed)
-    result = {**_base_result(cell, data_used), **_protocol_record(cell, protocol), "eval_runs": runs,
+    result = {**_base_result(cell, data), **_protocol_record(cell, protocol), "eval_runs": runs,
               "accuracies": {cell.eval_archs[0]: outcome.accuracies},
               "best_accuracies": {cell.eval_archs[0]: outcome.best}, "distill_seconds": 0.0,
               "eval_seconds": time.perf_counter() - start, "timings": {}, "log": [],

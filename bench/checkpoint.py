@@ -6,23 +6,22 @@ gives the same result as an uninterrupted run.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from bench.results import load_tensor_file
+from bench.results import atomic_save_tensors, load_tensor_file
 
 CHECKPOINT_DIR = ".checkpoints"
 
 
 @dataclass
 class Checkpointer:
+    """Saves and restores one cell's run state; a checkpoint written under other settings is never resumed."""
+
     path: Path
     every: int = 10
+    fingerprint: str = ""
 
     def due(self, iteration: int) -> bool:
         return self.every > 0 and iteration % self.every == 0
@@ -30,18 +29,18 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         if not self.path.is_file():
             return None
-        return load_tensor_file(self.path)
+        state = load_tensor_file(self.path)
+        if not isinstance(state, dict) or state.get("fingerprint", "") != self.fingerprint:
+            print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
+            return None
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        os.close(fd)
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        atomic_save_tensors({**state, "fingerprint": self.fingerprint}, self.path)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
-def checkpoint_for(root: Path, cell_id: str, every: int) -> Checkpointer:
-    return Checkpointer(root / CHECKPOINT_DIR / f"{cell_id}.pt", every)
+def checkpoint_for(root: Path, cell_id: str, every: int, fingerprint: str = "") -> Checkpointer:
+    return Checkpointer(root / CHECKPOINT_DIR / f"{cell_id}.pt", every, fingerprint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from pathlib import Path
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
@@ -173,7 +174,8 @@ class EvalResult:
 def evaluate_set(
     images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, runs: int, seed: int,
 ) -> EvalResult:
-    """``runs`` independently initialised networks on the same set."""
+    """``runs`` independently initialised networks on the same set (which must be finite and well-formed)."""
+    check_set(images, labels, data)
     return EvalResult([train_and_test(images, labels, data, arch, protocol, seed * 1000 + r) for r in range(runs)])
 
 
@@ -205,35 +207,68 @@ def load_external_set(path: str, data: ImageDataset | None = None, experiment: i
     return images.float(), labels.long(), factor
 
 
+def check_set(images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, where: str = "set") -> None:
+    """A set can train a network of ``data``: non-empty, finite, image shape and labels matching the dataset."""
+    shape = tuple(data.train_images.shape[1:])
+    if images.ndim != 4 or tuple(images.shape[1:]) != shape:
+        raise ValueError(f"{where}: images of shape {tuple(images.shape)}; {data.name} needs N x {' x '.join(map(str, shape))}")
+    if len(images) == 0:
+        raise ValueError(f"{where}: the set is empty")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"{where}: {len(images)} images but labels of shape {tuple(labels.shape)}")
+    if int(labels.min()) < 0 or int(labels.max()) >= data.num_classes:
+        raise ValueError(f"{where}: labels must lie in [0, {data.num_classes - 1}], found {int(labels.min())}..{int(labels.max())}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{where}: images hold NaN or infinite values")
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; allowed: integers >= {minimum}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.data import load_dataset
+    from bench.networks import UnknownNetworkError
     from methods.representation import decode
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("path")
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--arch", action="append", help="evaluation network (repeatable; default ConvNet-3)")
     parser.add_argument("--protocol", default="B")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--factor", type=int, default=None, help="decode factor (default: the file's; IDC/DREAM [x, y] files: 2, use 1 for IDC-I sets)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--experiment", type=int, default=0, help="which set of a DC/DSA/DM result file (default 0)")
+    parser.add_argument("--epochs", type=_at_least(1), default=None)
+    parser.add_argument("--runs", type=_at_least(1), default=5)
+    parser.add_argument("--factor", type=_at_least(1), default=None, help="decode factor (default: the file's; IDC/DREAM [x, y] files: 2, use 1 for IDC-I sets)")
+    parser.add_argument("--seed", type=_at_least(0), default=0)
+    parser.add_argument("--experiment", type=_at_least(0), default=0, help="which set of a DC/DSA/DM result file (default 0)")
     args = parser.parse_args(argv)
+    archs = args.arch or ["ConvNet-3"]
     try:
+        if not Path(args.path).is_file():
+            raise ValueError(f"{args.path}: not a file")
         data = load_dataset(args.dataset, args.data_root)
         protocol = resolve_protocol(args.protocol, data.name)
         images, labels, factor = load_external_set(args.path, data, args.experiment)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        factor = args.factor or factor
+        if images.ndim == 4 and factor > 1:
+            images, labels = decode(images, factor), labels.repeat(factor**2)
+        check_set(images, labels, data, args.path)
+        for arch in archs:
+            network_factory(arch, data)()
+    except (ValueError, KeyError, FileNotFoundError, UnknownNetworkError, RuntimeError) as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
-    factor = args.factor or factor
-    if factor > 1:
-        images, labels = decode(images, factor), labels.repeat(factor**2)
     if args.epochs:
         protocol = replace(protocol, epochs=args.epochs)
-    for arch in args.arch or ["ConvNet-3"]:
+    for arch in archs:
         result = evaluate_set(images, labels, data, arch, protocol, args.runs, args.seed)
         print(f"{arch}: {result.mean:.2f} +- {result.std:.2f} (last epoch, {args.runs} runs, protocol {protocol.name}, {protocol.epochs} epochs)")
     return 0

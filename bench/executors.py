@@ -15,9 +15,9 @@ from typing import Any, Callable
 import submitit
 from tqdm import tqdm
 
-from bench.checkpoint import checkpoint_for
+from bench.checkpoint import CHECKPOINT_DIR, checkpoint_for
 from bench.matrix import LAUNCHER_KEYS, Cell
-from bench.results import atomic_write_text, is_done
+from bench.results import LOCK_DIR, atomic_write_text, cell_lock, check_record, clean_leftovers, file_lock
 
 ERRORS_DIR = ".errors"
 JOBS_FILE = ".jobs.json"
@@ -31,19 +31,36 @@ def error_path(root: Path, cell_id: str) -> Path:
     return root / ERRORS_DIR / f"{cell_id}.txt"
 
 
-def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
-    """Run one cell with checkpoints; on failure keep the traceback for ``bench.status``."""
-    from bench.cell import run_and_store
+class CellInProgress(RuntimeError):
+    """Another run of the same results folder holds this cell's lock: it is computing it now."""
 
-    ckpt = checkpoint_for(root, cell.id, checkpoint_every)
-    try:
-        result = run_and_store(cell, root, data_root, ckpt)
-    except Exception:
-        atomic_write_text(error_path(root, cell.id), traceback.format_exc())
-        raise
-    ckpt.clear()
-    error_path(root, cell.id).unlink(missing_ok=True)
-    return result
+
+def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
+    """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.status``.
+
+    A cell another run is computing raises CellInProgress; one another run has finished meanwhile is not
+    computed again; leftovers of a killed earlier attempt are removed first.
+    """
+    from bench.cell import cell_fingerprint, run_and_store
+
+    fingerprint = cell_fingerprint(cell)
+    with cell_lock(root, cell.id) as mine:
+        if not mine:
+            raise CellInProgress(f"{cell.id} is being computed by another run; skipped here")
+        check = check_record(root, cell.id, fingerprint)
+        if check.state == "done":
+            return check.record
+        clean_leftovers(root, cell.id)
+        clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
+        ckpt = checkpoint_for(root, cell.id, checkpoint_every, fingerprint)
+        try:
+            result = run_and_store(cell, root, data_root, ckpt)
+        except Exception:
+            atomic_write_text(error_path(root, cell.id), traceback.format_exc())
+            raise
+        ckpt.clear()
+        error_path(root, cell.id).unlink(missing_ok=True)
+        return result
 
 
 class CellTask(submitit.helpers.Checkpointable):
@@ -54,9 +71,7 @@ class CellTask(submitit.helpers.Checkpointable):
         self.cell, self.root, self.data_root, self.checkpoint_every = cell, root, data_root, checkpoint_every
 
     def __call__(self) -> str:
-        if is_done(Path(self.root), self.cell.id):
-            return self.cell.id
-        run_recorded(self.cell, Path(self.root), self.data_root, self.checkpoint_every)
+        run_recorded(self.cell, Path(self.root), self.data_root, self.checkpoint_every)   # returns at once if done
         return self.cell.id
 
 
@@ -75,6 +90,8 @@ class LocalExecutor:
             bar.set_postfix_str(cell.id)
             try:
                 tqdm.write(timing_line(run_recorded(cell, self.root, self.data_root, self.launcher.get("checkpoint_every", 0))))
+            except CellInProgress as busy:
+                tqdm.write(str(busy))
             except Exception as err:  # a failing cell must not stop the others
                 tqdm.write(f"cell {cell.id} failed: {type(err).__name__}: {err}")
                 failures.append(cell.id)
@@ -148,15 +165,20 @@ class SlurmExecutor(SubmititExecutor):
 
 
 def record_jobs(root: Path, jobs: dict[str, str], cluster: str) -> None:
-    path = root / JOBS_FILE
-    known = json.loads(path.read_text()) if path.is_file() else {}
-    known.update({cell_id: {"job_id": job_id, "cluster": cluster} for cell_id, job_id in jobs.items()})
-    atomic_write_text(path, json.dumps(known, indent=1))
+    """Merge job ids into ``.jobs.json`` under a lock, so concurrent submissions keep each other's ids."""
+    with file_lock(root / LOCK_DIR / "jobs.lock"):
+        known = recorded_jobs(root)
+        known.update({cell_id: {"job_id": job_id, "cluster": cluster} for cell_id, job_id in jobs.items()})
+        atomic_write_text(root / JOBS_FILE, json.dumps(known, indent=1))
 
 
 def recorded_jobs(root: Path) -> dict[str, dict[str, str]]:
     path = root / JOBS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
@@ -175,7 +197,7 @@ def job_state(root: Path, entry: dict[str, str]) -> str:
 
 def live_jobs(root: Path) -> set[str]:
     return {cell_id for cell_id, entry in recorded_jobs(root).items()
-            if not is_done(root, cell_id) and job_state(root, entry) in LIVE_STATES}
+            if check_record(root, cell_id).state != "done" and job_state(root, entry) in LIVE_STATES}
 
 
 EXECUTORS: dict[str, Callable[..., Any]] = {

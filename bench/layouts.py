@@ -44,7 +44,8 @@ def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> flo
 
 
 def _method_key(name: str) -> tuple[int, str]:
-    base = name.split("+")[0]
+    first = name.split(" ")[0]
+    base = first if first in METHOD_ORDER else first.split("+")[0]
     return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
@@ -57,16 +58,26 @@ def format_cell(accs: list[float], paper: float | None) -> str:
     return text
 
 
+def row_label(frame: pd.DataFrame, method: str, variant: str, arch: str, eval_arch: str) -> str:
+    """A row per method, kept apart by variant, distillation network and evaluation network where those vary,
+    so different settings are never pooled into one number."""
+    label = method + (f" [{variant}]" if variant else "")
+    if frame["arch"].nunique() > 1:
+        label += f" (distilled on {arch})"
+    if frame["eval_arch"].nunique() > 1:
+        label += f" [eval {eval_arch}]"
+    return label
+
+
 def main_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     """Table I layout: methods x dataset/IPC."""
     paper = paper_table1()
-    pooled = frame.groupby(["method", "eval_arch", "dataset", "data_used", "ipc"], sort=False)["accuracies"].sum()
+    pooled = frame.groupby(["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc"], sort=False)["accuracies"].sum()
     cells: dict[str, dict[str, str]] = {}
-    for (method, eval_arch, dataset, data_used, ipc), accs in pooled.items():
+    for (method, variant, arch, eval_arch, dataset, data_used, ipc), accs in pooled.items():
         label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
-        ref = paper_value(paper, dataset, ipc, method) if data_used == dataset else None
-        row = method if frame["eval_arch"].nunique() == 1 else f"{method} [{eval_arch}]"
-        cells.setdefault(row, {})[f"{label}/{ipc}"] = format_cell(list(accs), ref)
+        ref = paper_value(paper, dataset, ipc, method) if data_used == dataset and not variant else None
+        cells.setdefault(row_label(frame, method, variant, arch, eval_arch), {})[f"{label}/{ipc}"] = format_cell(list(accs), ref)
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("missing")
     table = table.loc[sorted(table.index, key=_method_key)]
     return table[sorted(table.columns, key=lambda c: (c.rsplit("/", 1)[0], int(c.rsplit("/", 1)[1])))]
@@ -279,13 +290,13 @@ def fidelity_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     paper = paper_table1()
     per_set = frame.assign(set_mean=frame["accuracies"].map(statistics.fmean))
     rows: dict[str, dict[str, str]] = {}
-    for (method, eval_arch, dataset, data_used, ipc), group in per_set.groupby(
-            ["method", "eval_arch", "dataset", "data_used", "ipc"], sort=False):
+    for (method, variant, arch, eval_arch, dataset, data_used, ipc), group in per_set.groupby(
+            ["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc"], sort=False):
         means = group["set_mean"].tolist()
         label = f"{dataset}/{ipc}" if data_used == dataset else f"{dataset} (ran on {data_used})/{ipc}"
         ref = paper_value(paper, dataset, ipc, method) if data_used == dataset else None
         se = statistics.stdev(means) / len(means) ** 0.5 if len(means) > 1 else float("nan")
-        row = rows.setdefault(method if frame["eval_arch"].nunique() == 1 else f"{method} [{eval_arch}]", {})
+        row = rows.setdefault(row_label(frame, method, variant, arch, eval_arch), {})
         row[label] = f"{statistics.fmean(means):.1f} ± {se:.1f} (n={len(means)})" + (f" [{ref:.1f}]" if ref is not None else "")
         row[f"{label} fit"] = fidelity_verdict(means, ref)
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -117,6 +118,10 @@ def _check_settings(where: str, settings: Any, method: str | None = None) -> dic
     for key, value in settings.items():
         if key not in SETTING_KEYS:
             raise _fail(f"{where} has unknown setting {key!r}; allowed: {SETTING_KEYS}")
+        check = RANGES.get(key)
+        if check is not None and value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not check[0](value):
+                raise _fail(f"{where}.{key} = {value!r}; allowed: {check[1]}")
         if key == "eval_protocol" and value not in EVAL_PROTOCOLS:
             raise _fail(f"{where}.eval_protocol = {value!r}; allowed: {EVAL_PROTOCOLS}")
         expected = EVAL_KEYS.get(key) or BUDGET_KEYS.get(key)
@@ -132,11 +137,50 @@ def _check_settings(where: str, settings: Any, method: str | None = None) -> dic
 
 
 def _check_arch(arch: str, key: str) -> None:
+    if arch.startswith("timm:"):
+        import timm
+
+        if not timm.is_model(arch[len("timm:"):]):
+            raise _fail(f"{key} has unknown timm model {arch!r}; allowed: timm:<a name from timm.list_models()>")
+        return
     try:
-        if not arch.startswith("timm:") and arch not in list_networks():
+        if arch not in list_networks():
             create_network(arch, 3, 10, 32)
     except UnknownNetworkError:
         raise _fail(f"{key} has unknown architecture {arch!r}; allowed: {list_networks()} or timm:<model>") from None
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_name(value: Any, what: str) -> str:
+    """Names that become folder names or job names: a safe alphabet, no path separators, no leading dot."""
+    text = str(value)
+    if not SAFE_NAME.fullmatch(text) or ".." in text:
+        raise _fail(f"{what} = {text!r} is not a safe name; allowed: 1-64 of A-Z a-z 0-9 _ . + -, "
+                    "starting with a letter or digit, without '..'")
+    return text
+
+
+# Ranges of numeric settings; a value outside fails the matrix before any work.
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _at_least(low: int) -> Callable[[float], bool]:
+    return lambda v: v >= low
+
+
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    **{k: (_positive, "a finite number > 0") for k in ("lr_img", "net_lr")},
+    **{k: (_at_least(1), "an integer >= 1") for k in (
+        "iterations", "steps_per_network", "batch_real", "eval_runs", "eval_epochs", "eval_every", "eval_curve_epochs",
+        "feature_epochs", "interval", "samples_per_cluster", "cl_steps", "net_batch", "factor", "batch_syn_max")},
+    **{k: (_at_least(0), "a number >= 0") for k in ("feature_seed", "warmup_epochs", "net_update_epochs",
+                                                     "net_update_samples", "momentum_img", "net_momentum",
+                                                     "net_weight_decay")},
+    "cutmix_p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+}
 
 
 def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
@@ -146,10 +190,11 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     for key in raw:
         if key not in TOP_KEYS:
             raise _fail(f"unknown key {key!r}; allowed: {sorted(TOP_KEYS)}")
+    matrix_name = check_name(raw.get("name", name), "name")
     profiles = raw.get("profiles") or {"default": {}}
     if not isinstance(profiles, dict):
         raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
-    chosen = profile or raw.get("profile") or next(iter(profiles))
+    chosen = check_name(profile or raw.get("profile") or next(iter(profiles)), "profile")
     if chosen not in profiles:
         raise _fail(f"unknown profile {chosen!r}; allowed: {sorted(profiles)}")
     prof = profiles[chosen] or {}
@@ -202,13 +247,13 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     variants = raw.get("variants") or {"": {}}
     if not isinstance(variants, dict):
         raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
-    variants = {str(k): _check_settings(f"variants.{k}", v) for k, v in variants.items()}
+    variants = {check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v) for k, v in variants.items()}
     exclude = [*(raw.get("exclude") or []), *(prof.get("exclude") or [])]
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude):
         raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
                     "(a value may be a list: any of them matches)")
     cells = [
-        Cell(str(raw.get("name", name)), chosen, d, ipc, m, a, s, tuple(eval_archs),
+        Cell(matrix_name, chosen, d, ipc, m, a, s, tuple(eval_archs),
              {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs},
              fallback, prof.get("max_per_class"), v, task)
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
@@ -229,7 +274,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     for key in launcher:
         if key not in LAUNCHER_KEYS:
             raise _fail(f"launcher has unknown key {key!r}; allowed: {sorted(LAUNCHER_KEYS)}")
-    return Matrix(str(raw.get("name", name)), chosen, cells, launcher, raw)
+    return Matrix(matrix_name, chosen, cells, launcher, raw)
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:
@@ -247,7 +292,9 @@ def load_matrix(path: str | Path, profile: str | None = None) -> Matrix:
     if not path.is_file():
         raise _fail(f"matrix file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _fail(f"{path}: not a text (UTF-8) file; a matrix is YAML") from None
     except yaml.YAMLError as err:
         raise _fail(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     return parse_matrix(raw, path.stem, profile)

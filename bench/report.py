@@ -17,7 +17,7 @@ import pandas as pd
 from bench.curves import mean_curves, plot_curves, plot_steps, plot_synthetic_grid
 from bench.layouts import LAYOUTS, main_table, step_means
 from bench.provenance import PROTOCOL_SUMMARY
-from bench.results import SET_FILE, atomic_write_text, read_results
+from bench.results import PLAN_FILE, SET_FILE, atomic_write_text, read_results
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
@@ -80,7 +80,7 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     written to ``table_best.md``; the last-epoch table stays the headline.
     """
     root = Path(root)
-    results = read_results(root)
+    results = read_results(root, warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     frame = results_frame(results, accuracy)
     if frame.empty:
         return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
         return 2
-    direct = any(root.glob("*/result.json"))
-    roots = [root] if direct and not args.all else sorted({p.parent.parent for p in root.rglob("result.json")})
+    direct = any(root.glob("*/result.json")) or (root / PLAN_FILE).is_file()
+    roots = [root] if direct and not args.all else sorted(
+        {p.parent.parent for p in root.rglob("result.json") if not any(part.startswith(".") for part in p.parts[:-2])})
     if not roots:
         print(f"error: no finished cells below {str(root)!r}", file=sys.stderr)
         return 2

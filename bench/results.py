@@ -1,13 +1,19 @@
 """Where a cell's results live, written atomically so an interrupted run never leaves half a cell."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import math
 import os
 import pickle
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -31,30 +37,136 @@ def load_tensor_file(path: Path | str) -> Any:
         with torch.serialization.safe_globals(_DATA_ONLY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnsafeFileError(f"{path}: refused to load: it holds more than tensors ({first[:160]})") from None
+        if "weights only" not in str(err).lower():
+            raise UnsafeFileError(f"{path}: not a readable tensor file (UnpicklingError)") from None
+        unsafe = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        detail = unsafe[0][:160] if unsafe else "it needs more than tensors"
+        raise UnsafeFileError(f"{path}: refused to load (weights_only): {detail}") from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise UnsafeFileError(f"{path}: not a readable tensor file ({type(err).__name__})") from None
 
 
+PLAN_FILE = ".cells.json"      # the matrix's cells and their settings fingerprints, written before any work
+ASIDE_DIR = ".aside"           # corrupt or stale cells moved out of the way (never deleted)
+LOCK_DIR = ".locks"
+
+
+class ResultsFolderError(OSError):
+    """The results folder cannot be used (not writable, or a path would leave it)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(path: Path, directory: bool) -> None:
+    """mkdtemp/mkstemp create 0700/0600; give created files the modes the user's umask asks for."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` if it lies under ``root`` (after resolving links and '..'), else ResultsFolderError."""
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        raise ResultsFolderError(f"refusing to write {path}: it is outside the results folder {root}")
+    return path
+
+
 def cell_dir(root: Path, cell_id: str) -> Path:
-    return root / cell_id
+    return inside(root, root / cell_id)
 
 
-def is_done(root: Path, cell_id: str) -> bool:
-    return (cell_dir(root, cell_id) / RESULT_FILE).is_file()
+@dataclass
+class RecordCheck:
+    """What a cell folder holds: 'missing', 'done', 'corrupt' (unreadable or invalid) or 'stale' (other settings)."""
+
+    state: str
+    reason: str = ""
+    record: dict[str, Any] | None = None
+
+
+def _accuracy_problem(values: Any, what: str, archs: Any) -> str | None:
+    if not isinstance(values, dict) or (not values and archs):
+        return f"{what} missing or empty"
+    for arch, accs in values.items():
+        if not isinstance(accs, list) or not accs:
+            return f"{what}[{arch!r}] is not a non-empty list"
+        for a in accs:
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or not 0.0 <= a <= 100.0:
+                return f"{what}[{arch!r}] holds {a!r}, not a finite accuracy in [0, 100]"
+    return None
+
+
+def validate_record(record: Any, cell_id: str) -> str | None:
+    """The first problem of a result record, or None: schema, accuracies, and its cell block names its folder."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    cell = record.get("cell")
+    if not isinstance(cell, dict) or cell.get("id") != cell_id:
+        named = cell.get("id") if isinstance(cell, dict) else None
+        return f"its cell block names {named!r}, not its folder {cell_id!r}"
+    archs = cell.get("eval_archs")   # a distil-only cell (separate evaluation) evaluates on none
+    problem = _accuracy_problem(record.get("accuracies"), "accuracies", archs)
+    if problem is None and "best_accuracies" in record:
+        problem = _accuracy_problem(record["best_accuracies"], "best_accuracies", archs)
+    if problem is None and not isinstance(record.get("fingerprint"), str):
+        problem = "no settings fingerprint"
+    return problem
+
+
+def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> RecordCheck:
+    """Read and validate ``<root>/<cell_id>/result.json``; with ``fingerprint``, also compare the settings."""
+    path = root / cell_id / RESULT_FILE
+    if not path.is_file():
+        return RecordCheck("missing")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return RecordCheck("corrupt", f"{path}: unreadable ({type(err).__name__})")
+    problem = validate_record(record, cell_id)
+    if problem:
+        return RecordCheck("corrupt", f"{path}: {problem}")
+    if fingerprint is not None and record["fingerprint"] != fingerprint:
+        return RecordCheck("stale", f"{path}: computed with other settings (fingerprint {record['fingerprint']} != {fingerprint})", record)
+    return RecordCheck("done", "", record)
+
+
+def is_done(root: Path, cell_id: str, fingerprint: str | None = None) -> bool:
+    return check_record(root, cell_id, fingerprint).state == "done"
+
+
+def move_aside(root: Path, cell_id: str, why: str) -> Path:
+    """Move a corrupt or stale cell folder to ``.aside/`` (kept for inspection, out of every table)."""
+    target = inside(root, root / ASIDE_DIR / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(root / cell_id, target)
+    return target
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict[str, Any] | None) -> Path:
-    """Write every file into a temporary folder, then rename it into place in one step."""
+    """Write every file into a temporary folder, then rename it into place in one step.
+
+    The stored set's sha256 goes into the record's provenance, so a table traces to the exact set.
+    """
     root.mkdir(parents=True, exist_ok=True)
     final = cell_dir(root, cell_id)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cell_id}.", dir=root))
     try:
+        _follow_umask(tmp, directory=True)
         if synthetic is not None:
             torch.save(synthetic, tmp / SET_FILE)
+            result = {**result, "provenance": {**result.get("provenance", {}), "set_sha256": sha256_file(tmp / SET_FILE)}}
         (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
-        if final.exists():          # a stale folder without result.json (never a finished cell)
+        if final.exists():          # a corrupt/stale folder the caller chose to replace, or a half folder
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
@@ -66,11 +178,112 @@ def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        _follow_umask(Path(tmp), directory=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def read_results(root: Path) -> list[dict[str, Any]]:
-    """Every finished cell's result.json below ``root`` (any depth)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob(RESULT_FILE)) if not p.parent.name.startswith(".")]
+def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        _follow_umask(Path(tmp), directory=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def clean_leftovers(folder: Path, name: str) -> None:
+    """Remove what a killed atomic write of ``name`` left in ``folder`` (``.<name>.<random>`` temp files/folders).
+    Call it only while holding the lock that guards ``name``."""
+    for leftover in folder.glob(f".{glob_escape(name)}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{ch}]" if ch in "*?[]" else ch for ch in text)
+
+
+@contextmanager
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock (flock) on ``path``; yields False when ``wait=False`` and another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def cell_lock(root: Path, cell_id: str, wait: bool = False):
+    """The lock one run holds while it computes a cell, so two runs of one results folder never both do."""
+    return file_lock(inside(root, root / LOCK_DIR / f"{cell_id}.lock"), wait)
+
+
+def probe_writable(root: Path) -> None:
+    """Create the results folder and a file in it now, so an unwritable or full disk stops the run before any work."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=root)
+        try:
+            os.write(fd, b"x" * 4096)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ResultsFolderError(f"results folder {root} is not writable ({err.strerror or type(err).__name__})") from None
+
+
+def write_plan(root: Path, fingerprints: dict[str, str]) -> None:
+    """Record which cells make up the matrix (and their settings), merged with other runs' plans under a lock."""
+    with file_lock(root / LOCK_DIR / "plan.lock"):
+        known = read_plan(root) or {}
+        known.update(fingerprints)
+        atomic_write_text(root / PLAN_FILE, json.dumps(known, indent=1, sort_keys=True))
+
+
+def read_plan(root: Path) -> dict[str, str] | None:
+    path = root / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None
+
+
+def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The valid result records of the cells in ``root``: the cells its plan lists (else its direct sub-folders).
+
+    Corrupt records and records whose settings differ from the plan are left out with one warning line each;
+    nested or stray copies (``X.bak/``, ``old/X/``) are never read, since only planned cell folders are.
+    """
+    root = Path(root)
+    plan = read_plan(root)
+    ids = sorted(plan) if plan is not None else sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    records = []
+    for cell_id in ids:
+        check = check_record(root, cell_id, plan.get(cell_id) if plan is not None else None)
+        if check.state == "done":
+            records.append(check.record)
+        elif check.state != "missing" and warn is not None:
+            warn(f"left out ({check.state}): {check.reason}")
+    return records

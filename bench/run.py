@@ -10,10 +10,13 @@ import fnmatch
 import sys
 from pathlib import Path
 
+import torch
+
 from bench.data import DatasetNotFoundError
 from bench.executors import EXECUTORS, ExecutorError
 from bench.matrix import Cell, MatrixError, load_matrix
-from bench.results import is_done
+from bench.results import (RecordCheck, ResultsFolderError, check_record, inside, move_aside, probe_writable,
+                           write_plan)
 
 
 def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
@@ -58,10 +61,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default=None, choices=sorted(EXECUTORS), help="where cells run (default: local)")
     p.add_argument("--resume", action="store_true", help="re-submit failed cells (Slurm)")
     p.add_argument("--no-report", action="store_true", help="do not rebuild the table at the end")
+    p.add_argument("--keep-stale", action="store_true",
+                   help="keep finished cells whose settings changed since (default: move them aside and recompute)")
     return p
 
 
+def plan(cells: list[Cell], root: Path, fingerprints: dict[str, str], keep_stale: bool) -> tuple[list[Cell], dict[str, RecordCheck]]:
+    """Which cells still need computing: missing, corrupt, and stale ones (unless kept)."""
+    checks = {c.id: check_record(root, c.id, fingerprints[c.id]) for c in cells}
+    pending = [c for c in cells if checks[c.id].state in ("missing", "corrupt") or
+               (checks[c.id].state == "stale" and not keep_stale)]
+    return pending, checks
+
+
+def preflight(cells: list[Cell], root: Path, data_root: str | None) -> None:
+    """Before any work: the results folder takes a file, and every dataset is present and has ``ipc`` images
+    per class. Raises MatrixError, DatasetNotFoundError or ResultsFolderError with one line."""
+    from bench.cell import load_cell_data
+
+    for cell in cells:
+        data, used = load_cell_data(cell, data_root)
+        smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
+        if cell.ipc > smallest:
+            raise MatrixError(f"ipc {cell.ipc} of cell {cell.id} exceeds the {smallest} training images of the "
+                              f"smallest class of {used}; allowed: ipc <= {smallest}")
+    probe_writable(root)
+
+
+def settle(pending: list[Cell], checks: dict[str, RecordCheck], root: Path, keep_stale: bool,
+           fingerprints: dict[str, str]) -> None:
+    """Move corrupt and (unless kept) stale cells aside, saying so; record the matrix's plan."""
+    for cell in pending:
+        check = checks[cell.id]
+        if check.state in ("corrupt", "stale"):
+            target = move_aside(root, cell.id, check.state)
+            print(f"{check.state}: {check.reason}; moved to {target} and computing the cell again")
+    kept = {cid: ch.record["fingerprint"] for cid, ch in checks.items() if ch.state == "stale" and keep_stale}
+    for cid in kept:
+        print(f"kept stale (--keep-stale): {checks[cid].reason}")
+    write_plan(root, {**fingerprints, **kept})
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bench.cell import cell_fingerprint
+
     args = build_parser().parse_args(argv)
     try:
         matrix = load_matrix(args.matrix, args.profile)
@@ -71,33 +114,43 @@ def main(argv: list[str] | None = None) -> int:
         executor_name = args.executor or matrix.launcher.get("executor", "local")
         if executor_name not in EXECUTORS:
             raise MatrixError(f"launcher.executor = {executor_name!r}; allowed: {sorted(EXECUTORS)}")
-    except MatrixError as err:
+        root = inside(Path(args.results), results_root(Path(args.results), matrix.name, matrix.profile))
+        fingerprints = {c.id: cell_fingerprint(c) for c in matrix.cells}
+    except (MatrixError, ResultsFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    root = results_root(Path(args.results), matrix.name, matrix.profile)
-    pending = [c for c in cells if not is_done(root, c.id)]
+    pending, checks = plan(cells, root, fingerprints, args.keep_stale)
     if args.dry_run:
         print(f"{matrix.name} [{matrix.profile}]: {len(cells)} cells, {len(cells) - len(pending)} done, {len(pending)} to run -> {root}")
         total = 0.0
         for c in cells:
-            state = "done" if c not in pending else "todo"
+            state = "todo" if checks[c.id].state == "missing" else checks[c.id].state
             units, text = estimate_cost(c)
             total += units if c in pending else 0.0
             print(f"  {state}  {c.id}  ({text})")
         print(f"estimated matching work still to do: {total / 1e6:.2f}M images through the network "
               f"({len(pending)} cells; plus evaluation)")
         return 0
+    try:
+        preflight(pending, root, args.data_root)
+        executor = EXECUTORS[executor_name](root, args.data_root, matrix.launcher)
+    except (MatrixError, DatasetNotFoundError, ResultsFolderError, ExecutorError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    settle(pending, checks, root, args.keep_stale, fingerprints)
     print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(cells)} cells to run -> {root}")
     try:
-        executor = EXECUTORS[executor_name](root, args.data_root, matrix.launcher)
         failures = executor.run(pending, resume=args.resume)
     except (DatasetNotFoundError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.no_report:
-        from bench.report import build_report
+        try:
+            from bench.report import build_report
 
-        print(build_report(root).markdown)
+            print(build_report(root).markdown)
+        except Exception as err:   # the failure summary below must still be printed
+            print(f"report not rebuilt: {type(err).__name__}: {err}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} cell(s) failed: " + ", ".join(failures), file=sys.stderr)
         return 1

@@ -7,15 +7,12 @@ processes of the same matrix reuse it.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -23,7 +20,7 @@ from tqdm.auto import trange
 
 from bench.data import ImageDataset
 from bench.provenance import published_protocol
-from bench.results import load_tensor_file
+from bench.results import atomic_save_tensors, file_lock, load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, NetFactory, register_method
 from methods.sampling import embed_all
@@ -94,39 +91,14 @@ def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, e
     if key in _FEATURE_CACHE:
         return _FEATURE_CACHE[key]
     path = feature_network_file(cache_dir, data, arch_key, seed, epochs) if cache_dir and arch_key else None
-    with _file_lock(path):
+    with file_lock(path.with_suffix(".lock")) if path is not None else nullcontext():
         result = _load_feature_network(path, make_net) if path is not None and path.is_file() else None
         if result is None:
             result = _train_feature_network(data, make_net, seed, epochs)
             if path is not None:
-                _save_atomic({"state_dict": result.net.state_dict(), "forgetting": result.forgetting}, path)
+                atomic_save_tensors({"state_dict": result.net.state_dict(), "forgetting": result.forgetting}, path)
     _FEATURE_CACHE[key] = result
     return result
-
-
-@contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _save_atomic(state: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_feature_network(path: Path, make_net: NetFactory) -> FeatureNetwork:

@@ -44,7 +44,13 @@ def test_checkpoint_writes_atomically(tmp_path):
     ckpt = Checkpointer(tmp_path / "sub" / "c.pt", every=3)
     assert ckpt.load() is None and ckpt.due(3) and not ckpt.due(4)
     ckpt.save({"iteration": 3})
-    assert ckpt.load() == {"iteration": 3}
+    assert ckpt.load()["iteration"] == 3
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
     ckpt.clear()
     assert ckpt.load() is None
+
+
+def test_checkpoint_of_other_settings_is_never_resumed(tmp_path):
+    Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").save({"iteration": 20})
+    assert Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=3").load() is None
+    assert Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").load()["iteration"] == 20

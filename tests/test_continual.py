@@ -58,6 +58,7 @@ def test_unknown_protocol_is_rejected(data):
                       training_protocol("idc"), Budget(), 0, 0)
 
 
+@pytest.mark.filterwarnings("ignore:reduction. .mean. divides")
 def test_distillation_term_equals_the_official_weighting():
     """IDC: nn.KLDivLoss() (mean over batch x n_old elements) x T^2 x beta x n_old."""
     from bench.continual import distillation_term

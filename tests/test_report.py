@@ -24,7 +24,8 @@ def _write(root: Path, cell: dict, accuracies: dict, **extra) -> None:
     cell.setdefault("id", f"{cell['dataset']}_ipc{cell['ipc']}_{cell['method']}_{cell['arch']}_s{cell['seed']}{cell.get('suffix', '')}")
     folder = root / cell["id"]
     folder.mkdir(parents=True)
-    result = {"cell": cell, "data_used": cell["dataset"], "scale": root.name, "machine": "test", "accuracies": accuracies, **extra}
+    result = {"cell": cell, "fingerprint": "test", "data_used": cell["dataset"], "scale": root.name, "machine": "test",
+              "accuracies": accuracies, **extra}
     (folder / "result.json").write_text(json.dumps(result))
 
 

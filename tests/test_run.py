@@ -56,8 +56,9 @@ def test_report_pools_seeds_and_marks_paper_values(tmp_path):
     for seed, accs in ((0, [90.0, 92.0]), (1, [94.0, 96.0])):
         cell_dir = root / f"mnist_ipc1_DC_ConvNet-3_s{seed}"
         cell_dir.mkdir(parents=True)
-        cell = {"dataset": "mnist", "ipc": 1, "method": "DC", "arch": "ConvNet-3", "seed": seed, "profile": "paper"}
-        (cell_dir / "result.json").write_text(json.dumps({"cell": cell, "data_used": "mnist", "scale": "paper",
+        cell = {"dataset": "mnist", "ipc": 1, "method": "DC", "arch": "ConvNet-3", "seed": seed, "profile": "paper",
+                "id": cell_dir.name}
+        (cell_dir / "result.json").write_text(json.dumps({"cell": cell, "fingerprint": "f", "data_used": "mnist", "scale": "paper",
                                                           "accuracies": {"ConvNet-3": accs}}))
     report = build_report(root)
     text = report.table.loc["DC", "mnist/1"]

@@ -111,17 +111,18 @@ def test_requeued_job_resumes_from_checkpoint_with_identical_result(tmp_path):
 
 
 def test_failing_cell_is_reported_by_status_while_others_finish(tmp_path):
-    spec = {**TINY, "datasets": ["digits", "mnist"], "methods": ["Random"], "seeds": [0]}
+    """A cell that diverges inside its Slurm job is reported failed (with the reason); the others finish."""
+    profile = {"max_per_class": 20, "defaults": {"iterations": 3, "batch_real": 4, "eval_epochs": 5, "eval_runs": 1},
+               "methods": {"DC": {"lr_img": 1.0e30}}}
+    spec = {**TINY, "methods": ["Random", "DC"], "seeds": [0], "profiles": {"mini": profile}}
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump(spec))
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    proc = _run(matrix, tmp_path / "r", "--executor", "slurm", "--data-root", str(empty))
+    proc = _run(matrix, tmp_path / "r", "--executor", "slurm")
     assert proc.returncode == 1
     root = tmp_path / "r" / "slurmtiny" / "mini"
     assert (root / "digits_ipc1_Random_ConvNet-3_s0" / "result.json").is_file()
     status = subprocess.run([sys.executable, "-m", "bench.status", str(root)], cwd=ROOT, capture_output=True, text=True)
     lines = {line.split()[1]: line for line in status.stdout.splitlines() if len(line.split()) > 1 and "_s0" in line}
     assert lines["digits_ipc1_Random_ConvNet-3_s0"].startswith("done")
-    failed = lines["mnist_ipc1_Random_ConvNet-3_s0"]
-    assert failed.startswith("failed") and "DatasetNotFoundError" in failed and "mnist" in failed.lower()
+    failed = lines["digits_ipc1_DC_ConvNet-3_s0"]
+    assert failed.startswith("failed") and "diverged at iteration" in failed
