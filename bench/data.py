@@ -408,8 +408,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims).copy()   # frombuffer is read-only; tensors need writable memory
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
@@ -435,7 +436,7 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
     if verify:   # the published .gz files have known md5s (torchvision's list); decompressed copies have none
         for gz_name, md5 in cls.resources:
             gz = raw / gz_name
-            if gz.is_file() and not (raw / gz_name[:-3]).is_file() and _md5(gz) != md5:
+            if gz.is_file() and not (raw / gz_name[:-3]).is_file() and file_digest(gz) != md5:
                 raise _corrupt(cls_name, gz, "md5 mismatch")
     try:
         arrays = {f: _read_idx(raw / f) for f in files}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -17,6 +16,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+
+from bench.data import file_digest
 
 RESULT_FILE = "result.json"
 SET_FILE = "synthetic.pt"
@@ -144,14 +145,6 @@ def move_aside(root: Path, cell_id: str, why: str) -> Path:
     return target
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict[str, Any] | None) -> Path:
     """Write every file into a temporary folder, then rename it into place in one step.
 
@@ -164,7 +157,7 @@ def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict
         _follow_umask(tmp, directory=True)
         if synthetic is not None:
             torch.save(synthetic, tmp / SET_FILE)
-            result = {**result, "provenance": {**result.get("provenance", {}), "set_sha256": sha256_file(tmp / SET_FILE)}}
+            result = {**result, "provenance": {**result.get("provenance", {}), "set_sha256": file_digest(tmp / SET_FILE, "sha256")}}
         (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
         if final.exists():          # a corrupt/stale folder the caller chose to replace, or a half folder
             shutil.rmtree(final)

@@ -74,6 +74,8 @@ def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[...
     """Decorator: register a factory ``(dataset_name, ipc, **overrides) -> Method`` under ``name``."""
 
     def wrap(factory: Callable[..., Method]) -> Callable[..., Method]:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered")
         _REGISTRY[name] = factory
         return factory
 
@@ -81,18 +83,10 @@ def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[...
 
 
 def list_methods() -> list[str]:
-    _load_builtin()
     return sorted(_REGISTRY)
 
 
 def base_factory(name: str) -> Callable[..., Method]:
-    _load_builtin()
     if name not in _REGISTRY:
         raise UnknownMethodError(f"unknown method {name!r}; allowed: {sorted(_REGISTRY)}")
     return _REGISTRY[name]
-
-
-def _load_builtin() -> None:
-    # Importing registers the built-in methods; done lazily to keep import order simple.
-    import methods.coresets  # noqa: F401
-    import methods.presets  # noqa: F401

@@ -267,8 +267,9 @@ class _Run:
                     self.timer.add("net_update", t)
             self.timer.seconds["clustering"] = self.sampler.seconds
             losses = {k: v / cfg.steps_per_network for k, v in sums.items()}
-            if not torch.isfinite(param).all() or not all(math.isfinite(v) for v in losses.values()):
-                raise DivergedError(f"diverged at iteration {it + 1}: non-finite {'images' if not torch.isfinite(param).all() else 'loss'}"
+            finite_images = bool(torch.isfinite(param).all())
+            if not finite_images or not all(math.isfinite(v) for v in losses.values()):
+                raise DivergedError(f"diverged at iteration {it + 1}: non-finite {'loss' if finite_images else 'images'}"
                                     f" (lr_img {cfg.lr_img:g}); the cell is failed, not counted")
             self.log.append({"iteration": it + 1, **losses})
             self.record_eval(it + 1, param, eval_every, evaluate, first)
