@@ -205,6 +205,21 @@ def clean_leftovers(folder: Path, name: str) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
+    """Remove temporary files of killed ``atomic_write_text`` calls on the folder's shared files (tables, plan,
+    job list, error logs). Only old ones: a fresh one may belong to a write in progress."""
+    cutoff = time.time() - older_than_s
+    shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", PLAN_FILE, ".jobs.json")
+    candidates = [p for name in shared for p in root.glob(f".{glob_escape(name)}.*")]
+    candidates += list((root / ".errors").glob(".*.txt.*")) + list(root.glob(".probe.*"))
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            pass
+
+
 def glob_escape(text: str) -> str:
     return "".join(f"[{ch}]" if ch in "*?[]" else ch for ch in text)
 

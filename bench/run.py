@@ -15,8 +15,8 @@ import torch
 from bench.data import DatasetNotFoundError
 from bench.executors import EXECUTORS, ExecutorError
 from bench.matrix import Cell, MatrixError, load_matrix
-from bench.results import (RecordCheck, ResultsFolderError, check_record, inside, move_aside, probe_writable,
-                           write_plan)
+from bench.results import (RecordCheck, ResultsFolderError, check_record, clean_old_temps, inside, move_aside,
+                           probe_writable, write_plan)
 
 
 def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
@@ -66,26 +66,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def plan(cells: list[Cell], root: Path, fingerprints: dict[str, str], keep_stale: bool) -> tuple[list[Cell], dict[str, RecordCheck]]:
-    """Which cells still need computing: missing, corrupt, and stale ones (unless kept)."""
+def plan(cells: list[Cell], root: Path, fingerprints: dict[str, str], keep_stale: bool,
+         data_md5s: dict[str, str] | None = None) -> tuple[list[Cell], dict[str, RecordCheck]]:
+    """Which cells still need computing: missing, corrupt, and stale ones (unless kept). With ``data_md5s``
+    (cell id -> md5 of the data it would use now), a record made from other data is stale too."""
     checks = {c.id: check_record(root, c.id, fingerprints[c.id]) for c in cells}
+    for cell_id, md5 in (data_md5s or {}).items():
+        check = checks[cell_id]
+        used = check.record.get("provenance", {}).get("dataset_md5") if check.state == "done" else None
+        if check.state == "done" and used != md5:
+            checks[cell_id] = RecordCheck("stale", f"{root / cell_id}: computed on other data (md5 {used} != {md5})",
+                                          check.record)
     pending = [c for c in cells if checks[c.id].state in ("missing", "corrupt") or
                (checks[c.id].state == "stale" and not keep_stale)]
     return pending, checks
 
 
-def preflight(cells: list[Cell], root: Path, data_root: str | None) -> None:
-    """Before any work: the results folder takes a file, and every dataset is present and has ``ipc`` images
-    per class. Raises MatrixError, DatasetNotFoundError or ResultsFolderError with one line."""
-    from bench.cell import load_cell_data
+def preflight(cells: list[Cell], root: Path, data_root: str | None) -> dict[str, str]:
+    """Before any work: every dataset is present and has ``ipc`` images per class, and the results folder takes
+    a file. Returns each cell's data md5. Raises MatrixError, DatasetNotFoundError or ResultsFolderError."""
+    from bench.cell import data_md5, load_cell_data
 
+    md5s = {}
     for cell in cells:
         data, used = load_cell_data(cell, data_root)
         smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
         if cell.ipc > smallest:
             raise MatrixError(f"ipc {cell.ipc} of cell {cell.id} exceeds the {smallest} training images of the "
                               f"smallest class of {used}; allowed: ipc <= {smallest}")
+        md5s[cell.id] = data_md5(data)
     probe_writable(root)
+    return md5s
 
 
 def settle(pending: list[Cell], checks: dict[str, RecordCheck], root: Path, keep_stale: bool,
@@ -96,6 +107,7 @@ def settle(pending: list[Cell], checks: dict[str, RecordCheck], root: Path, keep
         if check.state in ("corrupt", "stale"):
             target = move_aside(root, cell.id, check.state)
             print(f"{check.state}: {check.reason}; moved to {target} and computing the cell again")
+    clean_old_temps(root)
     kept = {cid: ch.record["fingerprint"] for cid, ch in checks.items() if ch.state == "stale" and keep_stale}
     for cid in kept:
         print(f"kept stale (--keep-stale): {checks[cid].reason}")
@@ -132,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
               f"({len(pending)} cells; plus evaluation)")
         return 0
     try:
-        preflight(pending, root, args.data_root)
+        md5s = preflight(cells, root, args.data_root)
         executor = EXECUTORS[executor_name](root, args.data_root, matrix.launcher)
     except (MatrixError, DatasetNotFoundError, ResultsFolderError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    pending, checks = plan(cells, root, fingerprints, args.keep_stale, md5s)
     settle(pending, checks, root, args.keep_stale, fingerprints)
     print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(cells)} cells to run -> {root}")
     try:

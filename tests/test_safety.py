@@ -326,3 +326,31 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_records_made_from_other_data_are_stale(tmp_path, capsys):
+    from tests.fake_datasets import write_mnist
+
+    data = tmp_path / "data"
+    write_mnist(data, n_train=20)
+    matrix = write_matrix(tmp_path, datasets=["mnist"])
+    args = ["--data-root", str(data)]
+    assert run(tmp_path, matrix, *args) == 0
+    write_mnist(data, n_train=30)                               # same settings, different files
+    import bench.cell
+
+    bench.cell._DATA_CACHE.clear()                              # a new process would read the files afresh
+    assert run(tmp_path, matrix, *args) == 0
+    assert "computed on other data" in capsys.readouterr().out
+
+
+def test_old_temp_files_of_killed_writes_are_removed(tmp_path):
+    matrix = write_matrix(tmp_path)
+    root = tmp_path / "results" / "safe" / "mini"
+    root.mkdir(parents=True)
+    old, fresh = root / ".table.md.abc", root / ".table.md.def"
+    old.write_text("")
+    fresh.write_text("")
+    os.utime(old, (1, 1))
+    assert run(tmp_path, matrix) == 0
+    assert not old.exists() and fresh.exists()                  # a fresh one may be a write in progress
