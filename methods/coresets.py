@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,6 +66,14 @@ class FeatureNetwork:
 
     net: nn.Module
     forgetting: torch.Tensor   # forgetting events per training sample; never-learned samples are +inf
+    _features: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def class_features(self, data: ImageDataset, c: int) -> torch.Tensor:
+        """Penultimate embeddings of class ``c``'s training images, computed once and reused by every selector."""
+        if c not in self._features:
+            device = next(self.net.parameters()).device
+            self._features[c] = embed_all(self.net, data.normalize(data.images_of_class(c).to(device))).cpu()
+        return self._features[c]
 
 
 _FEATURE_CACHE: dict[Any, FeatureNetwork] = {}
@@ -165,9 +173,7 @@ def _whole(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: FeatureNetwo
 
 def _by_features(selector: Selector):
     def choose(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: FeatureNetwork | None, gen: torch.Generator) -> torch.Tensor:
-        device = next(fn.net.parameters()).device
-        feats = embed_all(fn.net, data.normalize(data.images_of_class(c).to(device))).cpu()
-        return selector(feats, ipc, gen)
+        return selector(fn.class_features(data, c), ipc, gen)
 
     return choose
 
