@@ -89,8 +89,9 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     table.index.name = "method"
     scales = ", ".join(sorted(frame["scale"].astype(str).unique()))
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))
-    caption = (f"Top-1 test accuracy (%), {ACCURACY_KINDS[accuracy][1]}; {table.attrs.get('statistic', 'mean ± std over seeds x evaluation runs')}; "
-               f"(paper value, reproduced - paper) where the paper has one.\n"
+    statistic = table.attrs.get("statistic", "mean ± std over seeds x evaluation runs; "
+                                             "(paper value, reproduced - paper) where the paper has one")
+    caption = (f"Top-1 test accuracy (%), {ACCURACY_KINDS[accuracy][1]}; {statistic}.\n"
                f"Scale: {scales}. Data: {', '.join(sorted(frame['data_used'].unique()))}. "
                f"Machine: {machines}. Source: {root}.")
     if "mini" in scales:
