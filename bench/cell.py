@@ -57,9 +57,11 @@ def resolved_settings(cell: Cell) -> dict[str, Any]:
     config = getattr(method, "config", None)
     protocols = {arch: dataclasses.asdict(_protocol_for(dataclasses.replace(cell, eval_archs=(arch,)), method, cell.dataset))
                  for arch in cell.eval_archs}
-    return {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "method": method.name, "eval_protocol": method.eval_protocol,
-            "config": dataclasses.asdict(config) if config is not None else None,
-            "budget": dataclasses.asdict(cell.budget()), "protocols": protocols, "code_version": CODE_VERSION}
+    resolved = {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "method": method.name, "eval_protocol": method.eval_protocol,
+                "config": dataclasses.asdict(config) if config is not None else None,
+                "budget": dataclasses.asdict(cell.budget()), "protocols": protocols, "code_version": CODE_VERSION}
+    rule = getattr(method, "selection_rule", None)
+    return {**resolved, "selection_rule": rule} if rule is not None else resolved
 
 
 def cell_fingerprint(cell: Cell) -> str:

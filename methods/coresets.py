@@ -135,15 +135,17 @@ def _train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, 
     gen = seeded(seed)
     for _ in trange(epochs, desc=f"feature network ({data.name})", leave=False, disable=None):
         train_epoch(net, opt, data.train_images, labels, batch_size=256, to_input=data.normalize, gen=gen, on_batch=track)
-    events[~learned] = float("inf")   # Toneva et al.: never learned = forgotten infinitely often
+    events[~learned] = float("inf")   # never learned; how many events that counts for is the selection rule's choice
     return FeatureNetwork(net.eval(), events)
 
 
 class Coreset(Method):
     """Select ``ipc`` real images per class; the images are stored unchanged (factor 1)."""
 
-    def __init__(self, name: str, needs_network: bool, choose: Callable[["Coreset", ImageDataset, int, int, FeatureNetwork | None, torch.Generator], torch.Tensor]) -> None:
+    def __init__(self, name: str, needs_network: bool, choose: Callable[["Coreset", ImageDataset, int, int, FeatureNetwork | None, torch.Generator], torch.Tensor],
+                 selection_rule: dict[str, Any] | None = None) -> None:
         self.name = name
+        self.selection_rule = selection_rule   # rule choices that decide the set (part of a cell's fingerprint)
         self.eval_protocol = published_protocol(name)   # DC's evaluation: the coreset rows come from DC's paper
         self.needs_network = needs_network
         self._choose = choose
@@ -178,18 +180,25 @@ def _by_features(selector: Selector):
     return choose
 
 
+# Events credited to samples the feature network never classified correctly. DeepCore counts 0, Toneva et al.
+# infinitely many; 0 is what reproduces DC's published Forgetting row (docs/provenance.md), +inf picks
+# near-chance sets (MNIST IPC 1: 11.5 against the published 35.5).
+NEVER_LEARNED_EVENTS = 0.0
+
+
 def _forgetting(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: FeatureNetwork | None, gen: torch.Generator) -> torch.Tensor:
-    scores = fn.forgetting[data.class_indices(c)]
+    scores = fn.forgetting[data.class_indices(c)].clone()
+    scores[torch.isinf(scores)] = NEVER_LEARNED_EVENTS
     return torch.sort(scores, descending=True, stable=True).indices[:ipc]
 
 
 CORESETS = {
-    "Random": (False, _random),
-    "Herding": (True, _by_features(herding)),
-    "K-Center": (True, _by_features(k_center_greedy)),
-    "Forgetting": (True, _forgetting),
-    "Whole": (False, _whole),
+    "Random": (False, _random, None),
+    "Herding": (True, _by_features(herding), None),
+    "K-Center": (True, _by_features(k_center_greedy), None),
+    "Forgetting": (True, _forgetting, {"never_learned_events": NEVER_LEARNED_EVENTS}),
+    "Whole": (False, _whole, None),
 }
 
-for _name, (_needs, _choose) in CORESETS.items():
-    register_method(_name)(lambda dataset, ipc, _n=_name, _d=_needs, _c=_choose: Coreset(_n, _d, _c))
+for _name, (_needs, _choose, _rule) in CORESETS.items():
+    register_method(_name)(lambda dataset, ipc, _n=_name, _d=_needs, _c=_choose, _r=_rule: Coreset(_n, _d, _c, _r))

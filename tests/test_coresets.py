@@ -47,15 +47,17 @@ def test_coresets_select_real_images_per_class():
         assert torch.equal(data.train_labels[idx], s.labels)
 
 
-def test_forgetting_ranks_never_learned_samples_first():
+def test_forgetting_picks_the_most_forgotten_learned_samples():
+    """Never-learned samples (+inf in the raw counts) count as 0 events, as DC's published row implies."""
     from methods.coresets import train_feature_network
 
     data = load_dataset("digits", max_per_class=30)
     make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
-    fn = train_feature_network(data, make, seed=1, epochs=1)
+    fn = train_feature_network(data, make, seed=1, epochs=3)
     assert fn.forgetting.shape == (len(data.train_images),)
-    assert (fn.forgetting >= 0).all()
+    assert (fn.forgetting >= 0).all() and torch.isinf(fn.forgetting).any()   # some samples were never learned
     method = create_method("Forgetting", "digits", 1)
-    s = method.distill(data, 1, make, Budget(feature_epochs=1), seed=1)
+    s = method.distill(data, 1, make, Budget(feature_epochs=3), seed=1)
+    as_zero = torch.where(torch.isinf(fn.forgetting), torch.zeros_like(fn.forgetting), fn.forgetting)
     for c, i in enumerate(s.meta["indices"]):
-        assert fn.forgetting[i] == fn.forgetting[data.class_indices(c)].max()
+        assert as_zero[i] == as_zero[data.class_indices(c)].max()
