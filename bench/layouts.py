@@ -295,13 +295,19 @@ def fidelity_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         means = group["set_mean"].tolist()
         label = f"{dataset}/{ipc}" if data_used == dataset else f"{dataset} (ran on {data_used})/{ipc}"
         ref = paper_value(paper, dataset, ipc, method) if data_used == dataset else None
-        se = statistics.stdev(means) / len(means) ** 0.5 if len(means) > 1 else float("nan")
+        spread = f" ± {statistics.stdev(means) / len(means) ** 0.5:.1f}" if len(means) > 1 else ""
         row = rows.setdefault(row_label(frame, method, variant, arch, eval_arch), {})
-        row[label] = f"{statistics.fmean(means):.1f} ± {se:.1f} (n={len(means)})" + (f" [{ref:.1f}]" if ref is not None else "")
+        row[label] = f"{statistics.fmean(means):.1f}{spread} (n={len(means)})" + (f" [{ref:.1f}]" if ref is not None else "")
         row[f"{label} fit"] = fidelity_verdict(means, ref)
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")
     table = table.loc[sorted(table.index, key=_method_key)]
-    table.attrs["statistic"] = "mean over sets (seeds) ± standard error, n sets, [paper]"
+
+    def column_key(column: str) -> tuple[str, int, bool]:
+        data, _, rest = column.rpartition("/")
+        return data, int(rest.split()[0]), rest.endswith("fit")
+
+    table = table[sorted(table.columns, key=column_key)]
+    table.attrs["statistic"] = "mean over sets (seeds) ± standard error (shown for n > 1), n sets, [paper]"
     table.attrs["note"] = (f"fit: 'ok' = within ±{FIDELITY_TOLERANCE:g} points of the paper (which gives no ±), 'ok≤2SE' = "
                            "outside that but within two standard errors of the mean, 'off' = further; the number is "
                            "reproduced - paper.")

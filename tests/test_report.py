@@ -144,3 +144,16 @@ def test_report_all_rebuilds_every_folder_and_rejects_missing(tmp_path, capsys):
     assert main(["--all", str(tmp_path)]) == 0
     assert (tmp_path / "a" / "mini" / "table.md").is_file() and (tmp_path / "b" / "mini" / "table.md").is_file()
     assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_fidelity_layout_judges_each_cell(tmp_path):
+    """Mean over sets ± standard error against the paper: ok within ±2, ok≤2SE, else off with the distance."""
+    root = tmp_path / "fidelity" / "cpu"
+    for seed, acc in enumerate([60.0, 62.0, 64.0, 66.0]):        # mean 63.0, paper Random MNIST/1 = 64.9
+        _write(root, {"dataset": "mnist", "ipc": 1, "method": "Random", "seed": seed}, {"ConvNet-3": [acc]})
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "Herding", "seed": 0}, {"ConvNet-3": [80.0]})
+    table = build_report(root).table
+    assert table.loc["Random", "mnist/1"].startswith("63.0 ± 1.3 (n=4) [64.9]")
+    assert table.loc["Random", "mnist/1 fit"] == "ok -1.9"
+    assert table.loc["Herding", "mnist/1"] == "80.0 (n=1) [89.2]" and table.loc["Herding", "mnist/1 fit"] == "off -9.2"
+    assert list(table.columns) == ["mnist/1", "mnist/1 fit"]
