@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import math
 import os
@@ -133,10 +134,6 @@ def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> Re
     return RecordCheck("done", "", record)
 
 
-def is_done(root: Path, cell_id: str, fingerprint: str | None = None) -> bool:
-    return check_record(root, cell_id, fingerprint).state == "done"
-
-
 def move_aside(root: Path, cell_id: str, why: str) -> Path:
     """Move a corrupt or stale cell folder to ``.aside/`` (kept for inspection, out of every table)."""
     target = inside(root, root / ASIDE_DIR / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
@@ -198,7 +195,7 @@ def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
 def clean_leftovers(folder: Path, name: str) -> None:
     """Remove what a killed atomic write of ``name`` left in ``folder`` (``.<name>.<random>`` temp files/folders).
     Call it only while holding the lock that guards ``name``."""
-    for leftover in folder.glob(f".{glob_escape(name)}.*"):
+    for leftover in folder.glob(f".{glob.escape(name)}.*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
@@ -210,7 +207,7 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
     job list, error logs). Only old ones: a fresh one may belong to a write in progress."""
     cutoff = time.time() - older_than_s
     shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", PLAN_FILE, ".jobs.json")
-    candidates = [p for name in shared for p in root.glob(f".{glob_escape(name)}.*")]
+    candidates = [p for name in shared for p in root.glob(f".{glob.escape(name)}.*")]
     candidates += list((root / ".errors").glob(".*.txt.*")) + list(root.glob(".probe.*"))
     for path in candidates:
         try:
@@ -218,10 +215,6 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
                 path.unlink()
         except OSError:
             pass
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{ch}]" if ch in "*?[]" else ch for ch in text)
 
 
 @contextmanager
