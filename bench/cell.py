@@ -255,8 +255,9 @@ TASKS: dict[str, Callable[..., tuple[dict[str, Any], DistilledSet | None]]] = {
 }
 
 
-def run_and_store(cell: Cell, root: Path, data_root: str | None = None, checkpoint: Any = None) -> dict[str, Any]:
+def run_and_store(cell: Cell, root: Path, data_root: str | None = None, checkpoint: Any = None,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run a cell and write it atomically under ``root/<cell id>``."""
-    result, distilled = execute_cell(cell, RunContext(root, data_root, checkpoint))
+    result, distilled = execute_cell(cell, RunContext(root, data_root, checkpoint, progress))
     write_cell(root, cell.id, result, distilled.state() if distilled is not None else None)
     return result

@@ -53,11 +53,12 @@ def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every
         clean_leftovers(root, cell.id)
         clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
         ckpt = checkpoint_for(root, cell.id, checkpoint_every, fingerprint)
-        try:
-            result = run_and_store(cell, root, data_root, ckpt)
-        except Exception:
-            atomic_write_text(error_path(root, cell.id), traceback.format_exc())
-            raise
+        with tqdm(desc=f"{cell.id} iterations", unit="it", leave=False, mininterval=10, dynamic_ncols=True) as bar:
+            try:
+                result = run_and_store(cell, root, data_root, ckpt, progress=lambda done: bar.update(done - bar.n))
+            except Exception:
+                atomic_write_text(error_path(root, cell.id), traceback.format_exc())
+                raise
         ckpt.clear()
         error_path(root, cell.id).unlink(missing_ok=True)
         return result
