@@ -170,5 +170,5 @@ def training_protocol(name: str) -> Protocol:
     from bench.evaluate import PROTOCOLS
 
     if name == "idc":
-        return dataclasses.replace(PROTOCOLS["B"], name="CL-idc", milestones=(0.6, 0.8), cutmix_p=0.0)
-    return dataclasses.replace(PROTOCOLS["A"], name="CL-dc")
+        return dataclasses.replace(PROTOCOLS.get("B"), name="CL-idc", milestones=(0.6, 0.8), cutmix_p=0.0)
+    return dataclasses.replace(PROTOCOLS.get("A"), name="CL-dc")

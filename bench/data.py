@@ -48,35 +48,31 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench.dataset_info import DATASET_INFO, DatasetInfo, IdcValues, Stats, UnknownDatasetError, canonical
+from bench.registry import Registry
 
 __all__ = [
     "ImageDataset",
     "DatasetNotFoundError",
     "UnknownDatasetError",
-    "DATASET_STATS",
-    "CIFAR100_STATS",
+    "DATASET_INFO",
+    "DatasetInfo",
     "register_dataset",
     "list_datasets",
     "load_dataset",
     "resolve_root",
 ]
 
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
+def cifar100_stats_choice(choice: str) -> Stats:
+    """CIFAR-100's normalisation: 'idc' (default; IDC/DREAM reuse the CIFAR-10 constants) or 'dc' (DC/DSA/DM's own)."""
+    info = DATASET_INFO.get("cifar100")
+    options = {"idc": info.stats, "dc": info.stats_dc}
+    if choice not in options:
+        raise ValueError(f"cifar100_stats must be one of {sorted(options)}, got {choice!r}")
+    return options[choice]   # type: ignore[return-value]
 
-# Official normalisation constants (mean, std) per channel; docs/official-code.md §2.1.
-DATASET_STATS: dict[str, Stats] = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashionmnist": ((0.2861,), (0.3530,)),
-    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "tinyimagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-# CIFAR-100: 'idc' (default; IDC/DREAM reuse the CIFAR-10 constants) or 'dc' (DC/DSA/DM's own constants).
-CIFAR100_STATS: dict[str, Stats] = {
-    "idc": DATASET_STATS["cifar10"],
-    "dc": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
 
+CIFAR10_STATS: Stats = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))   # docs/official-code.md §2.1
 DIGITS_IMAGE_SIZE = 16  # 8x8 upsampled so a depth-3 ConvNet fits: 16 -> 8 -> 4 -> 2.
 
 
@@ -84,13 +80,6 @@ class DatasetNotFoundError(FileNotFoundError):
     """Dataset files are missing, corrupt, or could not be downloaded; the message says where and how to fix."""
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class UnknownDatasetError(KeyError, ValueError):
-    """A dataset name not in the registry; catchable as KeyError or ValueError."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
 
 
@@ -206,30 +195,24 @@ class DatasetLoader(Protocol):
     def __call__(self, root: Path, *, download: bool, verify: bool, cifar100_stats: str) -> ImageDataset: ...
 
 
-_REGISTRY: dict[str, DatasetLoader] = {}
+LOADERS: Registry[DatasetLoader] = Registry("dataset", UnknownDatasetError, canonical)
 
 
-def _canonical(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch not in "-_ ")
+def register_dataset(info: DatasetInfo) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator: the one place a dataset is added, its facts (``bench.dataset_info.DATASET_INFO``) and its
+    loader together. Names are looked up ignoring case and separators ('CIFAR-10' = 'cifar10')."""
 
-
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator registering a loader under ``name`` (case, '-', '_' and spaces are ignored on lookup)."""
-
-    key = _canonical(name)
-
-    def deco(fn: DatasetLoader) -> DatasetLoader:
-        if key in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[key] = fn
-        return fn
+    def deco(loader: DatasetLoader) -> DatasetLoader:
+        LOADERS.add(info.name, loader)
+        DATASET_INFO.add(info.name, info)
+        return loader
 
     return deco
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(LOADERS.names())
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -260,14 +243,11 @@ def load_dataset(
     class. ``cifar100_stats`` ('idc' default, or 'dc') picks CIFAR-100's normalisation constants and is
     ignored by other datasets. Raises :class:`UnknownDatasetError` or :class:`DatasetNotFoundError`.
     """
-    key = _canonical(name)
-    if key not in _REGISTRY:
-        raise UnknownDatasetError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}")
-    if cifar100_stats not in CIFAR100_STATS:
-        raise ValueError(f"cifar100_stats must be one of {sorted(CIFAR100_STATS)}, got {cifar100_stats!r}")
+    loader = LOADERS.get(name)
+    cifar100_stats_choice(cifar100_stats)
     if verify is None:
         verify = not _env_flag("DREAMBENCH_SKIP_MD5")
-    ds = _REGISTRY[key](resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats)
+    ds = loader(resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats)
     if max_per_class is not None:
         ds = ds.subsample(max_per_class)
     return ds
@@ -352,7 +332,7 @@ def _open_torchvision(
 # --------------------------------------------------------------------------------------------------
 
 
-@register_dataset("digits")
+@register_dataset(DatasetInfo("digits", 10, 1, DIGITS_IMAGE_SIZE, None, IdcValues("l1", 1e-4, 16, 500), digit_like=True, flip=False))
 def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """scikit-learn's bundled 8x8 digits, scaled to [0,1], bilinearly upsampled to 16x16, fixed split.
 
@@ -447,23 +427,27 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
     for s, (x, y) in splits.items():
         if len(x) != len(y):
             raise _corrupt(cls_name, raw, f"{s}: {len(x)} images but {len(y)} labels")
-    mean, std = DATASET_STATS[key]
+    mean, std = DATASET_INFO.get(key).stats
     return ImageDataset(key, *splits["train"], *splits["t10k"], 10, mean, std, tuple(cls.classes))
 
 
-@register_dataset("mnist")
+@register_dataset(DatasetInfo("mnist", 10, 1, 28, ((0.1307,), (0.3081,)), IdcValues("l1", 1e-4, 28, 500), digit_like=True,
+                             flip=False, paper_name="MNIST"))
 def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """MNIST (28x28 grey) from ``<root>/MNIST/raw``: the published ``.gz`` files or decompressed copies."""
     return _load_mnist_like("MNIST", "mnist", root, download, verify)
 
 
-@register_dataset("fashionmnist")
+@register_dataset(DatasetInfo("fashionmnist", 10, 1, 28, ((0.2861,), (0.3530,)),
+                             IdcValues("l1", 1e-4, 32, 500),   # size base 32 at 28 px: the official quirk
+                             paper_name="FashionMNIST"))
 def _load_fashionmnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """Fashion-MNIST (28x28 grey) from ``<root>/FashionMNIST/raw`` (``.gz`` as published, or decompressed)."""
     return _load_mnist_like("FashionMNIST", "fashionmnist", root, download, verify)
 
 
-@register_dataset("svhn")
+@register_dataset(DatasetInfo("svhn", 10, 3, 32, ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+                             IdcValues("mse", 5e-3, 32, 500), flip=False, paper_name="SVHN"))
 def _load_svhn(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """SVHN cropped digits (32x32 RGB, label 10 -> 0) from ``<root>/svhn/`` (or ``<root>/`` as in DC's code)."""
     from torchvision.datasets import SVHN
@@ -477,7 +461,7 @@ def _load_svhn(root: Path, *, download: bool, verify: bool, cifar100_stats: str,
         d = _open_torchvision(SVHN, "SVHN", folder, files, "svhn/train_32x32.mat and svhn/test_32x32.mat",
                               download, verify, root=str(folder), split=split)
         splits[split] = (_uint8_to_float(d.data, "NCHW"), _labels(d.labels))
-    mean, std = DATASET_STATS["svhn"]
+    mean, std = DATASET_INFO.get("svhn").stats
     return ImageDataset("svhn", *splits["train"], *splits["test"], 10, mean, std, tuple(str(c) for c in range(10)))
 
 
@@ -496,16 +480,18 @@ def _load_cifar(cls_name: str, key: str, root: Path, download: bool, verify: boo
     return ImageDataset(key, *splits[True], *splits[False], n, stats[0], stats[1], tuple(d.classes))
 
 
-@register_dataset("cifar10")
+@register_dataset(DatasetInfo("cifar10", 10, 3, 32, CIFAR10_STATS, IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR10"))
 def _load_cifar10(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """CIFAR-10 (32x32 RGB) via torchvision.datasets.CIFAR10 from ``<root>/cifar-10-batches-py``."""
-    return _load_cifar("CIFAR10", "cifar10", root, download, verify, DATASET_STATS["cifar10"])
+    return _load_cifar("CIFAR10", "cifar10", root, download, verify, DATASET_INFO.get("cifar10").stats)
 
 
-@register_dataset("cifar100")
+@register_dataset(DatasetInfo("cifar100", 100, 3, 32, CIFAR10_STATS,   # IDC/DREAM reuse CIFAR-10's constants
+                             IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR100",
+                             stats_dc=((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762))))
 def _load_cifar100(root: Path, *, download: bool, verify: bool, cifar100_stats: str = "idc", **_: object) -> ImageDataset:
     """CIFAR-100 fine labels via torchvision.datasets.CIFAR100; stats 'idc' (CIFAR-10's, default) or 'dc'."""
-    return _load_cifar("CIFAR100", "cifar100", root, download, verify, CIFAR100_STATS[cifar100_stats])
+    return _load_cifar("CIFAR100", "cifar100", root, download, verify, cifar100_stats_choice(cifar100_stats))
 
 
 _TINY_HOW = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it there, or set DREAMBENCH_DATA "
@@ -547,14 +533,15 @@ def _load_tiny_pt(path: Path, mean: tuple[float, ...], std: tuple[float, ...]) -
     return ImageDataset("tinyimagenet", *parts, len(classes) or 200, mean, std, classes)
 
 
-@register_dataset("tinyimagenet")
+@register_dataset(DatasetInfo("tinyimagenet", 200, 3, 64, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                             IdcValues("mse", 5e-3, 32, 1000), paper_name="TinyImageNet"))
 def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """TinyImageNet (64x64 RGB, 200 classes; val = test split) from ``tiny-imagenet-200/`` or ``tinyimagenet.pt``.
 
     Class index = position of the wnid in sorted(wnids.txt) (ImageFolder's convention). The ``.pt`` file,
     which the official DC/DREAM code reads, is preferred when present (it is also far faster than ~110k JPEGs).
     """
-    mean, std = DATASET_STATS["tinyimagenet"]
+    mean, std = DATASET_INFO.get("tinyimagenet").stats
     if (root / "tinyimagenet.pt").is_file():
         return _load_tiny_pt(root / "tinyimagenet.pt", mean, std)
     folder = root / "tiny-imagenet-200"

@@ -19,7 +19,9 @@ import torch
 
 from bench.augment import DCAugment, DiffAugment
 from bench.data import ImageDataset
+from bench.dataset_info import DATASET_INFO
 from bench.networks import create_network
+from bench.registry import Registry
 from bench.results import load_tensor_file
 from bench.training import accuracy, build_net, default_device, seeded, train_epoch
 
@@ -44,35 +46,43 @@ class Protocol:
     strategy: str = ""              # DSA families; "" = the dataset's (no flip on digit sets, as DSA advises)
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    "A": Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
-    "A-dm": Protocol("A-dm", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single",
-                     strategy="color_crop_cutout_flip_scale_rotate"),   # main_DM.py's default, flip on every dataset
-    "A-dcaug": Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
-    "A-noaug": Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
-    "B": Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
-                  drop_cutout=True, cutmix_p=0.5, validations=4),
-}
-DIGIT_DATASETS = ("mnist", "digits")
+PROTOCOLS: Registry[Protocol] = Registry("evaluation protocol")
+for _protocol in (
+    Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
+    Protocol("A-dm", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single",
+             strategy="color_crop_cutout_flip_scale_rotate"),   # main_DM.py's default, flip on every dataset
+    Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
+    Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
+    Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
+             drop_cutout=True, cutmix_p=0.5, validations=4),
+):
+    PROTOCOLS.add(_protocol.name, _protocol)
 PER_DATASET = {"A-dc": "DC's rule: A-dcaug on MNIST, A-noaug elsewhere"}
+
+
+def protocol_names() -> list[str]:
+    """Every name a matrix may give ``eval_protocol``: the protocols and the per-dataset rules."""
+    return [*PROTOCOLS.names(), *PER_DATASET]
+
+
+def _digit_like(dataset: str) -> bool:
+    return dataset in DATASET_INFO and DATASET_INFO.get(dataset).digit_like
 
 
 def resolve_protocol(name: str, dataset: str, factor: int = 1) -> Protocol:
     """Look a protocol up by name; 'A-dc' is DC's per-dataset choice (``get_daparam``: augment MNIST only)."""
     if name == "A-dc":
-        name = "A-dcaug" if dataset in DIGIT_DATASETS else "A-noaug"
+        name = "A-dcaug" if _digit_like(dataset) else "A-noaug"
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {sorted([*PROTOCOLS, *PER_DATASET])}")
-    protocol = PROTOCOLS[name]
-    if name == "B" and dataset in DIGIT_DATASETS and factor > 1:
+        raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {', '.join(protocol_names())}")
+    protocol = PROTOCOLS.get(name)
+    if name == "B" and _digit_like(dataset) and factor > 1:
         protocol = replace(protocol, cutmix_p=0.0)   # IDC: MNIST with f > 1 uses no CutMix (docs/official-code.md 12)
     return protocol
 
 
 def eval_strategy(protocol: Protocol, dataset: str) -> str:
-    from methods.presets import dsa_strategy
-
-    strategy = protocol.strategy or dsa_strategy(dataset)
+    strategy = protocol.strategy or DATASET_INFO.get(dataset).dsa_strategy
     if protocol.drop_cutout:
         strategy = "_".join(f for f in strategy.split("_") if f != "cutout")
     return strategy

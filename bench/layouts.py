@@ -12,8 +12,14 @@ from typing import Callable
 import pandas as pd
 
 from bench.curves import iterations_to_reach, mean_curves
+from bench.dataset_info import DATASET_INFO
 
-PAPER_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "svhn": "SVHN", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+
+
+def paper_name(dataset: str) -> str:
+    """How the paper's tables spell a dataset (the name itself for datasets the paper has no column for)."""
+    return (DATASET_INFO.get(dataset).paper_name if dataset in DATASET_INFO else None) or dataset
+
 METHOD_ORDER = ["Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"]
 
 
@@ -36,7 +42,7 @@ def paper_table1() -> pd.DataFrame:
 
 
 def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> float | None:
-    column = f"{PAPER_NAMES.get(dataset, dataset)}/{ipc}"
+    column = f"{paper_name(dataset)}/{ipc}"
     if method not in table.index or column not in table.columns:
         return None
     value = table.loc[method, column]
@@ -164,7 +170,7 @@ def timing_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         steps = [_inner_loop_split(r) for r in rs]
         clustering = statistics.fmean(s[0] for s in steps)
         update = statistics.fmean(s[1] for s in steps)
-        ref = paper[(paper["dataset"] == PAPER_NAMES.get(dataset, dataset)) & (paper["method"] == method)]
+        ref = paper[(paper["dataset"] == paper_name(dataset)) & (paper["method"] == method)]
         ref_row = ref.iloc[0] if len(ref) and data_used == dataset else None
         label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
         table[f"{label} {method}"] = {

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from bench.data import list_datasets
-from bench.evaluate import PER_DATASET, PROTOCOLS
+from bench.evaluate import protocol_names
 from bench.networks import UnknownNetworkError, create_network, list_networks
 from methods.base import Budget, UnknownMethodError
 from methods.components import check_method_name
@@ -44,7 +44,7 @@ LAUNCHER_KEYS = {
     "account", "qos", "additional_parameters", "setup", "checkpoint_every",
 }
 SETTING_KEYS = sorted({*EVAL_KEYS, *BUDGET_KEYS, *ENGINE_KEYS})
-EVAL_PROTOCOLS = sorted([*PROTOCOLS, *PER_DATASET])
+EVAL_PROTOCOLS = sorted(protocol_names())
 
 
 @dataclass(frozen=True)

@@ -16,34 +16,35 @@ import torch
 
 from bench.cell import machine_label
 from bench.data import ImageDataset
+from bench.dataset_info import dataset_info
 from bench.evaluate import network_factory
 from methods.base import Budget
 from methods.components import create_method
 
-CLASSES = {"cifar10": 10, "cifar100": 100}
+SHAPES = ("cifar10", "cifar100")   # the stand-in data takes these datasets' shape
 
 
 def stand_in(name: str, per_class: int) -> ImageDataset:
     """Uniform noise with CIFAR's shape, class balance and normalisation constants (timing only)."""
     gen = torch.Generator().manual_seed(0)
-    n_classes = CLASSES[name]
+    n_classes = dataset_info(name).classes
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     images = torch.rand(len(labels), 3, 32, 32, generator=gen)
     test = torch.rand(1000, 3, 32, 32, generator=gen)
-    return ImageDataset(name, images, labels, test, torch.arange(1000) % n_classes, n_classes,
-                        (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    mean, std = dataset_info(name).stats   # type: ignore[misc]
+    return ImageDataset(name, images, labels, test, torch.arange(1000) % n_classes, n_classes, mean, std)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(CLASSES), default="cifar10")
+    parser.add_argument("--dataset", choices=SHAPES, default="cifar10")
     parser.add_argument("--methods", nargs="+", default=["IDC", "DREAM+"])
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=2, help="outer iterations (each = 100 inner loops)")
     parser.add_argument("--steps", type=int, default=None, help="inner loops per network (default: the preset's 100)")
     parser.add_argument("--per-class", type=int, default=None, help="images per class (default: full CIFAR)")
     args = parser.parse_args()
-    per_class = args.per_class or 50000 // CLASSES[args.dataset]
+    per_class = args.per_class or 50000 // dataset_info(args.dataset).classes
     data = stand_in(args.dataset, per_class)
     make = network_factory("ConvNet-3", data)
     for name in args.methods:

@@ -5,54 +5,17 @@ Values follow docs/official-code.md §12 (``main.py``/``main_DM.py`` for DC/DSA/
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from bench.dataset_info import dataset_info
 from bench.provenance import published_protocol
 from methods.base import register_method
 from methods.engine import DistillationEngine, EngineConfig
 from methods.objectives import Objective
 
 
-@dataclass(frozen=True)
-class DatasetSettings:
-    """Per-dataset values of the IDC/DREAM ``--reproduce`` table and the DSA strategy choice."""
-
-    metric: str          # IDC/DREAM matching metric
-    lr_base: float       # IDC base image lr before ipc/size scaling
-    size_base: int       # IDC lr scaling base size
-    n_data: int          # real samples per in-loop network update
-    flip: bool           # DSA/DC strategies keep 'flip' (not for digit datasets)
-    factor: int = 2      # IDC multi-formation factor in the published runs
-
-
-DATASETS: dict[str, DatasetSettings] = {
-    "cifar10": DatasetSettings("mse", 5e-3, 32, 2000, True),
-    "cifar100": DatasetSettings("mse", 5e-3, 32, 2000, True),
-    "svhn": DatasetSettings("mse", 5e-3, 32, 500, False),
-    "mnist": DatasetSettings("l1", 1e-4, 28, 500, False),
-    "fashionmnist": DatasetSettings("l1", 1e-4, 32, 500, True),   # size base 32 at 28 px: the official quirk
-    "tinyimagenet": DatasetSettings("mse", 5e-3, 32, 1000, True),
-    "digits": DatasetSettings("l1", 1e-4, 16, 500, False),
-}
-
 # DC's get_loops(ipc): (image updates per network, epochs of network training on S per update)
 DC_LOOPS: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
-
-IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "svhn": 32, "mnist": 28, "fashionmnist": 28, "tinyimagenet": 64, "digits": 16}
-
-
-def canonical(dataset: str) -> str:
-    """The registry spelling ('FashionMNIST' -> 'fashionmnist'); unknown names raise with the allowed ones."""
-    key = "".join(ch for ch in dataset.lower() if ch.isalnum())
-    if key not in DATASETS:
-        raise KeyError(f"no preset settings for dataset {dataset!r}; allowed: {sorted(DATASETS)}")
-    return key
-
-
-def settings(dataset: str) -> DatasetSettings:
-    return DATASETS[canonical(dataset)]
-
 
 def dc_loops(ipc: int) -> tuple[int, int]:
     """DC's table; other ipc values (the official script exits) use the nearest listed ipc."""
@@ -62,16 +25,11 @@ def dc_loops(ipc: int) -> tuple[int, int]:
 DM_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
-def dsa_strategy(dataset: str) -> str:
-    return "color_crop_cutout_flip_scale_rotate" if settings(dataset).flip else "color_crop_cutout_scale_rotate"
-
-
 def idc_image_lr(dataset: str, ipc: int) -> float:
     """IDC ``tune_lr_img``: base * (ipc / 10) * (size / size_base)^2."""
-    s = settings(dataset)
-    dataset = canonical(dataset)
-    base = 1e-6 if dataset == "tinyimagenet" and ipc == 50 else s.lr_base   # the official TinyImageNet ipc-50 value
-    return base * (ipc / 10) * (IMAGE_SIZES[dataset] / s.size_base) ** 2
+    info = dataset_info(dataset)
+    base = 1e-6 if info.name == "tinyimagenet" and ipc == 50 else info.idc.lr_base   # the official TinyImageNet ipc-50 value
+    return base * (ipc / 10) * (info.image_size / info.idc.size_base) ** 2
 
 
 class Preset(DistillationEngine):
@@ -93,12 +51,12 @@ def dc_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def dsa_config(dataset: str, ipc: int) -> EngineConfig:
-    strategy = dsa_strategy(dataset)
+    strategy = dataset_info(dataset).dsa_strategy
     return dc_config(dataset, ipc).replace(init="real_random", match_aug=strategy, net_aug=strategy)
 
 
 def dm_config(dataset: str, ipc: int) -> EngineConfig:
-    lr = 10.0 if canonical(dataset) == "cifar10" and ipc >= 100 else 1.0
+    lr = 10.0 if dataset_info(dataset).name == "cifar10" and ipc >= 100 else 1.0
     return EngineConfig(
         space="normalized", init="real_random", sampler="random", batch_real=256,
         objective=Objective(gradient_weight=0.0, feature_weight=1.0, feature_metric="mse"),
@@ -108,8 +66,9 @@ def dm_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def idc_config(dataset: str, ipc: int) -> EngineConfig:
-    s = settings(dataset)
-    digit_like = not s.flip and s.metric == "l1" and s.factor > 1   # MNIST with f > 1: no cutout/CutMix (docs/official-code.md §12)
+    info = dataset_info(dataset)
+    s = info.idc
+    digit_like = info.digit_like and s.factor > 1   # MNIST with f > 1: no cutout/CutMix (docs/official-code.md §12)
     return EngineConfig(
         factor=s.factor, space="pixel", init="mix" if s.factor > 1 else "real_first", sampler="random", batch_real=64,
         objective=Objective(gradient_weight=1.0, metric=s.metric, layers="conv"),
@@ -122,7 +81,7 @@ def idc_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def dream_config(dataset: str, ipc: int) -> EngineConfig:
-    batch = 64 if canonical(dataset) == "tinyimagenet" else 128
+    batch = 64 if dataset_info(dataset).name == "tinyimagenet" else 128
     return idc_config(dataset, ipc).replace(sampler="representative", batch_real=batch, interval=10, init="cluster")
 
 

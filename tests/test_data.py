@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from bench.dataset_info import DATASET_INFO, DatasetInfo, IdcValues, canonical
 import torch
 import torch.nn.functional as F
 
@@ -77,16 +79,17 @@ def test_unknown_name_lists_allowed(bad: str) -> None:
 
 def test_name_lookup_ignores_case_and_separators(digits: ImageDataset) -> None:
     assert load_dataset("DIGITS").name == "digits"
-    assert data._canonical("FashionMNIST") == data._canonical("fashion_mnist") == "fashionmnist"
-    assert data._canonical("TinyImageNet") == data._canonical("tiny-imagenet") == "tinyimagenet"
-    assert data._canonical("CIFAR10") == "cifar10"
+    assert canonical("FashionMNIST") == canonical("fashion_mnist") == "fashionmnist"
+    assert canonical("TinyImageNet") == canonical("tiny-imagenet") == "tinyimagenet"
+    assert canonical("CIFAR10") == "cifar10"
 
 
 def test_register_dataset_decorator(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr(data, "_REGISTRY", dict(data._REGISTRY))
+    monkeypatch.setattr(data.LOADERS, "_entries", dict(data.LOADERS._entries))
+    monkeypatch.setattr(DATASET_INFO, "_entries", dict(DATASET_INFO._entries))
     seen = {}
 
-    @register_dataset("Toy-Set")
+    @register_dataset(DatasetInfo("Toy-Set", 3, 2, 4, ((0.5, 0.5), (0.25, 0.25)), IdcValues("mse", 1e-3, 4, 6)))
     def _toy(root, *, download, verify, cifar100_stats, **_):
         seen.update(root=root, download=download, verify=verify)
         x = torch.rand(6, 2, 4, 4)
@@ -98,7 +101,7 @@ def test_register_dataset_decorator(monkeypatch: pytest.MonkeyPatch, tmp_path) -
     assert seen == {"root": tmp_path, "download": False, "verify": True}
     assert ds.train_labels.tolist() == [0, 1, 2]
     with pytest.raises(ValueError):
-        register_dataset("toyset")(_toy)
+        register_dataset(DatasetInfo("toyset", 3, 2, 4, None, IdcValues("mse", 1e-3, 4, 6)))(_toy)
 
 
 def test_root_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

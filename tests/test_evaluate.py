@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_protocol_b_schedule_and_a_halving():
-    b = PROTOCOLS["B"]
+    b = PROTOCOLS.get("B")
     assert [_lr_at(b, e, 1000) for e in (0, 665, 666, 832, 833)] == pytest.approx([0.01, 0.01, 0.002, 0.002, 0.0004])
-    a = PROTOCOLS["A"]
+    a = PROTOCOLS.get("A")
     # DC decays after epoch E//2+1 has run: the first reduced epoch is E//2+2
     assert _lr_at(a, 501, 1000) == pytest.approx(0.01) and _lr_at(a, 502, 1000) == pytest.approx(0.001)
     # IDC drops CutMix for MNIST only when the set is multi-formation (f > 1)
@@ -33,7 +33,7 @@ def test_protocol_b_schedule_and_a_halving():
 def test_real_images_train_a_net_far_above_chance():
     data = load_dataset("digits")
     idx = torch.cat([data.class_indices(c)[:10] for c in range(10)])
-    protocol = dataclasses.replace(PROTOCOLS["B"], epochs=40)
+    protocol = dataclasses.replace(PROTOCOLS.get("B"), epochs=40)
     result = evaluate_set(data.train_images[idx], data.train_labels[idx], data, "ConvNet-3", protocol, runs=2, seed=0)
     assert len(result.accuracies) == 2 and result.mean > 60.0
     assert result.accuracies[0] != result.accuracies[1]        # independently initialised networks
