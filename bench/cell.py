@@ -15,10 +15,10 @@ from typing import Any, Callable
 import torch
 
 from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
-from bench.evaluate import evaluate_set, network_factory, resolve_protocol
+from bench.evaluate import Protocol, evaluate_set, network_factory, resolve_protocol
 from bench.matrix import Cell
 from bench.results import SET_FILE, load_tensor_file, write_cell
-from methods.base import DistilledSet
+from methods.base import DistilledSet, Method
 from methods.components import create_method
 
 _DATA_CACHE: dict[tuple[Any, ...], tuple[ImageDataset, str]] = {}
@@ -54,13 +54,13 @@ def resolved_settings(cell: Cell) -> dict[str, Any]:
     """Everything that decides a cell's result: the cell, the method's full configuration, the budget, the
     evaluation protocol and the code version. Two runs with equal resolved settings compute the same thing."""
     method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
-    config = getattr(method, "config", None)
+    config = method.config
     protocols = {arch: dataclasses.asdict(_protocol_for(dataclasses.replace(cell, eval_archs=(arch,)), method, cell.dataset))
                  for arch in cell.eval_archs}
     resolved = {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "method": method.name, "eval_protocol": method.eval_protocol,
                 "config": dataclasses.asdict(config) if config is not None else None,
                 "budget": dataclasses.asdict(cell.budget()), "protocols": protocols, "code_version": CODE_VERSION}
-    rule = getattr(method, "selection_rule", None)
+    rule = method.selection_rule
     return {**resolved, "selection_rule": rule} if rule is not None else resolved
 
 
@@ -170,7 +170,7 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     for arch in cell.eval_archs:
         outcome = evaluate_set(images, labels, data, arch, protocol, runs, cell.seed)
         evaluations[arch], best[arch] = outcome.accuracies, outcome.best
-    steps = _inner_loops(method, budget)
+    steps = method.inner_loops(budget)
     t = distilled.timings
     loop_seconds = (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / steps if steps else None
     result = {
@@ -189,15 +189,6 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return result, distilled
-
-
-def _inner_loops(method: Any, budget: Any) -> int:
-    """Image-update steps the run made (0 for coresets)."""
-    cfg = getattr(method, "config", None)
-    if cfg is None:
-        return 0
-    cfg = cfg.with_budget(budget)
-    return cfg.iterations * cfg.steps_per_network
 
 
 def timing_line(result: dict[str, Any]) -> str:
@@ -231,9 +222,9 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
     return result, None
 
 
-def _protocol_for(cell: Cell, method: Any, data_used: str):
+def _protocol_for(cell: Cell, method: Method, data_used: str) -> Protocol:
     """The published protocol of the method's row (bench.provenance), unless the matrix forces one."""
-    factor = getattr(getattr(method, "config", None), "factor", 1)
+    factor = method.factor
     protocol = resolve_protocol(cell.settings.get("eval_protocol") or method.eval_protocol, data_used, factor)
     if cell.settings.get("eval_epochs"):
         protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])

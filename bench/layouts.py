@@ -13,6 +13,8 @@ import pandas as pd
 
 from bench.curves import iterations_to_reach, mean_curves
 from bench.dataset_info import DATASET_INFO
+from methods.base import list_methods
+from methods.components import expand_same_as, split_name
 
 
 
@@ -20,7 +22,6 @@ def paper_name(dataset: str) -> str:
     """How the paper's tables spell a dataset (the name itself for datasets the paper has no column for)."""
     return (DATASET_INFO.get(dataset).paper_name if dataset in DATASET_INFO else None) or dataset
 
-METHOD_ORDER = ["Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"]
 
 
 def reference(name: str) -> pd.DataFrame:
@@ -50,9 +51,10 @@ def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> flo
 
 
 def _method_key(name: str) -> tuple[int, str]:
-    first = name.split(" ")[0]
-    base = first if first in METHOD_ORDER else first.split("+")[0]
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), name)
+    """Rows in registration order of their base method (the paper's order); unknown names last."""
+    order = list_methods()
+    base = split_name(name.split(" ")[0])[0]
+    return (order.index(base) if base in order else len(order), name)
 
 
 def format_cell(accs: list[float], paper: float | None) -> str:
@@ -198,13 +200,11 @@ def _with_ref(value: float, ref_row: pd.Series | None, column: str) -> str:
 def component_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     """Table III layout: one row per method with its RM/Init/BM switches, accuracy, iterations to reach the
     base method's final accuracy (from the measured curves), and seconds per inner loop."""
-    from methods.components import split_name
-
     paper = paper_components()
     curves = mean_curves(results)
     rows = []
     for (dataset, data_used, ipc, method), group in frame.groupby(["dataset", "data_used", "ipc", "method"], sort=False):
-        base, parts = expand_parts(*split_name(method))
+        base, parts = expand_same_as(method)
         base_curve = curves.get((dataset, ipc, base))
         curve = curves.get((dataset, ipc, method))
         target = base_curve[-1][1] if base_curve else None
@@ -222,15 +222,6 @@ def component_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         })
     table = pd.DataFrame(rows).set_index("method")
     return table.loc[sorted(table.index, key=lambda m: (_method_key(m)[0], len(m), m))]
-
-
-def expand_parts(base: str, parts: list[str]) -> tuple[str, list[str]]:
-    """DREAM = IDC+rm+init and DREAM+ = IDC+rm+init+bm+wu, so the switches table lines up with Table III."""
-    aliases = {"DREAM": ("IDC", ["rm", "init"]), "DREAM+": ("IDC", ["rm", "init", "bm", "wu"])}
-    if base in aliases:
-        real_base, implied = aliases[base]
-        return real_base, [*implied, *parts]
-    return base, parts
 
 
 def paper_components() -> dict[tuple[str, int, int, int], tuple[float, int | None]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bench.data import DatasetNotFoundError
+from bench.dataset_info import dataset_info
 from bench.executors import EXECUTORS, ExecutorError
 from bench.matrix import Cell, MatrixError, load_matrix
 from bench.results import (RecordCheck, ResultsFolderError, check_record, clean_old_temps, inside, move_aside,
@@ -30,24 +31,14 @@ def results_root(base: Path, matrix: str, profile: str) -> Path:
     return base / matrix / profile
 
 
-CLASSES = {"digits": 10, "mnist": 10, "fashionmnist": 10, "svhn": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
-
-
 def estimate_cost(cell: Cell) -> tuple[float, str]:
-    """Images pushed through the matching network (networks x steps x classes x (real + synthetic)),
-    a unit that scales with GPU time; 0 for coreset selection and evaluation-only cells."""
+    """The cell's matching work as its method states it (``Method.cost``); evaluation-only cells have none."""
     from methods.components import create_method
 
     if cell.task == "evaluate":
         return 0.0, f"evaluate {cell.source} on {cell.eval_archs[0]}"
     method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
-    cfg = getattr(method, "config", None)
-    if cfg is None:
-        return 0.0, "coreset selection + evaluation"
-    cfg = cfg.with_budget(cell.budget())
-    per_class = cfg.batch_real + min(cell.ipc * cfg.factor**2, cfg.batch_syn_max or 10**9)
-    units = cfg.iterations * cfg.steps_per_network * CLASSES.get(cell.dataset, 10) * per_class
-    return units, f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = {units / 1e6:.2f}M images"
+    return method.cost(cell.budget(), cell.ipc, dataset_info(cell.dataset).classes)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,19 +1,23 @@
 """The one interface every method implements, and the registry that names them.
 
 A method turns (real training data, images per class, a distillation-network factory, a budget, a seed)
-into a :class:`DistilledSet`. Methods are registered by name like timm models; composite names such as
-``IDC+rm+init+bm`` are resolved by :mod:`methods.components`.
+into a :class:`DistilledSet`. Methods are registered as :class:`MethodSpec` records (kind, builder, evaluation protocol) like timm
+models; composite names such as ``IDC+rm+init+bm`` are resolved by :mod:`methods.components`.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
 from torch import nn
 
 from bench.data import ImageDataset
+from bench.registry import Registry, UnknownNameError
+
+if TYPE_CHECKING:
+    from methods.engine import EngineConfig
 
 NetFactory = Callable[[], nn.Module]
 
@@ -51,10 +55,35 @@ class DistilledSet:
 
 
 class Method(abc.ABC):
-    """A distillation or coreset-selection method."""
+    """A distillation or coreset-selection method. Every attribute a caller reads is declared here."""
 
     name: str = "method"
     eval_protocol: str = "A"   # evaluation protocol name (bench.evaluate); built-ins take theirs from bench.provenance
+    config: EngineConfig | None = None           # engine methods: the full configuration; None for coresets
+    selection_rule: dict[str, Any] | None = None  # coresets: rule choices that decide the set (fingerprinted)
+
+    @property
+    def factor(self) -> int:
+        """Multi-formation factor of the stored images (1 unless the configuration says otherwise)."""
+        return self.config.factor if self.config is not None else 1
+
+    def inner_loops(self, budget: Budget) -> int:
+        """Image-update steps a run under ``budget`` makes (0 for selection methods)."""
+        if self.config is None:
+            return 0
+        cfg = self.config.with_budget(budget)
+        return cfg.iterations * cfg.steps_per_network
+
+    def cost(self, budget: Budget, ipc: int, classes: int) -> tuple[float, str]:
+        """Images pushed through the matching network (networks x steps x classes x (real + synthetic)), a
+        unit that scales with GPU time, and the sum spelled out; 0 for selection methods."""
+        if self.config is None:
+            return 0.0, "coreset selection + evaluation"
+        cfg = self.config.with_budget(budget)
+        per_class = cfg.batch_real + min(ipc * cfg.factor**2, cfg.batch_syn_max or 10**9)
+        units = cfg.iterations * cfg.steps_per_network * classes * per_class
+        return units, (f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = "
+                       f"{units / 1e6:.2f}M images")
 
     @abc.abstractmethod
     def distill(
@@ -63,30 +92,45 @@ class Method(abc.ABC):
         """Produce ``ipc`` stored images per class."""
 
 
-class UnknownMethodError(ValueError):
-    pass
+class UnknownMethodError(UnknownNameError, ValueError):
+    """A method name (or one of its DREAM switches) that is not registered."""
 
 
-_REGISTRY: dict[str, Callable[..., Method]] = {}
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a registered method is, stated once: its kind, how to build it, how its row was evaluated.
+
+    ``kind`` is 'engine' (a configuration of the distillation engine: ``configure(dataset, ipc)`` gives it,
+    and the DREAM switches apply) or 'coreset' (selects real images). ``build(dataset, ipc, config)`` makes
+    the method (``config`` None for coresets). ``same_as`` names an equivalent composite (DREAM =
+    'IDC+rm+init'), which the component tables use to line rows up.
+    """
+
+    name: str
+    kind: Literal["engine", "coreset"]
+    build: Callable[[str, int, "EngineConfig | None"], Method]
+    eval_protocol: str
+    configure: Callable[[str, int], "EngineConfig"] | None = None
+    same_as: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "engine") != (self.configure is not None):
+            raise ValueError(f"method {self.name!r}: an 'engine' method needs configure, a 'coreset' one has none")
 
 
-def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
-    """Decorator: register a factory ``(dataset_name, ipc, **overrides) -> Method`` under ``name``."""
+METHODS: Registry[MethodSpec] = Registry("method", UnknownMethodError)
 
-    def wrap(factory: Callable[..., Method]) -> Callable[..., Method]:
-        if name in _REGISTRY:
-            raise ValueError(f"method {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
 
-    return wrap
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Register a method under ``spec.name`` (a name already taken raises ValueError)."""
+    return METHODS.add(spec.name, spec)
 
 
 def list_methods() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered base names, in registration order (the order of the paper's tables)."""
+    return METHODS.names()
 
 
-def base_factory(name: str) -> Callable[..., Method]:
-    if name not in _REGISTRY:
-        raise UnknownMethodError(f"unknown method {name!r}; allowed: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+def method_spec(name: str) -> MethodSpec:
+    """The registered base method ``name``; unknown names raise UnknownMethodError listing the known ones."""
+    return METHODS.get(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from methods.base import Method, UnknownMethodError, base_factory, list_methods
+from methods.base import Method, MethodSpec, UnknownMethodError, list_methods, method_spec
 from methods.engine import EngineConfig
 from methods.objectives import Objective
 
@@ -50,32 +50,51 @@ def split_name(name: str) -> tuple[str, list[str]]:
     return base, parts
 
 
-def check_method_name(name: str) -> None:
-    """Raise UnknownMethodError naming the bad part and the allowed values."""
+def resolve(name: str) -> tuple[MethodSpec, list[str]]:
+    """The registered base of ``name`` and its DREAM switches; raises UnknownMethodError naming the bad part."""
     base, parts = split_name(name)
-    factory = base_factory(base)
+    spec = method_spec(base)
     for part in parts:
         if part not in COMPONENTS:
-            raise UnknownMethodError(f"unknown component {part!r} in method {name!r}; allowed: {sorted(COMPONENTS)}")
-        if not hasattr(factory, "config"):
-            raise UnknownMethodError(f"component {part!r} needs a matching base; {base!r} is a coreset method")
+            raise UnknownMethodError(f"unknown component {part!r} in method {name!r}; allowed: {', '.join(COMPONENTS)}")
+        if spec.kind != "engine":
+            raise UnknownMethodError(f"component {part!r} needs a matching base; {base!r} is a {spec.kind} method")
+    return spec, parts
+
+
+def method_kind(name: str) -> str:
+    """'engine', 'coreset' or 'composite' (an engine base with DREAM switches)."""
+    spec, parts = resolve(name)
+    return "composite" if parts else spec.kind
+
+
+def check_method_name(name: str) -> None:
+    """Raise UnknownMethodError naming the bad part and the allowed values."""
+    resolve(name)
 
 
 def create_method(name: str, dataset: str, ipc: int, overrides: dict[str, Any] | None = None) -> Method:
     """Build a registered method, apply its component switches, then the caller's config overrides."""
-    check_method_name(name)
-    base, parts = split_name(name)
-    factory = base_factory(base)
-    overrides = dict(overrides or {})
-    if not hasattr(factory, "config"):   # coresets have no engine settings: profile defaults do not apply
-        return factory(dataset, ipc)
-    cfg = factory.config(dataset, ipc)
+    spec, parts = resolve(name)
+    if spec.configure is None:   # coresets have no engine settings: profile defaults do not apply
+        return spec.build(dataset, ipc, None)
+    cfg = spec.configure(dataset, ipc)
     for part in parts:
         cfg = COMPONENTS[part](cfg)
-    cfg = apply_overrides(cfg, overrides)
-    method = factory(dataset, ipc, cfg)
+    cfg = apply_overrides(cfg, dict(overrides or {}))
+    method = spec.build(dataset, ipc, cfg)
     method.name = name
     return method
+
+
+def expand_same_as(name: str) -> tuple[str, list[str]]:
+    """A method as its base and switches with the registry's equivalences applied: 'DREAM+bm' ->
+    ('IDC', ['rm', 'init', 'bm']), so rows of the component tables line up with Table III."""
+    spec, parts = resolve(name)
+    if spec.same_as is None:
+        return spec.name, parts
+    base, implied = split_name(spec.same_as)
+    return base, [*implied, *parts]
 
 
 def apply_overrides(cfg: EngineConfig, overrides: dict[str, Any]) -> EngineConfig:

@@ -22,7 +22,7 @@ from bench.data import ImageDataset
 from bench.provenance import published_protocol
 from bench.results import atomic_save_tensors, file_lock, load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
-from methods.base import Budget, DistilledSet, Method, NetFactory, register_method
+from methods.base import Budget, DistilledSet, Method, MethodSpec, NetFactory, register_method
 from methods.sampling import embed_all
 
 Selector = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]   # (class features, ipc, gen) -> indices
@@ -201,4 +201,5 @@ CORESETS = {
 }
 
 for _name, (_needs, _choose, _rule) in CORESETS.items():
-    register_method(_name)(lambda dataset, ipc, _n=_name, _d=_needs, _c=_choose, _r=_rule: Coreset(_n, _d, _c, _r))
+    register_method(MethodSpec(_name, "coreset", lambda dataset, ipc, config=None, _n=_name, _d=_needs, _c=_choose,
+                               _r=_rule: Coreset(_n, _d, _c, _r), published_protocol(_name)))

@@ -5,11 +5,11 @@ Values follow docs/official-code.md §12 (``main.py``/``main_DM.py`` for DC/DSA/
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable
 
 from bench.dataset_info import dataset_info
 from bench.provenance import published_protocol
-from methods.base import register_method
+from methods.base import MethodSpec, register_method
 from methods.engine import DistillationEngine, EngineConfig
 from methods.objectives import Objective
 
@@ -91,7 +91,7 @@ def dream_plus_config(dataset: str, ipc: int) -> EngineConfig:
     return cfg.replace(warmup_epochs=1, objective=Objective(1.0, 1.0, metric, metric, "conv"))
 
 
-PRESETS: dict[str, Any] = {
+PRESETS: dict[str, Callable[[str, int], EngineConfig]] = {
     "DC": dc_config,
     "DSA": dsa_config,
     "DM": dm_config,
@@ -99,17 +99,17 @@ PRESETS: dict[str, Any] = {
     "DREAM": dream_config,
     "DREAM+": dream_plus_config,
 }
+SAME_AS = {"DREAM": "IDC+rm+init", "DREAM+": "IDC+rm+init+bm+wu"}   # the paper's claim, as the component tables read it
 
 
-def _make_factory(name: str, builder: Any):
+def _spec(name: str, configure: Callable[[str, int], EngineConfig]) -> MethodSpec:
     protocol = published_protocol(name)   # the evaluation of the paper that published this row
 
-    def factory(dataset: str, ipc: int, config: EngineConfig | None = None) -> Preset:
-        return Preset(name, config or builder(dataset, ipc), protocol)
+    def build(dataset: str, ipc: int, config: EngineConfig | None = None) -> Preset:
+        return Preset(name, config or configure(dataset, ipc), protocol)
 
-    factory.config = builder  # type: ignore[attr-defined]
-    return factory
+    return MethodSpec(name, "engine", build, protocol, configure, SAME_AS.get(name))
 
 
-for _name, _builder in PRESETS.items():
-    register_method(_name)(_make_factory(_name, _builder))
+for _name, _configure in PRESETS.items():
+    register_method(_spec(_name, _configure))
