@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.curves import iterations_to_reach, mean_curves
 from bench.dataset_info import DATASET_INFO
+from bench.registry import Registry
 from methods.base import list_methods
 from methods.components import expand_same_as, split_name
 
@@ -311,16 +312,8 @@ def fidelity_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     return table
 
 
-LAYOUTS: dict[str, Layout] = {
-    "continual": continual_table,
-    "fidelity": fidelity_table,
-    "table1": main_table,
-    "table2": tinyimagenet_table,
-    "table3": component_table,
-    "efficiency": component_table,
-    "table4": cross_arch_table,
-    "table5": subcluster_table,
-    "table6": timing_table,
-}
-
-
+LAYOUTS: Registry[Layout] = Registry("table layout")
+for _name, _layout in (("table1", main_table), ("table2", tinyimagenet_table), ("table3", component_table),
+                       ("table4", cross_arch_table), ("table5", subcluster_table), ("table6", timing_table),
+                       ("efficiency", component_table), ("continual", continual_table), ("fidelity", fidelity_table)):
+    LAYOUTS.add(_name, _layout)

@@ -31,7 +31,7 @@ class MatrixError(ValueError):
 
 GRID_KEYS = {"datasets": str, "ipc": int, "methods": str, "archs": str, "seeds": int}
 GRID_FIELDS = {"dataset", "ipc", "method", "arch", "seed"}   # Cell attributes that 'exclude' may match
-TOP_KEYS = {"name", "description", "profile", "profiles", "overrides", "eval_archs", "launcher", "variants", "exclude",
+TOP_KEYS = {"name", "description", "layout", "profile", "profiles", "overrides", "eval_archs", "launcher", "variants", "exclude",
             "task", "separate_evaluation", *GRID_KEYS}
 TASKS = ("distill", "continual")   # 'evaluate' cells are derived, never named in a matrix
 PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid", "exclude"}
@@ -90,6 +90,7 @@ class Matrix:
     cells: list[Cell]
     launcher: dict[str, Any]
     raw: dict[str, Any]
+    layout: str = "table1"   # the report's table layout (bench.layouts.LAYOUTS), checked by bench.run
 
 
 def _fail(msg: str) -> MatrixError:
@@ -274,7 +275,10 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     for key in launcher:
         if key not in LAUNCHER_KEYS:
             raise _fail(f"launcher has unknown key {key!r}; allowed: {sorted(LAUNCHER_KEYS)}")
-    return Matrix(matrix_name, chosen, cells, launcher, raw)
+    layout = raw.get("layout", "table1")
+    if not isinstance(layout, str):
+        raise _fail(f"'layout' must be a layout name, got {layout!r}")
+    return Matrix(matrix_name, chosen, cells, launcher, raw, layout)
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:

@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from bench.registry import Registry, UnknownNameError
+
 ImageSize = int | tuple[int, int]
 
 # --------------------------------------------------------------------------------------------------
@@ -331,51 +333,28 @@ class TimmNetwork(EmbeddingNetwork):
 NetworkFactory = Callable[..., EmbeddingNetwork]  # (channels, num_classes, image_size, **kwargs)
 PrefixFactory = Callable[..., EmbeddingNetwork]  # (suffix, channels, num_classes, image_size, **kwargs)
 
-_NETWORKS: dict[str, NetworkFactory] = {}
-_PREFIXES: dict[str, PrefixFactory] = {}
-
-
-class UnknownNetworkError(KeyError):
+class UnknownNetworkError(UnknownNameError):
     """Raised by :func:`create_network` for a name that is neither registered nor handled by a prefix."""
 
-    def __init__(self, name: str, allowed: Sequence[str], prefixes: Sequence[str], hint: str = "") -> None:
-        self.name = name
-        self.allowed = list(allowed)
-        message = f"unknown network {name!r}; allowed names: {', '.join(self.allowed)}"
-        if prefixes:
-            message += "; or a prefix: " + ", ".join(f"{p}<model>" for p in prefixes)
-        self.message = message + (f" ({hint})" if hint else "")
-        super().__init__(self.message)
 
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return self.message
+NETWORKS: Registry[NetworkFactory] = Registry("network", UnknownNetworkError)
+PREFIXES: Registry[PrefixFactory] = Registry("network prefix", UnknownNetworkError)
 
 
 def register_network(name: str) -> Callable[[NetworkFactory], NetworkFactory]:
     """Decorator: register ``factory(channels, num_classes, image_size, **kwargs)`` under ``name``."""
-
-    def decorator(factory: NetworkFactory) -> NetworkFactory:
-        if name in _NETWORKS:
-            raise ValueError(f"network {name!r} is already registered")
-        _NETWORKS[name] = factory
-        return factory
-
-    return decorator
-
-
-def _register_prefix(prefix: str) -> Callable[[PrefixFactory], PrefixFactory]:
-    """Decorator: route every name starting with ``prefix`` to ``factory(suffix, channels, ...)``."""
-
-    def decorator(factory: PrefixFactory) -> PrefixFactory:
-        _PREFIXES[prefix] = factory
-        return factory
-
-    return decorator
+    return NETWORKS.register(name)
 
 
 def list_networks() -> list[str]:
     """Sorted registered names (prefix families such as ``timm:<model>`` are not enumerated)."""
-    return sorted(_NETWORKS)
+    return sorted(NETWORKS.names())
+
+
+def unknown_network(name: str, hint: str = "") -> UnknownNetworkError:
+    """The one error for a name no network or prefix family answers, listing both."""
+    prefixes = "".join(f", {p}<model>" for p in PREFIXES.names())
+    return UnknownNetworkError(NETWORKS.unknown_message(name, prefixes + (f" ({hint})" if hint else "")))
 
 
 def create_network(
@@ -385,12 +364,12 @@ def create_network(
 
     ``kwargs`` go to the network (e.g. ``width``/``norm`` for ConvNet, ``variant`` for ResNet-10, timm options).
     """
-    if name in _NETWORKS:
-        return _NETWORKS[name](channels, num_classes, image_size, **kwargs)
-    for prefix, factory in _PREFIXES.items():
+    if name in NETWORKS:
+        return NETWORKS.get(name)(channels, num_classes, image_size, **kwargs)
+    for prefix, factory in PREFIXES.items():
         if name.startswith(prefix):
             return factory(name[len(prefix):], channels, num_classes, image_size, **kwargs)
-    raise UnknownNetworkError(name, list_networks(), list(_PREFIXES))
+    raise unknown_network(name)
 
 
 @register_network("ConvNet")
@@ -427,7 +406,7 @@ def _densenet121(channels: int, num_classes: int, image_size: ImageSize) -> Dens
     return DenseNet(channels, num_classes, image_size, block_config=(6, 12, 24, 16), growth=12, reduction=0.5)
 
 
-@_register_prefix("timm:")
+@PREFIXES.register("timm:")
 def _timm_network(
     model_name: str, channels: int, num_classes: int, image_size: ImageSize, **kwargs: object
 ) -> TimmNetwork:
@@ -435,8 +414,6 @@ def _timm_network(
     import timm  # imported lazily: timm is slow to import and only needed for this family
 
     if not timm.is_model(model_name):
-        raise UnknownNetworkError(
-            f"timm:{model_name}", list_networks(), list(_PREFIXES), hint=f"timm has no model {model_name!r}"
-        )
+        raise unknown_network(f"timm:{model_name}", hint=f"timm has no model {model_name!r}")
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
     return TimmNetwork(model)

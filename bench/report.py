@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.curves import mean_curves, plot_curves, plot_steps, plot_synthetic_grid
-from bench.layouts import LAYOUTS, main_table, step_means
+from bench.layouts import LAYOUTS, step_means
 from bench.provenance import PROTOCOL_SUMMARY
-from bench.results import PLAN_FILE, SET_FILE, atomic_write_text, read_results
+from bench.results import PLAN_FILE, SET_FILE, atomic_write_text, read_matrix_info, read_results
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
@@ -73,8 +73,18 @@ def protocol_lines(frame: pd.DataFrame) -> str:
            f"number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row."
 
 
+def layout_of(root: Path, results: list[dict]) -> str:
+    """The layout ``bench.run`` recorded for the folder; for folders made before that, the matrix's name
+    when it names a layout, else Table I's."""
+    recorded = read_matrix_info(root).get("layout")
+    if recorded in LAYOUTS:
+        return recorded
+    matrix = str(results[0]["cell"].get("matrix", ""))
+    return matrix if matrix in LAYOUTS else "table1"
+
+
 def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Report:
-    """Rebuild the matrix's table (layout chosen by matrix name, Table I by default) and its figures.
+    """Rebuild the matrix's table (in the layout its matrix names, Table I by default) and its figures.
 
     ``accuracy='best'`` builds the table from best-of-validation accuracies instead, labelled as such and
     written to ``table_best.md``; the last-epoch table stays the headline.
@@ -84,8 +94,7 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     frame = results_frame(results, accuracy)
     if frame.empty:
         return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
-    matrix = str(results[0]["cell"].get("matrix", ""))
-    table = LAYOUTS.get(matrix, main_table)(frame, results)
+    table = LAYOUTS.get(layout_of(root, results))(frame, results)
     table.index.name = "method"
     scales = ", ".join(sorted(frame["scale"].astype(str).unique()))
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))

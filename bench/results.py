@@ -49,6 +49,7 @@ def load_tensor_file(path: Path | str) -> Any:
 
 
 PLAN_FILE = ".cells.json"      # the matrix's cells and their settings fingerprints, written before any work
+MATRIX_FILE = ".matrix.json"   # the matrix's name, profile and table layout (what the report draws)
 ASIDE_DIR = ".aside"           # corrupt or stale cells moved out of the way (never deleted)
 LOCK_DIR = ".locks"
 
@@ -206,7 +207,7 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
     """Remove temporary files of killed ``atomic_write_text`` calls on the folder's shared files (tables, plan,
     job list, error logs). Only old ones: a fresh one may belong to a write in progress."""
     cutoff = time.time() - older_than_s
-    shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", PLAN_FILE, ".jobs.json")
+    shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", PLAN_FILE, MATRIX_FILE, ".jobs.json")
     candidates = [p for name in shared for p in root.glob(f".{glob.escape(name)}.*")]
     candidates += list((root / ".errors").glob(".*.txt.*")) + list(root.glob(".probe.*"))
     for path in candidates:
@@ -258,6 +259,20 @@ def write_plan(root: Path, fingerprints: dict[str, str]) -> None:
         known = read_plan(root) or {}
         known.update(fingerprints)
         atomic_write_text(root / PLAN_FILE, json.dumps(known, indent=1, sort_keys=True))
+
+
+def write_matrix_info(root: Path, info: dict[str, str]) -> None:
+    """Record which matrix, profile and table layout the folder holds (the report reads the layout here)."""
+    atomic_write_text(root / MATRIX_FILE, json.dumps(info, indent=1, sort_keys=True))
+
+
+def read_matrix_info(root: Path) -> dict[str, str]:
+    """What :func:`write_matrix_info` wrote; {} for folders made before it existed or unreadable files."""
+    try:
+        info = json.loads((root / MATRIX_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(info, dict) else {}
 
 
 def read_plan(root: Path) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ from bench.dataset_info import dataset_info
 from bench.executors import EXECUTORS, ExecutorError
 from bench.matrix import Cell, MatrixError, load_matrix
 from bench.results import (RecordCheck, ResultsFolderError, check_record, clean_old_temps, inside, move_aside,
-                           probe_writable, write_plan)
+                           probe_writable, write_matrix_info, write_plan)
 
 
 def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
@@ -39,6 +39,14 @@ def estimate_cost(cell: Cell) -> tuple[float, str]:
         return 0.0, f"evaluate {cell.source} on {cell.eval_archs[0]}"
     method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
     return method.cost(cell.budget(), cell.ipc, dataset_info(cell.dataset).classes)
+
+
+def check_layout(name: str) -> None:
+    """The matrix's ``layout:`` must name a registered table layout (MatrixError otherwise)."""
+    from bench.layouts import LAYOUTS
+
+    if name not in LAYOUTS:
+        raise MatrixError(f"layout = {name!r}; {LAYOUTS.unknown_message(name).split('; ', 1)[1]}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MatrixError(f"launcher.executor = {executor_name!r}; allowed: {sorted(EXECUTORS)}")
         root = inside(Path(args.results), results_root(Path(args.results), matrix.name, matrix.profile))
         fingerprints = {c.id: cell_fingerprint(c) for c in matrix.cells}
+        check_layout(matrix.layout)
     except (MatrixError, ResultsFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pending, checks = plan(cells, root, fingerprints, args.keep_stale, md5s)
     settle(pending, checks, root, args.keep_stale, fingerprints)
+    write_matrix_info(root, {"name": matrix.name, "profile": matrix.profile, "layout": matrix.layout})
     print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(cells)} cells to run -> {root}")
     try:
         failures = executor.run(pending, resume=args.resume)

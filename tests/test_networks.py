@@ -164,7 +164,7 @@ def test_unknown_name_error_lists_allowed_names(bad: str) -> None:
 
 
 def test_register_network_decorator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(networks, "_NETWORKS", dict(networks._NETWORKS))
+    monkeypatch.setattr(networks.NETWORKS, "_entries", dict(networks.NETWORKS._entries))
 
     @networks.register_network("Tiny")
     def _tiny(channels: int, num_classes: int, image_size: int, width: int = 4) -> networks.ConvNet:
