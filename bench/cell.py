@@ -123,12 +123,12 @@ def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None
     from bench.continual import run_continual, training_protocol
 
     data, data_used = load_cell_data(cell, ctx.data_root)
-    steps = cell.settings.get("cl_steps") or 5
-    protocol_name = cell.settings.get("cl_protocol") or "idc"
-    eval_arch = cell.settings.get("cl_eval_arch") or cell.eval_archs[0]
+    settings = cell.continual
+    steps, protocol_name = settings.steps, settings.protocol
+    eval_arch = settings.eval_arch or cell.eval_archs[0]
     protocol = training_protocol(protocol_name)
-    if cell.settings.get("eval_epochs"):
-        protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    if cell.evaluation.epochs is not None:
+        protocol = dataclasses.replace(protocol, epochs=cell.evaluation.epochs)
     method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
     start = time.perf_counter()
     outcome = run_continual(data, method, cell.ipc, steps, lambda subset: network_factory(cell.arch, subset),
@@ -146,11 +146,11 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     data, data_used = load_cell_data(cell, ctx.data_root)
     method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
     protocol = _protocol_for(cell, method, data_used)
-    runs = cell.settings.get("eval_runs") or 5
+    runs = cell.evaluation.runs
     budget = cell.budget()
     hooks: dict[str, Any] = {"cache_dir": ctx.root}   # coresets keep their feature network there
     if budget.eval_every:
-        curve_protocol = dataclasses.replace(protocol, epochs=cell.settings.get("eval_curve_epochs") or protocol.epochs)
+        curve_protocol = dataclasses.replace(protocol, epochs=cell.evaluation.curve_epochs or protocol.epochs)
 
         def curve_point(s: DistilledSet) -> float:
             x, y = s.decoded()
@@ -211,7 +211,7 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
     images, labels = stored.decoded()
     method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
     protocol = _protocol_for(cell, method, data_used)
-    runs = cell.settings.get("eval_runs") or 5
+    runs = cell.evaluation.runs
     start = time.perf_counter()
     outcome = evaluate_set(images, labels, data, cell.eval_archs[0], protocol, runs, cell.seed)
     result = {**_base_result(cell, data), **_protocol_record(cell, protocol), "eval_runs": runs,
@@ -225,9 +225,9 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
 def _protocol_for(cell: Cell, method: Method, data_used: str) -> Protocol:
     """The published protocol of the method's row (bench.provenance), unless the matrix forces one."""
     factor = method.factor
-    protocol = resolve_protocol(cell.settings.get("eval_protocol") or method.eval_protocol, data_used, factor)
-    if cell.settings.get("eval_epochs"):
-        protocol = dataclasses.replace(protocol, epochs=cell.settings["eval_epochs"])
+    protocol = resolve_protocol(cell.evaluation.protocol or method.eval_protocol, data_used, factor)
+    if cell.evaluation.epochs is not None:
+        protocol = dataclasses.replace(protocol, epochs=cell.evaluation.epochs)
     elif protocol.name == "B" and cell.eval_archs[0].startswith("DenseNet") and cell.ipc >= 50 and factor > 1:
         protocol = dataclasses.replace(protocol, epochs=400)   # IDC test.py: DenseNet, ipc >= 50, f > 1
     return protocol
@@ -236,7 +236,7 @@ def _protocol_for(cell: Cell, method: Method, data_used: str) -> Protocol:
 def _protocol_record(cell: Cell, protocol: Any) -> dict[str, Any]:
     """The protocol as run, and whether it is the row's published one or forced by the matrix."""
     return {"protocol": dataclasses.asdict(protocol),
-            "protocol_choice": "forced" if cell.settings.get("eval_protocol") else "published"}
+            "protocol_choice": "forced" if cell.evaluation.protocol else "published"}
 
 
 TASKS: dict[str, Callable[..., tuple[dict[str, Any], DistilledSet | None]]] = {

@@ -16,7 +16,8 @@ import submitit
 from tqdm import tqdm
 
 from bench.checkpoint import CHECKPOINT_DIR, checkpoint_for
-from bench.matrix import LAUNCHER_KEYS, Cell
+from bench.matrix import Cell
+from bench.settings import Launcher
 from bench.results import LOCK_DIR, atomic_write_text, cell_lock, check_record, clean_leftovers, file_lock
 
 ERRORS_DIR = ".errors"
@@ -79,7 +80,7 @@ class CellTask(submitit.helpers.Checkpointable):
 class LocalExecutor:
     """Runs cells one after another in this process, with a progress bar."""
 
-    def __init__(self, root: Path, data_root: str | None, launcher: dict[str, Any]) -> None:
+    def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
         self.root, self.data_root, self.launcher = root, data_root, launcher
 
     def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
@@ -90,7 +91,7 @@ class LocalExecutor:
         for cell in bar:
             bar.set_postfix_str(cell.id)
             try:
-                tqdm.write(timing_line(run_recorded(cell, self.root, self.data_root, self.launcher.get("checkpoint_every", 0))))
+                tqdm.write(timing_line(run_recorded(cell, self.root, self.data_root, self.launcher.checkpoint_every)))
             except CellInProgress as busy:
                 tqdm.write(str(busy))
             except Exception as err:  # a failing cell must not stop the others
@@ -104,25 +105,18 @@ class SubmititExecutor:
 
     cluster: str | None = None
 
-    def __init__(self, root: Path, data_root: str | None, launcher: dict[str, Any]) -> None:
-        unknown = set(launcher) - LAUNCHER_KEYS
-        if unknown:
-            raise ExecutorError(f"unknown launcher key {sorted(unknown)[0]!r}; allowed: {sorted(LAUNCHER_KEYS)}")
+    def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
         self.root, self.data_root, self.launcher = root, data_root, launcher
 
     def make_executor(self) -> submitit.Executor:
         folder = self.root / ".submitit"
-        lp = self.launcher
+        launcher = self.launcher
         executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
-        params: dict[str, Any] = {"timeout_min": lp.get("timeout_min", 60), "name": f"dreambench-{self.root.parent.name}"}
+        params: dict[str, Any] = {"timeout_min": launcher.timeout_min, "name": f"dreambench-{self.root.parent.name}"}
         if self.cluster == "local":
-            params["cpus_per_task"] = lp.get("cpus_per_task", 1)
+            params["cpus_per_task"] = launcher.cpus_per_task or 1
         else:
-            mapping = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism",
-                       "account": "slurm_account", "qos": "slurm_qos", "additional_parameters": "slurm_additional_parameters",
-                       "setup": "slurm_setup", "gpus_per_task": "slurm_gpus_per_task", "cpus_per_task": "cpus_per_task",
-                       "mem_gb": "mem_gb"}
-            params.update({mapping[k]: v for k, v in lp.items() if k in mapping})
+            params.update(launcher.slurm_parameters())
         executor.update_parameters(**params)
         return executor
 
@@ -141,8 +135,7 @@ class SubmititExecutor:
         if not todo:
             return []
         executor = self.make_executor()
-        every = self.launcher.get("checkpoint_every", 10)
-        tasks = [CellTask(c, str(self.root), self.data_root, every) for c in todo]
+        tasks = [CellTask(c, str(self.root), self.data_root, self.launcher.checkpoint_every) for c in todo]
         with executor.batch():
             jobs = [executor.submit(task) for task in tasks]
         record_jobs(self.root, {c.id: j.job_id for c, j in zip(todo, jobs)}, self.cluster or "auto")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -21,8 +20,9 @@ from bench.data import list_datasets
 from bench.evaluate import protocol_names
 from bench.networks import UnknownNetworkError, create_network, list_networks
 from methods.base import Budget, UnknownMethodError
+from bench.settings import (ContinualSettings, EvalSettings, Launcher, SettingError, check_settings, engine_overrides,
+                            view)
 from methods.components import check_method_name
-from methods.engine import EngineConfig
 
 
 class MatrixError(ValueError):
@@ -35,15 +35,6 @@ TOP_KEYS = {"name", "description", "layout", "profile", "profiles", "overrides",
             "task", "separate_evaluation", *GRID_KEYS}
 TASKS = ("distill", "continual")   # 'evaluate' cells are derived, never named in a matrix
 PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid", "exclude"}
-EVAL_KEYS = {"eval_epochs": int, "eval_runs": int, "eval_protocol": str, "eval_every": int, "eval_curve_epochs": int,
-             "cl_steps": int, "cl_protocol": str, "cl_eval_arch": str}
-BUDGET_KEYS = {f.name: int for f in dataclasses.fields(Budget)}
-ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
-LAUNCHER_KEYS = {
-    "executor", "partition", "gpus_per_task", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism",
-    "account", "qos", "additional_parameters", "setup", "checkpoint_every",
-}
-SETTING_KEYS = sorted({*EVAL_KEYS, *BUDGET_KEYS, *ENGINE_KEYS})
 EVAL_PROTOCOLS = sorted(protocol_names())
 
 
@@ -73,10 +64,19 @@ class Cell:
         return f"{base}@{safe_id(self.eval_archs[0])}" if self.task == "evaluate" else base
 
     def budget(self) -> Budget:
-        return Budget(**{k: self.settings[k] for k in BUDGET_KEYS if k in self.settings})
+        """How much work the cell may do (the preset's values where the matrix sets none)."""
+        return view(Budget, self.settings)
+
+    @property
+    def evaluation(self) -> EvalSettings:
+        return view(EvalSettings, self.settings)
+
+    @property
+    def continual(self) -> ContinualSettings:
+        return view(ContinualSettings, self.settings)
 
     def engine_overrides(self) -> dict[str, Any]:
-        return {k: v for k, v in self.settings.items() if k in ENGINE_KEYS}
+        return engine_overrides(self.settings)
 
 
 def safe_id(text: str) -> str:
@@ -88,7 +88,7 @@ class Matrix:
     name: str
     profile: str
     cells: list[Cell]
-    launcher: dict[str, Any]
+    launcher: Launcher
     raw: dict[str, Any]
     layout: str = "table1"   # the report's table layout (bench.layouts.LAYOUTS), checked by bench.run
 
@@ -111,30 +111,11 @@ def _check_list(raw: dict[str, Any], key: str, kind: type) -> list[Any]:
     return value
 
 
-def _check_settings(where: str, settings: Any, method: str | None = None) -> dict[str, Any]:
-    if settings is None:
-        return {}
-    if not isinstance(settings, dict):
-        raise _fail(f"{where} must be a mapping of settings, got {type(settings).__name__}")
-    for key, value in settings.items():
-        if key not in SETTING_KEYS:
-            raise _fail(f"{where} has unknown setting {key!r}; allowed: {SETTING_KEYS}")
-        check = RANGES.get(key)
-        if check is not None and value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not check[0](value):
-                raise _fail(f"{where}.{key} = {value!r}; allowed: {check[1]}")
-        if key == "eval_protocol" and value not in EVAL_PROTOCOLS:
-            raise _fail(f"{where}.eval_protocol = {value!r}; allowed: {EVAL_PROTOCOLS}")
-        expected = EVAL_KEYS.get(key) or BUDGET_KEYS.get(key)
-        if expected is not None and value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
-            raise _fail(f"{where}.{key} = {value!r} must be {expected.__name__}")
-        if key in ENGINE_KEYS and key != "objective":
-            default = getattr(EngineConfig(), key)
-            if default is not None and value is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)
-            ):
-                raise _fail(f"{where}.{key} = {value!r} must be {type(default).__name__}")
-    return dict(settings)
+def _check_settings(where: str, settings: Any) -> dict[str, Any]:
+    try:
+        return check_settings(where, settings, EVAL_PROTOCOLS)
+    except SettingError as err:
+        raise _fail(str(err)) from None
 
 
 def _check_arch(arch: str, key: str) -> None:
@@ -161,27 +142,6 @@ def check_name(value: Any, what: str) -> str:
         raise _fail(f"{what} = {text!r} is not a safe name; allowed: 1-64 of A-Z a-z 0-9 _ . + -, "
                     "starting with a letter or digit, without '..'")
     return text
-
-
-# Ranges of numeric settings; a value outside fails the matrix before any work.
-def _positive(v: float) -> bool:
-    return math.isfinite(v) and v > 0
-
-
-def _at_least(low: int) -> Callable[[float], bool]:
-    return lambda v: v >= low
-
-
-RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
-    **{k: (_positive, "a finite number > 0") for k in ("lr_img", "net_lr")},
-    **{k: (_at_least(1), "an integer >= 1") for k in (
-        "iterations", "steps_per_network", "batch_real", "eval_runs", "eval_epochs", "eval_every", "eval_curve_epochs",
-        "feature_epochs", "interval", "samples_per_cluster", "cl_steps", "net_batch", "factor", "batch_syn_max")},
-    **{k: (_at_least(0), "a number >= 0") for k in ("feature_seed", "warmup_epochs", "net_update_epochs",
-                                                     "net_update_samples", "momentum_img", "net_momentum",
-                                                     "net_weight_decay")},
-    "cutmix_p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-}
 
 
 def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
@@ -269,12 +229,10 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
         raise _fail(f"separate_evaluation = {separate!r}; allowed: true or false")
     if separate and task == "distill":
         cells = split_evaluation(cells)
-    launcher = raw.get("launcher") or {}
-    if not isinstance(launcher, dict):
-        raise _fail(f"'launcher' must be a mapping, got {type(launcher).__name__}")
-    for key in launcher:
-        if key not in LAUNCHER_KEYS:
-            raise _fail(f"launcher has unknown key {key!r}; allowed: {sorted(LAUNCHER_KEYS)}")
+    try:
+        launcher = Launcher.parse(raw.get("launcher"))
+    except SettingError as err:
+        raise _fail(str(err)) from None
     layout = raw.get("layout", "table1")
     if not isinstance(layout, str):
         raise _fail(f"'layout' must be a layout name, got {layout!r}")

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = select(matrix.cells, args.only)
         if not cells:
             raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")
-        executor_name = args.executor or matrix.launcher.get("executor", "local")
+        executor_name = args.executor or matrix.launcher.executor
         if executor_name not in EXECUTORS:
             raise MatrixError(f"launcher.executor = {executor_name!r}; allowed: {sorted(EXECUTORS)}")
         root = inside(Path(args.results), results_root(Path(args.results), matrix.name, matrix.profile))

@@ -97,3 +97,22 @@ def test_an_unknown_layout_is_refused_before_any_work(tmp_path: Path, capsys: py
     assert run_main([str(path), "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "table99" in err and "allowed: table1" in err and not (tmp_path / "r").exists()
+
+
+def test_settings_are_typed_views_with_one_default_each() -> None:
+    from bench.matrix import MatrixError, parse_matrix
+    from bench.settings import ContinualSettings, EvalSettings, Launcher
+
+    grid = {"name": "s", "datasets": ["digits"], "ipc": [1], "methods": ["DC"], "archs": ["ConvNet-3"], "seeds": [0]}
+    plain = parse_matrix(grid, "s").cells[0]
+    assert plain.evaluation == EvalSettings() and plain.evaluation.runs == 5
+    assert plain.continual == ContinualSettings() and plain.budget() == base.Budget()
+    assert parse_matrix(grid, "s").launcher == Launcher() and Launcher().checkpoint_every == 10
+    tuned = parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": 2, "eval_protocol": "A-noaug",
+                                                                  "iterations": 3, "lr_img": 0.5}}}}, "s").cells[0]
+    assert (tuned.evaluation.runs, tuned.evaluation.protocol, tuned.budget().iterations) == (2, "A-noaug", 3)
+    assert tuned.engine_overrides() == {"lr_img": 0.5}
+    with pytest.raises(MatrixError, match=r"eval_runs = 0; allowed: an integer >= 1"):
+        parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": 0}}}}, "s")
+    with pytest.raises(MatrixError, match=r"launcher.checkpoint_every = -1; allowed: an integer >= 0"):
+        parse_matrix({**grid, "launcher": {"checkpoint_every": -1}}, "s")
