@@ -54,7 +54,7 @@ def resolved_settings(cell: Cell) -> dict[str, Any]:
     """Everything that decides a cell's result: the cell, the method's full configuration, the budget, the
     evaluation protocol and the code version. Two runs with equal resolved settings compute the same thing."""
     method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
-    config = method.config
+    config = method.config.with_budget(cell.budget()) if method.config is not None else None
     protocols = {arch: dataclasses.asdict(_protocol_for(dataclasses.replace(cell, eval_archs=(arch,)), method, cell.dataset))
                  for arch in cell.eval_archs}
     resolved = {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "method": method.name, "eval_protocol": method.eval_protocol,

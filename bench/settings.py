@@ -98,8 +98,9 @@ def view(cls: type, settings: Mapping[str, Any]) -> Any:
 
 
 def engine_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that replace fields of the method's EngineConfig."""
-    return {k: v for k, v in settings.items() if k in ENGINE_KEYS}
+    """The settings that replace fields of the method's EngineConfig. ``iterations`` and ``steps_per_network``
+    are the budget's (``Cell.budget()``), applied by the method at run time, not overrides."""
+    return {k: v for k, v in settings.items() if k in ENGINE_KEYS and k not in BUDGET_KEYS}
 
 
 # --- the one place types and ranges are checked -------------------------------------------------------
