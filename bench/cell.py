@@ -17,6 +17,7 @@ import torch
 from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
 from bench.evaluate import Protocol, evaluate_set, network_factory, resolve_protocol
 from bench.matrix import Cell
+from bench.record import CellRecord
 from bench.results import SET_FILE, load_tensor_file, write_cell
 from methods.base import DistilledSet, Method
 from methods.components import create_method
@@ -112,10 +113,12 @@ def execute_cell(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Distilled
     return TASKS[cell.task](cell, ctx)
 
 
-def _base_result(cell: Cell, data: ImageDataset) -> dict[str, Any]:
-    record = provenance(cell, data)
-    return {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "fingerprint": record["fingerprint"], "provenance": record,
-            "data_used": data.name, "scale": cell.profile, "machine": machine_label(), "torch": torch.__version__}
+def new_record(cell: Cell, data: ImageDataset, accuracies: dict[str, list[float]], **measured: Any) -> dict[str, Any]:
+    """The cell's result record (:class:`bench.record.CellRecord`) as the JSON object it is stored as."""
+    origin = provenance(cell, data)
+    return CellRecord(cell={**dataclasses.asdict(cell), "id": cell.id}, fingerprint=origin["fingerprint"],
+                      provenance=origin, data_used=data.name, scale=cell.profile, machine=machine_label(),
+                      torch=torch.__version__, accuracies=accuracies, **measured).to_json()
 
 
 def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None]:
@@ -134,10 +137,9 @@ def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None
     outcome = run_continual(data, method, cell.ipc, steps, lambda subset: network_factory(cell.arch, subset),
                             network_factory(eval_arch, data), protocol_name, protocol, cell.budget(), cell.seed,
                             order_seed=cell.seed if protocol_name == "dc" else 0)
-    result = {**_base_result(cell, data), "protocol": dataclasses.asdict(protocol), "continual_protocol": protocol_name,
-              "class_order": outcome.order, "step_accuracies": outcome.accuracies,
-              "accuracies": {eval_arch: [outcome.accuracies[-1]]}, "distill_seconds": time.perf_counter() - start,
-              "eval_seconds": 0.0, "timings": {}, "log": [], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    result = new_record(cell, data, {eval_arch: [outcome.accuracies[-1]]}, protocol=dataclasses.asdict(protocol),
+                        continual_protocol=protocol_name, class_order=outcome.order, step_accuracies=outcome.accuracies,
+                        distill_seconds=time.perf_counter() - start)
     return result, None
 
 
@@ -173,21 +175,12 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     steps = method.inner_loops(budget)
     t = distilled.timings
     loop_seconds = (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / steps if steps else None
-    result = {
-        **_base_result(cell, data),
-        "seconds_per_inner_loop": loop_seconds,
-        "clustering_share": (t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
-        **_protocol_record(cell, protocol),
-        "eval_runs": runs,
-        "accuracies": evaluations,
-        "best_accuracies": best,
-        "distill_seconds": distill_seconds,
-        "eval_seconds": time.perf_counter() - eval_start,
-        "timings": distilled.timings,
-        "resumed_from": distilled.meta.get("resumed_from", 0),
-        "log": distilled.log,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    result = new_record(
+        cell, data, evaluations, best_accuracies=best, eval_runs=runs, **_protocol_record(cell, protocol),
+        seconds_per_inner_loop=loop_seconds,
+        clustering_share=(t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
+        distill_seconds=distill_seconds, eval_seconds=time.perf_counter() - eval_start, timings=distilled.timings,
+        resumed_from=distilled.meta.get("resumed_from", 0), log=distilled.log)
     return result, distilled
 
 
@@ -214,11 +207,9 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
     runs = cell.evaluation.runs
     start = time.perf_counter()
     outcome = evaluate_set(images, labels, data, cell.eval_archs[0], protocol, runs, cell.seed)
-    result = {**_base_result(cell, data), **_protocol_record(cell, protocol), "eval_runs": runs,
-              "accuracies": {cell.eval_archs[0]: outcome.accuracies},
-              "best_accuracies": {cell.eval_archs[0]: outcome.best}, "distill_seconds": 0.0,
-              "eval_seconds": time.perf_counter() - start, "timings": {}, "log": [],
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    result = new_record(cell, data, {cell.eval_archs[0]: outcome.accuracies}, **_protocol_record(cell, protocol),
+                        eval_runs=runs, best_accuracies={cell.eval_archs[0]: outcome.best},
+                        eval_seconds=time.perf_counter() - start)
     return result, None
 
 

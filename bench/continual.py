@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import ImageDataset
-from bench.evaluate import Protocol, _lr_at, make_augment
-from bench.training import build_net, default_device, seeded
+from bench.evaluate import Protocol, fit
+from bench.training import build_net, default_device, derive_seed, seeded
 from methods.base import Budget, Method
 
 PROTOCOLS = ("idc", "dc")
@@ -63,39 +63,19 @@ def classes_subset(data: ImageDataset, first: int, count: int) -> ImageDataset:
                                num_classes=count, class_names=())
 
 
-def _sgd(net: nn.Module, protocol: Protocol) -> torch.optim.Optimizer:
-    return torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
-
-
 def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_out: int, data: ImageDataset, protocol: Protocol,
            gen: torch.Generator, teacher: nn.Module | None, n_old: int, temperature: float = 2.0) -> None:
     """CE over the first ``n_out`` logits (+ KD on the ``n_old`` old ones when a teacher is given)."""
-    device = next(net.parameters()).device
-    aug = make_augment(protocol, data.name)
-    opt = _sgd(net, protocol)
-    images, labels = images.to(device), labels.to(device)
-    for epoch in range(protocol.epochs):
-        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
-            opt = _sgd(net, protocol)   # DC rebuilds the optimiser at the decay (momentum reset)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(protocol, epoch, protocol.epochs)
-        net.train()
-        order = torch.randperm(len(images), generator=gen)
-        for start in range(0, len(order), protocol.batch_size):
-            idx = order[start : start + protocol.batch_size].to(device)
-            x = data.normalize(images[idx])
-            if aug is not None:
-                with torch.no_grad():
-                    x = aug(x, gen)
-            logits = net(x)[:, :n_out]
-            loss = F.cross_entropy(logits, labels[idx])
-            if teacher is not None and n_old > 0:
-                with torch.no_grad():
-                    ref = teacher(x)[:, :n_old]
-                loss = loss + distillation_term(logits[:, :n_old], ref, temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+
+    def loss_fn(x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits[:, :n_out], y)
+        if teacher is not None and n_old > 0:
+            with torch.no_grad():
+                ref = teacher(x)[:, :n_old]
+            loss = loss + distillation_term(logits[:, :n_old], ref, temperature)
+        return loss
+
+    fit(net, images, labels, data, protocol, gen, loss_fn=loss_fn)
 
 
 def distillation_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0, beta: float = 1.0) -> torch.Tensor:
@@ -143,7 +123,7 @@ def run_continual(
     for step in range(steps):
         first = step * per_step
         subset = classes_subset(ordered, first, per_step)
-        distilled = method.distill(subset, ipc, make_distill_net(subset), budget, seed * 100 + step)
+        distilled = method.distill(subset, ipc, make_distill_net(subset), budget, derive_seed(seed, "continual distillation", step))
         x, y = distilled.decoded()
         memory_x.append(x)
         memory_y.append(y + first)
@@ -153,14 +133,14 @@ def run_continual(
             teacher = build_net(make_eval_net, 0, device)
             teacher.load_state_dict(net.state_dict())
             teacher.eval()
-        fresh = build_net(make_eval_net, seed * 1000 + step, device)
+        fresh = build_net(make_eval_net, derive_seed(seed, "continual network", step), device)
         if protocol_name == "dc" or net is None:
             net = fresh
         else:
             grow_head(net, fresh, first, n_seen)
         # IDC: the head has exactly the seen classes; DC: a fixed head over every class
         n_out = n_seen if protocol_name == "idc" else data.num_classes
-        _train(net, torch.cat(memory_x), torch.cat(memory_y), n_out, ordered, protocol, seeded(seed * 7 + step), teacher, first)
+        _train(net, torch.cat(memory_x), torch.cat(memory_y), n_out, ordered, protocol, seeded(derive_seed(seed, "continual batches", step)), teacher, first)
         accuracies.append(_accuracy_on_seen(net, ordered, n_seen, n_out))
     return ContinualResult(order, accuracies)
 

@@ -23,7 +23,7 @@ from bench.dataset_info import DATASET_INFO
 from bench.networks import create_network
 from bench.registry import Registry
 from bench.results import load_tensor_file
-from bench.training import accuracy, build_net, default_device, seeded, train_epoch
+from bench.training import LossHook, accuracy, build_net, default_device, derive_seed, seeded, train_epoch
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ def make_augment(protocol: Protocol, dataset: str) -> Callable[[torch.Tensor, to
     return None
 
 
-def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
+def lr_at(protocol: Protocol, epoch: int) -> float:
+    """The learning rate of ``epoch`` under the protocol's schedule (DC's halfway step, IDC's milestones)."""
+    epochs = protocol.epochs
     if protocol.schedule == "halfway":
         return protocol.lr * (0.1 if epoch > epochs // 2 + 1 else 1.0)
     factor = 1.0
@@ -105,6 +107,30 @@ def _lr_at(protocol: Protocol, epoch: int, epochs: int) -> float:
         if epoch >= milestone:
             factor *= 0.2
     return protocol.lr * factor
+
+
+def _sgd(net: torch.nn.Module, protocol: Protocol, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+
+
+def fit(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, protocol: Protocol,
+        gen: torch.Generator, loss_fn: LossHook | None = None, after_epoch: Callable[[int], None] | None = None) -> None:
+    """Train ``net`` on a set (pixel space) for the protocol's epochs: its schedule, augmentation and CutMix.
+    The one training loop of evaluation and continual learning; ``after_epoch(k)`` runs after epoch k."""
+    aug = make_augment(protocol, data.name)
+    device = next(net.parameters()).device
+    opt = _sgd(net, protocol, protocol.lr)
+    images, labels = images.to(device), labels.to(device)
+    for epoch in range(protocol.epochs):
+        lr = lr_at(protocol, epoch)
+        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
+            opt = _sgd(net, protocol, lr)   # DC rebuilds the optimiser at the decay, which resets momentum
+        for group in opt.param_groups:
+            group["lr"] = lr
+        train_epoch(net, opt, images, labels, batch_size=protocol.batch_size, to_input=data.normalize, gen=gen,
+                    aug=aug, cutmix_p=protocol.cutmix_p, loss_fn=loss_fn)
+        if after_epoch is not None:
+            after_epoch(epoch + 1)
 
 
 def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Module]:
@@ -135,25 +161,15 @@ def train_and_test(
 ) -> RunAccuracy:
     """Train a fresh ``arch`` on (images, labels) in pixel space; top-1 test accuracy (%) at the last epoch
     and the best over the protocol's validation points (the number IDC/DREAM logs as 'best')."""
-    device = default_device()
-    net = build_net(network_factory(arch, data), seed, device)
-    aug = make_augment(protocol, data.name)
-    gen = seeded(seed)
-    opt = torch.optim.SGD(net.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
-    images, labels = images.to(device), labels.to(device)
+    net = build_net(network_factory(arch, data), seed, default_device())
     checks = validation_epochs(protocol)
     seen: list[float] = []
-    for epoch in range(protocol.epochs):
-        lr = _lr_at(protocol, epoch, protocol.epochs)
-        if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
-            # DC rebuilds the optimiser at the decay, which resets momentum
-            opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        train_epoch(net, opt, images, labels, batch_size=protocol.batch_size, to_input=data.normalize, gen=gen,
-                    aug=aug, cutmix_p=protocol.cutmix_p)
-        if epoch + 1 in checks and epoch + 1 < protocol.epochs:
+
+    def validate(done: int) -> None:
+        if done in checks and done < protocol.epochs:
             seen.append(accuracy(net, data.test_images, data.test_labels, data.normalize))
+
+    fit(net, images, labels, data, protocol, seeded(seed), after_epoch=validate)
     last = accuracy(net, data.test_images, data.test_labels, data.normalize)
     return RunAccuracy(last, max([*seen, last]))
 
@@ -186,7 +202,7 @@ def evaluate_set(
 ) -> EvalResult:
     """``runs`` independently initialised networks on the same set (which must be finite and well-formed)."""
     check_set(images, labels, data)
-    return EvalResult([train_and_test(images, labels, data, arch, protocol, seed * 1000 + r) for r in range(runs)])
+    return EvalResult([train_and_test(images, labels, data, arch, protocol, derive_seed(seed, "evaluation network", r)) for r in range(runs)])
 
 
 def load_external_set(path: str, data: ImageDataset | None = None, experiment: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:

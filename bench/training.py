@@ -11,6 +11,7 @@ from bench.augment import DiffAugment, cutmix
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]
 BatchHook = Callable[[torch.Tensor, torch.Tensor], None]   # (sample indices, logits)
+LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]   # (inputs, logits, labels) -> loss
 
 
 def device_of(net: nn.Module) -> torch.device:
@@ -30,11 +31,15 @@ def train_epoch(
     cutmix_p: float = 0.0,
     max_samples: int | None = None,
     on_batch: BatchHook | None = None,
+    loss_fn: LossHook | None = None,
 ) -> float:
     """One shuffled pass (or the first ``max_samples`` of it); returns the mean loss.
 
-    Per batch: to_input (normalise) -> per-image DSA under no_grad -> CutMix with probability p.
+    Per batch: to_input (normalise) -> per-image DSA under no_grad -> CutMix with probability p. ``loss_fn``
+    replaces cross-entropy (continual learning's head slice and distillation term); not with CutMix.
     """
+    if loss_fn is not None and cutmix_p > 0:
+        raise ValueError("a custom loss_fn cannot be combined with CutMix")
     net.train()
     device = device_of(net)
     order = torch.randperm(len(images), generator=gen)
@@ -54,7 +59,7 @@ def train_epoch(
             loss = mixed.loss(logits)
         else:
             logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            loss = loss_fn(x, logits, y) if loss_fn is not None else F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -80,6 +85,26 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, to_inpu
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# Every random stream a run draws from beyond its base seed: stream name -> (seed, index) -> seed. Written once
+# here; the formulas are the ones every recorded result was made with, so changing one changes results.
+SEED_STREAMS: dict[str, Callable[[int, int], int]] = {
+    "matching network": lambda seed, k: seed * 1_000_003 + k,     # the fresh network of outer iteration k
+    "warm-up batches": lambda seed, k: seed * 31 + k,               # DREAM+'s real-data epoch for that network
+    "iteration": lambda seed, k: seed * 7_919 + k,                  # batches and augmentation of iteration k
+    "evaluation network": lambda seed, k: seed * 1000 + k,          # evaluation run k of a set
+    "continual distillation": lambda seed, k: seed * 100 + k,       # the memory distilled at step k
+    "continual network": lambda seed, k: seed * 1000 + k,           # the network trained after step k
+    "continual batches": lambda seed, k: seed * 7 + k,              # its batch order
+}
+
+
+def derive_seed(seed: int, stream: str, index: int = 0) -> int:
+    """The seed of ``stream``'s ``index``-th draw for a run seeded ``seed`` (see SEED_STREAMS)."""
+    if stream not in SEED_STREAMS:
+        raise KeyError(f"unknown seed stream {stream!r}; allowed: {', '.join(SEED_STREAMS)}")
+    return SEED_STREAMS[stream](seed, index)
 
 
 def seeded(seed: int) -> torch.Generator:

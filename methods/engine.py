@@ -19,7 +19,7 @@ from torch import nn
 
 from bench.augment import DiffAugment
 from bench.data import ImageDataset
-from bench.training import build_net, default_device, seeded, train_epoch
+from bench.training import build_net, default_device, derive_seed, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, NetFactory
 from methods.initializers import initial_images
 from methods.objectives import Objective, matching_loss
@@ -161,14 +161,14 @@ class _Run:
     # --- networks -----------------------------------------------------------------------------
     def network(self, iteration: int) -> tuple[nn.Module, torch.optim.Optimizer | None]:
         cfg = self.cfg
-        net = build_net(self.make_net, self.seed * 1_000_003 + iteration, self.device)
+        net = build_net(self.make_net, derive_seed(self.seed, "matching network", iteration), self.device)
         if cfg.objective.gradient_weight == 0 and cfg.net_update == "none" and not cfg.warmup_epochs:
             net.requires_grad_(False)   # DM: the network is a fixed random feature extractor
             return net, None
         opt = torch.optim.SGD(net.parameters(), lr=cfg.net_lr, momentum=cfg.net_momentum, weight_decay=cfg.net_weight_decay)
         for _ in range(cfg.warmup_epochs):
             start = time.perf_counter()
-            self.train_on_real(net, opt, seeded(self.seed * 31 + iteration), max_samples=None)
+            self.train_on_real(net, opt, seeded(derive_seed(self.seed, "warm-up batches", iteration)), max_samples=None)
             self.timer.add("warmup", start)
         return net, opt
 
@@ -248,7 +248,7 @@ class _Run:
         self.record_eval(0, param, eval_every, evaluate, first)
         for it in range(first, cfg.iterations):
             net, opt = (net0, opt0) if it == 0 else self.network(it)
-            gen = seeded(self.seed * 7_919 + it)
+            gen = seeded(derive_seed(self.seed, "iteration", it))
             self.sampler.start_network(net, self.data, gen)
             if cfg.space == "pixel":
                 param.data.clamp_(0, 1)
