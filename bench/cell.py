@@ -18,7 +18,8 @@ from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
 from bench.evaluate import Protocol, evaluate_set, network_factory, resolve_protocol
 from bench.matrix import Cell
 from bench.record import CellRecord
-from bench.results import SET_FILE, load_tensor_file, write_cell
+from bench.files import load_tensor_file
+from bench.results import SET_FILE, write_cell
 from methods.base import DistilledSet, Method
 from methods.components import create_method
 

@@ -22,7 +22,7 @@ from bench.data import ImageDataset
 from bench.dataset_info import DATASET_INFO
 from bench.networks import create_network
 from bench.registry import Registry
-from bench.results import load_tensor_file
+from bench.files import load_tensor_file
 from bench.training import LossHook, accuracy, build_net, default_device, derive_seed, seeded, train_epoch
 
 

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from bench.checkpoint import CHECKPOINT_DIR, checkpoint_for
 from bench.matrix import Cell
 from bench.settings import Launcher
-from bench.results import LOCK_DIR, atomic_write_text, cell_lock, check_record, clean_leftovers, file_lock
+from bench.files import atomic_write_text, file_lock
+from bench.results import LOCK_DIR, cell_lock, check_record, clean_leftovers
 
 ERRORS_DIR = ".errors"
 JOBS_FILE = ".jobs.json"

@@ -17,7 +17,8 @@ import pandas as pd
 from bench.curves import mean_curves, plot_curves, plot_steps, plot_synthetic_grid
 from bench.layouts import LAYOUTS, step_means
 from bench.provenance import PROTOCOL_SUMMARY
-from bench.results import PLAN_FILE, SET_FILE, atomic_write_text, read_matrix_info, read_results
+from bench.files import atomic_write_text
+from bench.results import PLAN_FILE, SET_FILE, read_matrix_info, read_results
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),

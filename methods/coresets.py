@@ -20,7 +20,7 @@ from tqdm.auto import trange
 
 from bench.data import ImageDataset
 from bench.provenance import published_protocol
-from bench.results import atomic_save_tensors, file_lock, load_tensor_file
+from bench.files import atomic_save_tensors, file_lock, load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, MethodSpec, NetFactory, register_method
 from methods.sampling import embed_all

@@ -14,7 +14,8 @@ import yaml
 from bench.checkpoint import Checkpointer
 from bench.evaluate import main as evaluate_main
 from bench.executors import record_jobs, recorded_jobs
-from bench.results import ASIDE_DIR, UnsafeFileError, atomic_write_text, cell_lock, load_tensor_file
+from bench.files import UnsafeFileError, atomic_write_text, load_tensor_file
+from bench.results import ASIDE_DIR, cell_lock
 from bench.run import main as run_main
 from bench.status import cell_states
 

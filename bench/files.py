@@ -1,0 +1,92 @@
+"""File primitives every layer may use: tensor files that load without running code, atomic writes that
+follow the user's umask, and advisory locks. (Results-folder rules live in ``bench.results``.)"""
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+# numpy scalars (DC's result files store accuracies as numpy floats) rebuild data only, never run code
+_NUMPY_CORE = getattr(np, "_core", None) or np.core
+_DATA_ONLY_GLOBALS = [np.dtype, _NUMPY_CORE.multiarray.scalar, *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")}]
+
+
+class UnsafeFileError(ValueError):
+    """A tensor file that is unreadable, or that needs more than tensors and plain containers to load."""
+
+
+def load_tensor_file(path: Path | str) -> Any:
+    """``torch.load`` with ``weights_only=True``: a file that would run code (a pickled object) is refused."""
+    try:
+        with torch.serialization.safe_globals(_DATA_ONLY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():
+            raise UnsafeFileError(f"{path}: not a readable tensor file (UnpicklingError)") from None
+        unsafe = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        detail = unsafe[0][:160] if unsafe else "it needs more than tensors"
+        raise UnsafeFileError(f"{path}: refused to load (weights_only): {detail}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise UnsafeFileError(f"{path}: not a readable tensor file ({type(err).__name__})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path, directory: bool) -> None:
+    """mkdtemp/mkstemp create 0700/0600; give created files the modes the user's umask asks for."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        follow_umask(Path(tmp), directory=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        follow_umask(Path(tmp), directory=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock (flock) on ``path``; yields False when ``wait=False`` and another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
