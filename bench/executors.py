@@ -3,22 +3,27 @@
 ``local`` runs cells in this process; ``submitit-local`` and ``slurm`` submit them as one job array
 through submitit (separate processes, or a Slurm cluster). Submitted cells are
 :class:`CellTask` objects: checkpointable, so a timed-out or preempted job is requeued and resumes
-from its last checkpoint. Job ids are recorded in ``<results>/.jobs.json`` for ``bench.status``.
+from its last checkpoint. ``launcher.workers`` (local) and ``launcher.cells_per_gpu`` (one job, one GPU)
+run several cells at once in separate processes, as one cell leaves most of a GPU idle. Job ids are recorded in ``<results>/.jobs.json`` for ``bench.status``.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
 import submitit
+import torch
 from tqdm import tqdm
 
 from bench.checkpoint import CHECKPOINT_DIR, checkpoint_for
 from bench.matrix import Cell
-from bench.settings import Launcher
 from bench.files import atomic_write_text, file_lock
+from bench.settings import Launcher
 from bench.results import LOCK_DIR, cell_lock, check_record, clean_leftovers
 
 ERRORS_DIR = ".errors"
@@ -37,7 +42,8 @@ class CellInProgress(RuntimeError):
     """Another run of the same results folder holds this cell's lock: it is computing it now."""
 
 
-def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
+def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int,
+                 show_iterations: bool = True) -> dict[str, Any]:
     """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.status``.
 
     A cell another run is computing raises CellInProgress; one another run has finished meanwhile is not
@@ -55,7 +61,8 @@ def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every
         clean_leftovers(root, cell.id)
         clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
         ckpt = checkpoint_for(root, cell.id, checkpoint_every, fingerprint)
-        with tqdm(desc=f"{cell.id} iterations", unit="it", leave=False, mininterval=10, dynamic_ncols=True) as bar:
+        with tqdm(desc=f"{cell.id} iterations", unit="it", leave=False, mininterval=10, dynamic_ncols=True,
+                  disable=not show_iterations) as bar:
             try:
                 result = run_and_store(cell, root, data_root, ckpt, progress=lambda done: bar.update(done - bar.n))
             except Exception:
@@ -66,20 +73,71 @@ def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every
         return result
 
 
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
+    return run_recorded(cell, Path(root), data_root, checkpoint_every, show_iterations=False)
+
+
+def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
+               report: Callable[[str], None] = print) -> list[str]:
+    """Run cells ``workers`` at a time, each in its own process with an equal share of the CPU threads (one
+    device shared by all). Returns the ids of the cells that failed; the others are recorded as usual."""
+    from bench.cell import timing_line
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    failures = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_in_worker, c, str(root), data_root, checkpoint_every): c for c in cells}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"cells ({workers} at once)", unit="cell"):
+            cell = futures[future]
+            try:
+                report(timing_line(future.result()))
+            except CellInProgress as busy:
+                report(str(busy))
+            except Exception as err:  # a failing cell must not stop the others
+                report(f"cell {cell.id} failed: {type(err).__name__}: {err}")
+                failures.append(cell.id)
+    return failures
+
+
+def packing_width(requested: int, per_cell_gb: float = 2.0) -> int:
+    """How many cells may share this machine's GPU: ``requested``, fewer when its free memory cannot give each
+    ``per_cell_gb``; any number on a CPU-only machine (they share its threads instead)."""
+    if requested <= 1 or not torch.cuda.is_available():
+        return max(requested, 1)
+    free_gb = torch.cuda.mem_get_info()[0] / 2**30
+    return max(1, min(requested, int(free_gb // per_cell_gb)))
+
+
 class CellTask(submitit.helpers.Checkpointable):
-    """The callable submitted for a cell. On timeout/preemption submitit requeues the same object and
-    the run resumes from the checkpoint file (the object itself carries no run state)."""
+    """The callable submitted for a group of cells (one, unless ``cells_per_gpu`` packs several onto one
+    GPU). On timeout/preemption submitit requeues the same object and each cell resumes from its checkpoint
+    file (the object itself carries no run state)."""
 
-    def __init__(self, cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> None:
-        self.cell, self.root, self.data_root, self.checkpoint_every = cell, root, data_root, checkpoint_every
+    def __init__(self, cells: list[Cell], root: str, data_root: str | None, checkpoint_every: int) -> None:
+        self.cells, self.root, self.data_root, self.checkpoint_every = cells, root, data_root, checkpoint_every
 
-    def __call__(self) -> str:
-        run_recorded(self.cell, Path(self.root), self.data_root, self.checkpoint_every)   # returns at once if done
-        return self.cell.id
+    def __call__(self) -> list[str]:
+        width = packing_width(len(self.cells))
+        if width == 1:
+            for cell in self.cells:   # returns at once for a cell already done
+                run_recorded(cell, Path(self.root), self.data_root, self.checkpoint_every)
+            return [c.id for c in self.cells]
+        if width < len(self.cells):
+            print(f"free GPU memory allows {width} of the {len(self.cells)} packed cells at once")
+        failed = run_packed(self.cells, Path(self.root), self.data_root, self.checkpoint_every, width)
+        if failed:
+            raise RuntimeError(f"{len(failed)} packed cell(s) failed: {', '.join(failed)}")
+        return [c.id for c in self.cells]
 
 
 class LocalExecutor:
-    """Runs cells one after another in this process, with a progress bar."""
+    """Runs cells in this process one after another with a progress bar, or ``launcher.workers`` at a time
+    in worker processes."""
 
     def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
         self.root, self.data_root, self.launcher = root, data_root, launcher
@@ -87,6 +145,9 @@ class LocalExecutor:
     def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
         from bench.cell import timing_line
 
+        if self.launcher.workers > 1 and len(cells) > 1:
+            return run_packed(cells, self.root, self.data_root, self.launcher.checkpoint_every,
+                              min(self.launcher.workers, len(cells)), report=tqdm.write)
         failures = []
         bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
         for cell in bar:
@@ -136,18 +197,23 @@ class SubmititExecutor:
         if not todo:
             return []
         executor = self.make_executor()
-        tasks = [CellTask(c, str(self.root), self.data_root, self.launcher.checkpoint_every) for c in todo]
+        per_job = self.launcher.cells_per_gpu
+        groups = [todo[i:i + per_job] for i in range(0, len(todo), per_job)]
         with executor.batch():
-            jobs = [executor.submit(task) for task in tasks]
-        record_jobs(self.root, {c.id: j.job_id for c, j in zip(todo, jobs)}, self.cluster or "auto")
-        print(f"submitted {len(jobs)} cell(s) as job(s) {jobs[0].job_id.split('_')[0]}: python -m bench.status {self.root}")
+            jobs = [executor.submit(CellTask(g, str(self.root), self.data_root, self.launcher.checkpoint_every))
+                    for g in groups]
+        record_jobs(self.root, {c.id: j.job_id for g, j in zip(groups, jobs) for c in g}, self.cluster or "auto")
+        print(f"submitted {len(todo)} cell(s) as {len(jobs)} job(s) {jobs[0].job_id.split('_')[0]}: "
+              f"python -m bench.status {self.root}")
         failures = []
-        for cell, job in tqdm(list(zip(todo, jobs)), desc="cells", unit="cell"):
+        for group, job in tqdm(list(zip(groups, jobs)), desc="jobs", unit="job"):
             try:
                 job.result()
             except Exception as err:  # submitit raises the job's error here
-                failures.append(cell.id)
-                tqdm.write(f"cell {cell.id} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}")
+                reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+                failed = [c.id for c in group if check_record(self.root, c.id).state != "done"]
+                failures += failed
+                tqdm.write(f"cell(s) {', '.join(failed)} failed: {reason}")
         return failures
 
 

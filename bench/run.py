@@ -6,6 +6,7 @@ command after an interruption does only the missing work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import sys
 from pathlib import Path
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the cells and their cost, run nothing")
     p.add_argument("--executor", default=None, choices=sorted(EXECUTORS), help="where cells run (default: local)")
     p.add_argument("--resume", action="store_true", help="re-submit failed cells (Slurm)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local executor: run this many cells at once, one process each (default: launcher.workers, 1)")
     p.add_argument("--no-report", action="store_true", help="do not rebuild the table at the end")
     p.add_argument("--keep-stale", action="store_true",
                    help="keep finished cells whose settings changed since (default: move them aside and recompute)")
@@ -145,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         md5s = preflight(cells, root, args.data_root)
-        executor = EXECUTORS[executor_name](root, args.data_root, matrix.launcher)
+        launcher = matrix.launcher if args.workers is None else dataclasses.replace(matrix.launcher, workers=args.workers)
+        if launcher.workers < 1:
+            raise MatrixError(f"--workers {launcher.workers}; allowed: an integer >= 1")
+        executor = EXECUTORS[executor_name](root, args.data_root, launcher)
     except (MatrixError, DatasetNotFoundError, ResultsFolderError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -45,6 +45,8 @@ class Launcher:
 
     executor: str = "local"
     checkpoint_every: int = 10       # iterations between checkpoints, in-process and on Slurm alike (0: none)
+    workers: int = 1                 # local executor: cells at once, each in a process with its share of the threads
+    cells_per_gpu: int = 1           # Slurm / submitit: cells one job runs at once on its GPU (fewer if memory is short)
     timeout_min: int = 60
     cpus_per_task: int | None = None
     gpus_per_task: int | None = None
@@ -67,7 +69,8 @@ class Launcher:
         for key, value in raw.items():
             if key not in known:
                 raise SettingError(f"launcher has unknown key {key!r}; allowed: {sorted(known)}")
-            if key in ("checkpoint_every", "timeout_min", "cpus_per_task", "gpus_per_task", "mem_gb", "array_parallelism"):
+            if key in ("checkpoint_every", "timeout_min", "cpus_per_task", "gpus_per_task", "mem_gb", "array_parallelism",
+                       "workers", "cells_per_gpu"):
                 _check_int(f"launcher.{key}", value, 0 if key == "checkpoint_every" else 1)
         return cls(**raw)
 

@@ -1,0 +1,67 @@
+"""Several cells at once (local ``--workers``, ``cells_per_gpu`` under submitit) give the same records as one
+cell at a time: every cell computes from its own seed, whatever runs beside it."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bench.files import load_tensor_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "name": "packtiny", "datasets": ["digits"], "ipc": [1], "methods": ["Random", "DC", "DM"], "archs": ["ConvNet-3"],
+    "seeds": [0],
+    "profiles": {"mini": {"max_per_class": 20, "defaults": {"iterations": 2, "batch_real": 8, "eval_epochs": 3, "eval_runs": 1}}},
+}
+
+
+def _run(matrix: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}   # the same thread count as a packed worker on 2 cores
+    return subprocess.run([sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+
+
+def _records(root: Path) -> dict[str, tuple[list[float], torch.Tensor | None]]:
+    out = {}
+    for path in sorted(root.glob("*/result.json")):
+        synthetic = path.parent / "synthetic.pt"
+        images = load_tensor_file(synthetic)["images"] if synthetic.is_file() else None
+        out[path.parent.name] = (json.loads(path.read_text())["accuracies"]["ConvNet-3"], images)
+    return out
+
+
+def _same(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b) and len(a) == 3
+    for cell_id, (accs, images) in a.items():
+        assert accs == b[cell_id][0], cell_id
+        assert torch.allclose(images, b[cell_id][1], atol=1e-6), cell_id
+
+
+@pytest.mark.slow
+def test_packed_cells_equal_unpacked_ones(tmp_path: Path) -> None:
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump(TINY))
+    alone = _run(matrix, tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr
+    packed = _run(matrix, tmp_path / "packed", "--workers", "2")
+    assert packed.returncode == 0, packed.stderr
+    assert "2 at once" in packed.stderr
+    matrix.write_text(yaml.safe_dump({**TINY, "launcher": {"cells_per_gpu": 2, "timeout_min": 10}}))
+    jobs = _run(matrix, tmp_path / "jobs", "--executor", "submitit-local")
+    assert jobs.returncode == 0, jobs.stderr
+    assert "3 cell(s) as 2 job(s)" in jobs.stdout
+    reference = _records(tmp_path / "alone" / "packtiny" / "mini")
+    _same(reference, _records(tmp_path / "packed" / "packtiny" / "mini"))
+    _same(reference, _records(tmp_path / "jobs" / "packtiny" / "mini"))
+
+
+def test_bad_worker_count_is_refused(tmp_path: Path) -> None:
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump(TINY))
+    proc = _run(matrix, tmp_path / "r", "--workers", "0")
+    assert proc.returncode == 2 and "--workers 0; allowed: an integer >= 1" in proc.stderr
