@@ -1,0 +1,44 @@
+"""CPU benchmarks at small shapes (embedded digits, 16x16): one outer iteration of each engine preset and one
+evaluation run. Not part of the test suite (``tests/`` is); run them with
+
+    python -m pytest benchmarks/test_cpu_benchmarks.py --benchmark-only
+
+and compare runs with ``--benchmark-save`` / ``--benchmark-compare`` (pytest-benchmark). Timings are of this
+machine only; a figure quoted anywhere names the machine it came from.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from bench.data import load_dataset
+from bench.evaluate import network_factory, resolve_protocol, train_and_test
+from methods.base import Budget
+from methods.components import create_method
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.mark.parametrize("method,ipc", [("DC", 1), ("DM", 10), ("IDC", 10), ("DREAM+", 10)])
+def test_outer_iteration(benchmark, digits, method: str, ipc: int) -> None:
+    """One fresh network and two inner loops (DC/DM: their own steps per network) of the preset."""
+    engine = create_method(method, "digits", ipc, {"batch_real": 32, "warmup_epochs": 0})
+    budget = Budget(iterations=1, steps_per_network=2 if method in ("IDC", "DREAM+") else None)
+    make = network_factory("ConvNet-3", digits)
+    result = benchmark.pedantic(lambda: engine.distill(digits, ipc, make, budget, seed=0), rounds=3, iterations=1)
+    assert torch.isfinite(result.images).all()
+
+
+@pytest.mark.parametrize("ipc", [1, 10])
+def test_evaluation_run(benchmark, digits, ipc: int) -> None:
+    """One evaluation network, 20 epochs of DC's evaluation (the quickstart's protocol on digits)."""
+    idx = torch.cat([digits.class_indices(c)[:ipc] for c in range(digits.num_classes)])
+    protocol = dataclasses.replace(resolve_protocol("A-dc", "digits"), epochs=20)
+    run = benchmark.pedantic(lambda: train_and_test(digits.train_images[idx], digits.train_labels[idx], digits,
+                                                    "ConvNet-3", protocol, 0), rounds=3, iterations=1)
+    assert 0.0 <= run.last <= 100.0
