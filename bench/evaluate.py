@@ -12,7 +12,6 @@ import statistics
 import sys
 from pathlib import Path
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Callable
 
 import torch
@@ -20,7 +19,7 @@ import torch
 from bench.augment import DCAugment, DiffAugment
 from bench.data import ImageDataset
 from bench.dataset_info import DATASET_INFO
-from bench.networks import create_network
+from bench.networks import NetworkBuilder
 from bench.registry import Registry
 from bench.files import load_tensor_file
 from bench.training import LossHook, accuracy, build_net, default_device, derive_seed, seeded, train_epoch
@@ -133,13 +132,11 @@ def fit(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, data: 
             after_epoch(epoch + 1)
 
 
-def network_factory(arch: str, data: ImageDataset) -> Callable[[], torch.nn.Module]:
+def network_factory(arch: str, data: ImageDataset) -> NetworkBuilder:
     """A constructor for ``arch`` sized for ``data``. IDC's "ResNet-10" is the CIFAR layout (widths 32-256)
     on CIFAR and the wide one (64-512) elsewhere (docs/official-code.md §2.2), so the variant follows the dataset."""
     kwargs = {"variant": "cifar" if data.name.startswith("cifar") else "wide"} if arch.startswith("ResNet") else {}
-    make = partial(create_network, arch, data.channels, data.num_classes, data.image_size, **kwargs)
-    make.cache_key = (arch, data.channels, data.num_classes, data.image_size, tuple(kwargs.items()))  # type: ignore[attr-defined]
-    return make
+    return NetworkBuilder(arch, data.channels, data.num_classes, data.image_size, tuple(kwargs.items()))
 
 
 @dataclass(frozen=True)

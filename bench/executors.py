@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from bench.checkpoint import CHECKPOINT_DIR, checkpoint_for
 from bench.matrix import Cell
+from bench.registry import Registry
 from bench.files import atomic_write_text, file_lock
 from bench.settings import Launcher
 from bench.results import LOCK_DIR, cell_lock, check_record, clean_leftovers
@@ -261,8 +262,6 @@ def live_jobs(root: Path) -> set[str]:
             if check_record(root, cell_id).state != "done" and job_state(root, entry) in LIVE_STATES}
 
 
-EXECUTORS: dict[str, Callable[..., Any]] = {
-    "local": LocalExecutor,
-    "submitit-local": SubmititLocalExecutor,
-    "slurm": SlurmExecutor,
-}
+EXECUTORS: Registry[Callable[..., Any]] = Registry("executor", ExecutorError)
+for _name, _executor in (("local", LocalExecutor), ("submitit-local", SubmititLocalExecutor), ("slurm", SlurmExecutor)):
+    EXECUTORS.add(_name, _executor)

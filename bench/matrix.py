@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bench.data import list_datasets
+from bench.data import LOADERS, list_datasets
 from bench.evaluate import protocol_names
 from bench.networks import UnknownNetworkError, create_network, list_networks
 from methods.base import Budget, UnknownMethodError
@@ -171,7 +171,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     allowed_datasets = list_datasets()
     for d in grid["datasets"]:
         if d not in allowed_datasets:
-            raise _fail(f"'datasets' has unknown dataset {d!r}; allowed: {allowed_datasets}")
+            raise _fail(f"'datasets': {LOADERS.unknown_message(d)}")
     for ipc in grid["ipc"]:
         if ipc < 1:
             raise _fail(f"'ipc' has {ipc}; allowed: integers >= 1")

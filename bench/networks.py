@@ -22,6 +22,7 @@ Deliberate deviations from the official code (see docs/official-code.md §2.2 / 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -370,6 +371,25 @@ def create_network(
         if name.startswith(prefix):
             return factory(name[len(prefix):], channels, num_classes, image_size, **kwargs)
     raise unknown_network(name)
+
+
+@dataclass(frozen=True)
+class NetworkBuilder:
+    """A zero-argument constructor of one network for one data shape; ``cache_key`` names it (for caches of
+    trained networks, such as the coresets' feature network)."""
+
+    name: str
+    channels: int
+    num_classes: int
+    image_size: ImageSize
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+    def __call__(self) -> EmbeddingNetwork:
+        return create_network(self.name, self.channels, self.num_classes, self.image_size, **dict(self.kwargs))
+
+    @property
+    def cache_key(self) -> tuple[object, ...]:
+        return (self.name, self.channels, self.num_classes, self.image_size, self.kwargs)
 
 
 @register_network("ConvNet")

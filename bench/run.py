@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="dataset folder (default: $DREAMBENCH_DATA or ./data)")
     p.add_argument("--only", action="append", help="run only cells whose id matches (glob or substring)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their cost, run nothing")
-    p.add_argument("--executor", default=None, choices=sorted(EXECUTORS), help="where cells run (default: local)")
+    p.add_argument("--executor", default=None, choices=EXECUTORS.names(), help="where cells run (default: local)")
     p.add_argument("--resume", action="store_true", help="re-submit failed cells (Slurm)")
     p.add_argument("--workers", type=int, default=None,
                    help="local executor: run this many cells at once, one process each (default: launcher.workers, 1)")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")
         executor_name = args.executor or matrix.launcher.executor
         if executor_name not in EXECUTORS:
-            raise MatrixError(f"launcher.executor = {executor_name!r}; allowed: {sorted(EXECUTORS)}")
+            raise MatrixError(f"launcher.executor = {executor_name!r}; allowed: {', '.join(EXECUTORS.names())}")
         root = inside(Path(args.results), results_root(Path(args.results), matrix.name, matrix.profile))
         fingerprints = {c.id: cell_fingerprint(c) for c in matrix.cells}
         check_layout(matrix.layout)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         launcher = matrix.launcher if args.workers is None else dataclasses.replace(matrix.launcher, workers=args.workers)
         if launcher.workers < 1:
             raise MatrixError(f"--workers {launcher.workers}; allowed: an integer >= 1")
-        executor = EXECUTORS[executor_name](root, args.data_root, launcher)
+        executor = EXECUTORS.get(executor_name)(root, args.data_root, launcher)
     except (MatrixError, DatasetNotFoundError, ResultsFolderError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

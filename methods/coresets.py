@@ -20,6 +20,7 @@ from tqdm.auto import trange
 
 from bench.data import ImageDataset
 from bench.provenance import published_protocol
+from bench.networks import NetworkBuilder
 from bench.files import atomic_save_tensors, file_lock, load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, MethodSpec, NetFactory, register_method
@@ -94,7 +95,7 @@ def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, e
     Kept in the process and, with ``cache_dir``, on disk (written atomically under a file lock), so a re-run
     or a second process of the same matrix reuses the network instead of training it again.
     """
-    arch_key = getattr(make_net, "cache_key", None)
+    arch_key = make_net.cache_key if isinstance(make_net, NetworkBuilder) else None
     key = (data.name, len(data.train_images), arch_key or id(make_net), seed, epochs)
     if key in _FEATURE_CACHE:
         return _FEATURE_CACHE[key]
