@@ -70,11 +70,22 @@ def train_epoch(
     return total / max(count, 1)
 
 
+def inference_batch(net: nn.Module, default: int = 512) -> int:
+    """Images per forward pass when only outputs are needed. On a CPU, 32, so that a batch's activations
+    stay in cache (ConvNet-3 on 28x28 inputs: 1.3-1.5x faster than 500 on the 2-core development machine),
+    unless a batch-norm layer in training mode makes outputs depend on the batch; on a GPU, ``default``."""
+    if device_of(net).type != "cpu":
+        return default
+    batch_dependent = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in net.modules())
+    return default if batch_dependent else 32
+
+
 @torch.no_grad()
-def predict(net: nn.Module, images: torch.Tensor, to_input: ToInput, batch_size: int = 500) -> torch.Tensor:
+def predict(net: nn.Module, images: torch.Tensor, to_input: ToInput) -> torch.Tensor:
     net.eval()
     device = device_of(net)
-    out = [net(to_input(images[i : i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    batch = inference_batch(net)
+    out = [net(to_input(images[i : i + batch].to(device))).argmax(1).cpu() for i in range(0, len(images), batch)]
     return torch.cat(out)
 
 

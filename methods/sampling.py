@@ -15,6 +15,7 @@ from fast_pytorch_kmeans import KMeans
 from torch import nn
 
 from bench.data import ImageDataset
+from bench.training import inference_batch
 
 
 def seeded_kmeans(features: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:
@@ -35,7 +36,8 @@ def nearest_to_centres(features: torch.Tensor, centres: torch.Tensor, per_centre
 
 
 @torch.no_grad()
-def embed_all(net: nn.Module, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def embed_all(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    batch = inference_batch(net)
     return torch.cat([net.embed(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
