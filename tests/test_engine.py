@@ -130,3 +130,14 @@ def test_mmd_diagnostic_is_logged_for_the_matched_batch(sampler, data, make):
     s = method.distill(data, 1, make, Budget(iterations=2), seed=0)
     mmd = [row["mmd"] for row in s.log if "mmd" in row]
     assert len(mmd) == 2 * 2 and all(v >= 0 for v in mmd)      # interval 1: every step of both networks
+
+
+@pytest.mark.parametrize("momentum,equal", [(0.0, True), (0.5, False)])
+def test_idc_per_class_steps_equal_one_step_over_all_classes_only_without_momentum(momentum, equal, data, make):
+    """Each class's loss reads only its own slice of the images, with the network fixed during a step, so the
+    official per-class steps equal one step over all slices when the image optimiser has no momentum. With
+    IDC's momentum 0.5 they do not: each per-class step also moves the other slices by their momentum, so a
+    batched engine must reproduce that, not assume the two are the same."""
+    runs = [create_method("IDC", "digits", 2, {**SMALL, "momentum_img": momentum, "per_class_step": per_class})
+            .distill(data, 2, make, Budget(iterations=1), seed=3).images for per_class in (True, False)]
+    assert torch.allclose(runs[0], runs[1], atol=1e-6) == equal
