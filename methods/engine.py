@@ -205,7 +205,8 @@ class _Run:
         return matching_loss(net, real, label(len(real)), syn, label(len(syn)), cfg.objective)
 
     def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
-                      mmd: list[float] | None = None) -> dict[str, float]:
+                      mmd: list[float] | None = None) -> dict[str, torch.Tensor]:
+        """One image update; the loss terms are summed on the device (read once per network, not per class)."""
         totals = {"loss": 0.0, "gradient_term": 0.0, "feature_term": 0.0}
         if not self.cfg.per_class_step:
             opt_img.zero_grad(set_to_none=True)
@@ -217,9 +218,9 @@ class _Run:
                 opt_img.step()
             else:
                 terms.total.backward()
-            totals["loss"] += float(terms.total.detach())
-            totals["gradient_term"] += terms.gradient
-            totals["feature_term"] += terms.feature
+            totals["loss"] = totals["loss"] + terms.total.detach()
+            totals["gradient_term"] = totals["gradient_term"] + terms.gradient
+            totals["feature_term"] = totals["feature_term"] + terms.feature
         if not self.cfg.per_class_step:
             opt_img.step()
         return totals
@@ -252,7 +253,7 @@ class _Run:
             self.sampler.start_network(net, self.data, gen)
             if cfg.space == "pixel":
                 param.data.clamp_(0, 1)
-            sums: dict[str, float] = {}
+            sums: dict[str, Any] = {}
             for step in range(cfg.steps_per_network):
                 self.sampler.refresh(step, net, self.data, self.normalize, self.train_images)
                 mmd = [] if cfg.mmd_diagnostic and step % cfg.interval == 0 else None
@@ -266,7 +267,7 @@ class _Run:
                     self.update_network(net, opt, param, gen)
                     self.timer.add("net_update", t)
             self.timer.seconds["clustering"] = self.sampler.seconds
-            losses = {k: v / cfg.steps_per_network for k, v in sums.items()}
+            losses = {k: float(v) / cfg.steps_per_network for k, v in sums.items()}   # the one host sync of the network
             finite_images = bool(torch.isfinite(param).all())
             if not finite_images or not all(math.isfinite(v) for v in losses.values()):
                 raise DivergedError(f"diverged at iteration {it + 1}: non-finite {'loss' if finite_images else 'images'}"

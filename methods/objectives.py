@@ -80,9 +80,11 @@ class Objective:
 
 @dataclass
 class MatchTerms:
+    """The loss to back-propagate and its two terms (detached 0-d tensors, for the log)."""
+
     total: torch.Tensor
-    gradient: float
-    feature: float
+    gradient: torch.Tensor
+    feature: torch.Tensor
 
 
 def matching_loss(
@@ -98,11 +100,11 @@ def matching_loss(
         logits_real, feat_real = net.forward_with_features(real)
     logits_syn, feat_syn = net.forward_with_features(syn)
     total = torch.zeros((), device=syn.device)
-    grad_value = feat_value = 0.0
+    grad_value = feat_value = torch.zeros((), device=syn.device)   # kept on the device: no host sync per class
     if objective.feature_weight > 0:
         feat_term = METRICS[objective.feature_metric](feat_real.detach().mean(0), feat_syn.mean(0))
         total = total + objective.feature_weight * feat_term
-        feat_value = float(feat_term.detach())
+        feat_value = feat_term.detach()
     if need_grad:
         keep = LAYER_RULES[objective.layers]
         params = [p for p in net.parameters() if p.requires_grad and keep(p)]
@@ -111,5 +113,5 @@ def matching_loss(
         g_syn = torch.autograd.grad(F.cross_entropy(logits_syn, syn_labels), params, create_graph=True)
         grad_term = gradient_distance(g_real, g_syn, objective.metric)
         total = total + objective.gradient_weight * grad_term
-        grad_value = float(grad_term.detach())
+        grad_value = grad_term.detach()
     return MatchTerms(total, grad_value, feat_value)

@@ -42,9 +42,9 @@ def test_bidirectional_loss_is_the_sum_of_its_terms(setup):
     feat_only = matching_loss(net, real, y_real, syn, y_syn, Objective(0.0, 1.0, "mse", "mse", "conv"))
     both = matching_loss(net, real, y_real, syn, y_syn, Objective(1.0, 1.0, "mse", "mse", "conv"))
     assert float(both.total.detach()) == pytest.approx(float(grad_only.total.detach()) + float(feat_only.total.detach()), rel=1e-5)
-    assert both.gradient == pytest.approx(grad_only.gradient, rel=1e-5)
-    assert both.feature == pytest.approx(feat_only.feature, rel=1e-5)
-    assert grad_only.feature == 0 and feat_only.gradient == 0
+    assert float(both.gradient) == pytest.approx(float(grad_only.gradient), rel=1e-5)
+    assert float(both.feature) == pytest.approx(float(feat_only.feature), rel=1e-5)
+    assert float(grad_only.feature) == 0 and float(feat_only.gradient) == 0
 
 
 def test_feature_term_is_dm_squared_distance_of_mean_embeddings(setup):
