@@ -220,7 +220,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
     ]
-    cells = [c for c in cells if not any(all(getattr(c, k) in (val if isinstance(val, list) else [val])
+    cells = [c for c in cells if not any(all(dataclasses.asdict(c)[k] in (val if isinstance(val, list) else [val])
                                              for k, val in e.items()) for e in exclude)]
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")

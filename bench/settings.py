@@ -80,7 +80,8 @@ class Launcher:
                  "account": "slurm_account", "qos": "slurm_qos", "additional_parameters": "slurm_additional_parameters",
                  "setup": "slurm_setup", "gpus_per_task": "slurm_gpus_per_task", "cpus_per_task": "cpus_per_task",
                  "mem_gb": "mem_gb"}
-        return {names[k]: getattr(self, k) for k in names if getattr(self, k) is not None}
+        given = dataclasses.asdict(self)
+        return {names[k]: given[k] for k in names if given[k] is not None}
 
 
 def _flat_keys(cls: type) -> dict[str, str]:
@@ -142,7 +143,7 @@ def check_settings(where: str, settings: Any, protocols: list[str]) -> dict[str,
         return {}
     if not isinstance(settings, Mapping):
         raise SettingError(f"{where} must be a mapping of settings, got {type(settings).__name__}")
-    engine_defaults = EngineConfig()
+    engine_defaults = dataclasses.asdict(EngineConfig())
     for key, value in settings.items():
         if key not in SETTING_KEYS:
             raise SettingError(f"{where} has unknown setting {key!r}; allowed: {SETTING_KEYS}")
@@ -152,7 +153,7 @@ def check_settings(where: str, settings: Any, protocols: list[str]) -> dict[str,
         if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
             raise SettingError(f"{where}.{key} = {value!r} must be {expected.__name__}")
         if key in ENGINE_KEYS and key != "objective":
-            default = getattr(engine_defaults, key)
+            default = engine_defaults[key]
             if default is not None and not isinstance(value, type(default)) and not (
                     isinstance(default, float) and isinstance(value, int)):
                 raise SettingError(f"{where}.{key} = {value!r} must be {type(default).__name__}")

@@ -85,9 +85,10 @@ SPACES = ("normalized", "pixel")
 
 def validate(cfg: EngineConfig) -> None:
     """Reject impossible configurations with the bad key, its value and the allowed values."""
-    for key, allowed in (("sampler", SAMPLERS), ("net_update", NET_UPDATES), ("space", SPACES)):
-        if getattr(cfg, key) not in allowed:
-            raise ValueError(f"{key}={getattr(cfg, key)!r} is not allowed; allowed: {list(allowed)}")
+    for key, value, allowed in (("sampler", cfg.sampler, SAMPLERS), ("net_update", cfg.net_update, NET_UPDATES),
+                                ("space", cfg.space, SPACES)):
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} is not allowed; allowed: {list(allowed)}")
 
 
 class _Timer:
