@@ -22,7 +22,7 @@ from bench.data import ImageDataset
 from bench.training import build_net, default_device, derive_seed, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, NetFactory
 from methods.initializers import initial_images
-from methods.objectives import Objective, matching_loss
+from methods.objectives import METRICS, Objective, matching_loss
 from methods.representation import decode
 from methods.sampling import RandomSampler, RepresentativeSampler, linear_mmd
 
@@ -116,10 +116,13 @@ class DistillationEngine(Method):
     def distill(
         self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int,
         evaluate: Evaluator | None = None, checkpoint: Any = None, progress: Callable[[int], None] | None = None,
-        **unused_hooks: Any,
+        batch_classes: bool | None = None, **unused_hooks: Any,
     ) -> DistilledSet:
+        """``batch_classes``: push all classes through the network at once where that computes the same thing
+        (None: on a GPU; see ``_Run.batches_all_classes``); it changes speed, not results (to float rounding)."""
         cfg = self.config.with_budget(budget)
         run = _Run(self.name, cfg, data, ipc, make_net, seed, default_device())
+        run.batch_classes = batch_classes
         return run.execute(budget.eval_every, evaluate, checkpoint, progress)
 
 
@@ -142,6 +145,7 @@ class _Run:
         self.train_labels = data.train_labels.to(device)
         self.log: list[dict[str, float]] = []
         self.resumed_from = 0
+        self.batch_classes: bool | None = None
 
     # --- spaces -------------------------------------------------------------------------------
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +193,9 @@ class _Run:
                             aug=self.net_aug, cutmix_p=cfg.cutmix_p)
 
     # --- one matching step ----------------------------------------------------------------------
-    def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator, mmd: list[float] | None = None):
+    def class_batches(self, c: int, param: torch.Tensor, gen: torch.Generator, net: nn.Module,
+                      mmd: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class ``c``'s real and synthetic network inputs for one step (sampled and augmented from ``gen``)."""
         cfg, ipc = self.cfg, self.ipc
         real_idx = self.sampler.batch_indices(c, self.data).to(self.device)
         if mmd is not None:   # Fig. 2b diagnostic on the batch actually matched
@@ -202,12 +208,48 @@ class _Run:
         syn = self.param_to_input(syn)
         if self.match_aug is not None:
             real, syn = self.match_aug.siamese(real, syn, gen=gen)
+        return real, syn
+
+    def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator, mmd: list[float] | None = None):
+        real, syn = self.class_batches(c, param, gen, net, mmd)
         label = lambda n: torch.full((n,), c, dtype=torch.long, device=self.device)  # noqa: E731
-        return matching_loss(net, real, label(len(real)), syn, label(len(syn)), cfg.objective)
+        return matching_loss(net, real, label(len(real)), syn, label(len(syn)), self.cfg.objective)
+
+    def batches_all_classes(self, net: nn.Module) -> bool:
+        """Whether this step may push every class through the network at once: a feature-only objective (DM)
+        with one image step for all classes, a network whose outputs do not depend on the batch, and (unless
+        ``batch_classes`` forces it) a GPU, where it saves launches; on a CPU per-class batches stay in cache."""
+        cfg = self.cfg
+        if cfg.objective.gradient_weight != 0 or cfg.per_class_step or self.batch_classes is False:
+            return False
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in net.modules()):
+            return False
+        return self.batch_classes or self.device.type == "cuda"
+
+    def feature_step_all_classes(self, net: nn.Module, param: torch.Tensor, gen: torch.Generator,
+                                 mmd: list[float] | None) -> dict[str, torch.Tensor]:
+        """The DM step with all classes in one forward pass per side: the same draws in the same order as the
+        per-class path, the same per-class loss terms summed, one backward."""
+        reals, syns = zip(*(self.class_batches(c, param, gen, net, mmd) for c in range(self.data.num_classes)))
+        with torch.no_grad():
+            feat_real = net.embed(torch.cat(reals))
+        feat_syn = net.embed(torch.cat(syns))
+        metric, weight = METRICS[self.cfg.objective.feature_metric], self.cfg.objective.feature_weight
+        terms = [metric(fr.mean(0), fs.mean(0)) for fr, fs in zip(feat_real.split([len(r) for r in reals]),
+                                                                  feat_syn.split([len(s) for s in syns]))]
+        feature = torch.stack(terms).sum()
+        total = weight * feature
+        total.backward()
+        return {"loss": total.detach(), "gradient_term": torch.zeros((), device=self.device), "feature_term": feature.detach()}
 
     def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
                       mmd: list[float] | None = None) -> dict[str, torch.Tensor]:
         """One image update; the loss terms are summed on the device (read once per network, not per class)."""
+        if self.batches_all_classes(net):
+            opt_img.zero_grad(set_to_none=True)
+            totals = self.feature_step_all_classes(net, param, gen, mmd)
+            opt_img.step()
+            return totals
         totals = {"loss": 0.0, "gradient_term": 0.0, "feature_term": 0.0}
         if not self.cfg.per_class_step:
             opt_img.zero_grad(set_to_none=True)

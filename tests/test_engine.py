@@ -141,3 +141,15 @@ def test_idc_per_class_steps_equal_one_step_over_all_classes_only_without_moment
     runs = [create_method("IDC", "digits", 2, {**SMALL, "momentum_img": momentum, "per_class_step": per_class})
             .distill(data, 2, make, Budget(iterations=1), seed=3).images for per_class in (True, False)]
     assert torch.allclose(runs[0], runs[1], atol=1e-6) == equal
+
+
+@pytest.mark.parametrize("name", ["DM", "DM+rm"])
+def test_all_classes_at_once_gives_the_per_class_images(name, data, make):
+    """The batched feature-matching step (all classes in one forward pass per side) makes the same images as
+    the per-class path from the same seed, to float rounding, and draws the same random numbers."""
+    method = create_method(name, "digits", 2, SMALL)
+    per_class = method.distill(data, 2, make, Budget(iterations=3), seed=4, batch_classes=False)
+    batched = method.distill(data, 2, make, Budget(iterations=3), seed=4, batch_classes=True)
+    assert torch.allclose(per_class.images, batched.images, atol=1e-5)
+    losses = [[row["loss"] for row in s.log if "loss" in row] for s in (per_class, batched)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
