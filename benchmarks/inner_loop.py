@@ -2,7 +2,7 @@
 
 Timing does not depend on image content, so this runs the real presets (IDC: real batch 64; DREAM+: 128
 cluster-nearest images re-clustered every 10 steps, warm-up, bidirectional loss) on seeded uniform noise of
-CIFAR-10/100 size (50,000 x 3 x 32 x 32). Accuracies from it mean nothing and are not printed.
+the dataset's size (MNIST: 60,000 x 1 x 28 x 28; CIFAR: 50,000 x 3 x 32 x 32). Accuracies from it mean nothing.
 
     python benchmarks/inner_loop.py --dataset cifar10 --methods IDC DREAM+ --iterations 2
     python benchmarks/inner_loop.py --dataset cifar10 --methods DM --iterations 200 --batch-classes both
