@@ -28,6 +28,7 @@ from bench.settings import Launcher
 from bench.results import LOCK_DIR, cell_lock, check_record, clean_leftovers
 
 ERRORS_DIR = ".errors"
+PHASES = (("distill", "continual"), ("evaluate",))   # tasks that must finish before the next phase starts
 JOBS_FILE = ".jobs.json"
 
 
@@ -74,6 +75,14 @@ def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every
         return result
 
 
+def available_cores() -> int:
+    """Cores this process may use (a Slurm job's allocation, not the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
 def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -88,7 +97,7 @@ def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_
     device shared by all). Returns the ids of the cells that failed; the others are recorded as usual."""
     from bench.cell import timing_line
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, available_cores() // workers)
     failures = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
@@ -124,13 +133,18 @@ class CellTask(submitit.helpers.Checkpointable):
 
     def __call__(self) -> list[str]:
         width = packing_width(len(self.cells))
-        if width == 1:
-            for cell in self.cells:   # returns at once for a cell already done
-                run_recorded(cell, Path(self.root), self.data_root, self.checkpoint_every)
-            return [c.id for c in self.cells]
         if width < len(self.cells):
             print(f"free GPU memory allows {width} of the {len(self.cells)} packed cells at once")
-        failed = run_packed(self.cells, Path(self.root), self.data_root, self.checkpoint_every, width)
+        if width == 1:
+            failed = []
+            for cell in self.cells:   # one failure must not skip the rest of the group
+                try:
+                    run_recorded(cell, Path(self.root), self.data_root, self.checkpoint_every)
+                except Exception as err:
+                    print(f"cell {cell.id} failed: {type(err).__name__}: {err}")
+                    failed.append(cell.id)
+        else:
+            failed = run_packed(self.cells, Path(self.root), self.data_root, self.checkpoint_every, width)
         if failed:
             raise RuntimeError(f"{len(failed)} packed cell(s) failed: {', '.join(failed)}")
         return [c.id for c in self.cells]
@@ -147,8 +161,13 @@ class LocalExecutor:
         from bench.cell import timing_line
 
         if self.launcher.workers > 1 and len(cells) > 1:
-            return run_packed(cells, self.root, self.data_root, self.launcher.checkpoint_every,
-                              min(self.launcher.workers, len(cells)), report=tqdm.write)
+            failures = []
+            for phase in PHASES:   # evaluation cells read the sets their distillation cells store
+                todo = [c for c in cells if c.task in phase]
+                if todo:
+                    failures += run_packed(todo, self.root, self.data_root, self.launcher.checkpoint_every,
+                                           min(self.launcher.workers, len(todo)), report=tqdm.write)
+            return failures
         failures = []
         bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
         for cell in bar:
@@ -186,7 +205,7 @@ class SubmititExecutor:
     def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
         """Distillation cells first, then the evaluation cells that read their stored sets."""
         failures: list[str] = []
-        for phase in (("distill", "continual"), ("evaluate",)):
+        for phase in PHASES:
             failures += self.run_phase([c for c in cells if c.task in phase])
         return failures
 

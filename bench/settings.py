@@ -96,9 +96,9 @@ SETTING_KEYS = sorted({*EVAL_KEYS, *CONTINUAL_KEYS, *BUDGET_KEYS, *ENGINE_KEYS})
 
 
 def view(cls: type, settings: Mapping[str, Any]) -> Any:
-    """The typed view ``cls`` of a flat settings mapping (absent keys take the dataclass defaults)."""
+    """The typed view ``cls`` of a flat settings mapping (absent or null keys take the dataclass defaults)."""
     keys = _flat_keys(cls) if cls is not Budget else BUDGET_KEYS
-    return cls(**{name: settings[key] for key, name in keys.items() if key in settings})
+    return cls(**{name: settings[key] for key, name in keys.items() if settings.get(key) is not None})
 
 
 def engine_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -89,8 +89,12 @@ def create_method(name: str, dataset: str, ipc: int, overrides: dict[str, Any] |
 
 def expand_same_as(name: str) -> tuple[str, list[str]]:
     """A method as its base and switches with the registry's equivalences applied: 'DREAM+bm' ->
-    ('IDC', ['rm', 'init', 'bm']), so rows of the component tables line up with Table III."""
-    spec, parts = resolve(name)
+    ('IDC', ['rm', 'init', 'bm']), so rows of the component tables line up with Table III. Names no longer
+    registered (an old record) are split as written."""
+    try:
+        spec, parts = resolve(name)
+    except UnknownMethodError:
+        return split_name(name)
     if spec.same_as is None:
         return spec.name, parts
     base, implied = split_name(spec.same_as)

@@ -112,6 +112,8 @@ def test_settings_are_typed_views_with_one_default_each() -> None:
                                                                   "iterations": 3, "lr_img": 0.5}}}}, "s").cells[0]
     assert (tuned.evaluation.runs, tuned.evaluation.protocol, tuned.budget().iterations) == (2, "A-noaug", 3)
     assert tuned.engine_overrides() == {"lr_img": 0.5}
+    unset = parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": None, "cl_protocol": None}}}}, "s").cells[0]
+    assert unset.evaluation.runs == 5 and unset.continual.protocol == "idc"   # null = unset, never None
     with pytest.raises(MatrixError, match=r"eval_runs = 0; allowed: an integer >= 1"):
         parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": 0}}}}, "s")
     with pytest.raises(MatrixError, match=r"launcher.checkpoint_every = -1; allowed: an integer >= 0"):

@@ -36,7 +36,6 @@ def test_k_center_greedy_adds_the_farthest_point():
 def test_coresets_select_real_images_per_class():
     data = load_dataset("digits", max_per_class=40)
     make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=16)
-    make.cache_key = ("tiny", 16)
     for name in ["Random", "Herding", "K-Center", "Forgetting"]:
         method = create_method(name, "digits", 2)
         s = method.distill(data, 2, make, Budget(feature_epochs=2), seed=0)

@@ -55,6 +55,10 @@ def test_packed_cells_equal_unpacked_ones(tmp_path: Path) -> None:
     jobs = _run(matrix, tmp_path / "jobs", "--executor", "submitit-local")
     assert jobs.returncode == 0, jobs.stderr
     assert "3 cell(s) as 2 job(s)" in jobs.stdout
+    matrix.write_text(yaml.safe_dump({**TINY, "separate_evaluation": True}))
+    split = _run(matrix, tmp_path / "split", "--workers", "2")   # evaluation cells wait for their sets
+    assert split.returncode == 0, split.stderr
+    assert len(list((tmp_path / "split" / "packtiny" / "mini").glob("*@ConvNet-3/result.json"))) == 3
     reference = _records(tmp_path / "alone" / "packtiny" / "mini")
     _same(reference, _records(tmp_path / "packed" / "packtiny" / "mini"))
     _same(reference, _records(tmp_path / "jobs" / "packtiny" / "mini"))
