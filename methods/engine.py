@@ -19,7 +19,7 @@ from torch import nn
 
 from bench.augment import DiffAugment
 from bench.data import ImageDataset
-from bench.training import build_net, default_device, derive_seed, seeded, train_epoch
+from bench.training import batch_dependent, build_net, default_device, derive_seed, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, NetFactory
 from methods.initializers import initial_images
 from methods.objectives import METRICS, Objective, matching_loss
@@ -222,7 +222,7 @@ class _Run:
         cfg = self.cfg
         if cfg.objective.gradient_weight != 0 or cfg.per_class_step or self.batch_classes is False:
             return False
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in net.modules()):
+        if batch_dependent(net):
             return False
         return self.batch_classes or self.device.type == "cuda"
 
