@@ -118,6 +118,12 @@ def _check_settings(where: str, settings: Any) -> dict[str, Any]:
         raise _fail(str(err)) from None
 
 
+def _check_pool_size(where: str, value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise _fail(f"{where} = {value!r}; allowed: an integer >= 1 (real training images kept per class)")
+    return value
+
+
 def _check_arch(arch: str, key: str) -> None:
     if arch.startswith("timm:"):
         import timm
@@ -189,6 +195,8 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
 
     defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"))
     per_method: dict[str, dict[str, Any]] = {}
+    # real images kept per class: the profile's, or one method's (a cheaper pool for one row of a CPU profile)
+    pool_size: dict[str, int | None] = {"": _check_pool_size(f"profiles.{chosen}.max_per_class", prof.get("max_per_class"))}
     for source, where in ((raw.get("overrides") or {}, "overrides"), (prof.get("methods") or {}, f"profiles.{chosen}.methods")):
         if not isinstance(source, dict):
             raise _fail(f"{where} must map method names to settings")
@@ -197,6 +205,9 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
             if method not in grid["methods"] or (ipc_part and not ipc_part.isdigit()):
                 raise _fail(f"{where} names {key!r}, not a method of 'methods' (optionally '<method>/ipc<N>'); "
                             f"allowed: {grid['methods']}")
+            if isinstance(settings, dict) and "max_per_class" in settings:
+                settings = dict(settings)
+                pool_size[str(key)] = _check_pool_size(f"{where}.{key}.max_per_class", settings.pop("max_per_class"))
             per_method.setdefault(str(key), {}).update(_check_settings(f"{where}.{key}", settings))
     fallback = prof.get("data_fallback")
     if fallback is not None and fallback not in allowed_datasets:
@@ -216,7 +227,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
     cells = [
         Cell(matrix_name, chosen, d, ipc, m, a, s, tuple(eval_archs),
              {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs},
-             fallback, prof.get("max_per_class"), v, task)
+             fallback, pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])), v, task)
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
     ]

@@ -37,6 +37,16 @@ def test_expansion_counts_ids_and_overrides():
     assert parse_matrix(GOOD, "t", "mini").cells[0].id == m.cells[0].id   # stable
 
 
+def test_max_per_class_per_profile_and_per_method():
+    raw = _with(profiles={"mini": {"max_per_class": 50, "methods": {"DC": {"max_per_class": 9, "iterations": 2},
+                                                                    "IDC+rm+init/ipc10": {"max_per_class": 7}}}})
+    pools = {(c.method, c.ipc): c.max_per_class for c in parse_matrix(raw, "t").cells}
+    assert pools == {("Random", 1): 50, ("Random", 10): 50, ("DC", 1): 9, ("DC", 10): 9,
+                     ("IDC+rm+init", 1): 50, ("IDC+rm+init", 10): 7}
+    dc = next(c for c in parse_matrix(raw, "t").cells if c.method == "DC")
+    assert "max_per_class" not in dc.settings and dc.budget().iterations == 2
+
+
 def test_first_profile_is_the_default():
     assert parse_matrix(GOOD, "t").profile == "mini"
 
@@ -62,6 +72,8 @@ BAD = [
     (_with(profiles={"mini": {"speed": 1}}), "unknown key 'speed'"),
     (_with(profiles={"mini": {"methods": {"DM": {"iterations": 1}}}}), "names 'DM'"),
     (_with(profiles={"mini": {"defaults": {"sampler": 3}}}), "sampler = 3 must be str"),
+    (_with(profiles={"mini": {"max_per_class": 0}}), "max_per_class = 0; allowed: an integer >= 1"),
+    (_with(profiles={"mini": {"methods": {"DC": {"max_per_class": "all"}}}}), "DC.max_per_class = 'all'"),
 ]
 
 
