@@ -13,7 +13,8 @@ from methods.base import Budget, list_methods
 from methods.components import create_method
 from methods.engine import DistillationEngine
 from methods.presets import dream_plus_config
-from methods.sampling import RepresentativeSampler, cluster_select, nearest_to_centres, seeded_kmeans
+from methods.sampling import (RepresentativeSampler, batched_cluster_picks, batched_kmeans, cluster_select, nearest_to_centres,
+                              padded_groups, seeded_kmeans)
 
 SMALL = {"batch_real": 8, "steps_per_network": 2, "net_update_samples": 32, "net_update_epochs": 1, "interval": 1}
 
@@ -98,6 +99,34 @@ def test_cluster_select_returns_the_image_nearest_each_kmeans_centre():
     for k, p in enumerate(picks.tolist()):
         assert p == int((flat - centres[k]).norm(dim=1).argmin())
     assert torch.equal(picks, cluster_select(_Identity(), points, 4, 1, seed=0))   # explicitly seeded
+
+
+def test_batched_kmeans_equals_one_kmeans_per_class():
+    """All classes in one K-Means: the same centres (to float rounding) and the same picks as fast-pytorch-kmeans
+    run once per class with the class's seed, for classes of different sizes that stop after different steps."""
+    torch.manual_seed(0)
+    groups = [torch.randn(6, 16)[torch.randint(6, (n,))] * 4 + torch.randn(n, 16) for n in (300, 257, 410, 96)]
+    seeds = [5, 77, 1234, 9]
+    stacked, valid = padded_groups(groups)
+    centres = batched_kmeans(stacked, valid, 8, seeds)
+    for g, (features, seed) in enumerate(zip(groups, seeds)):
+        assert torch.allclose(centres[g], seeded_kmeans(features, 8, seed), atol=1e-4)
+    per_class = [nearest_to_centres(f, seeded_kmeans(f, 8, s), 2) for f, s in zip(groups, seeds)]
+    for batched in (True, False):
+        picks = batched_cluster_picks(groups, 8, 2, seeds, batched=batched)
+        assert all(torch.equal(a, b) for a, b in zip(per_class, picks))
+
+
+def test_representative_refresh_equals_per_class_clustering(data, make):
+    """One embedding pass over every image and the batched K-Means pick what DREAM's per-class rule picks."""
+    net = make()
+    sampler = RepresentativeSampler(n_clusters=3, samples_per_cluster=1, interval=1)
+    sampler.start_network(net, data, seeded(4))
+    sampler.refresh(0, net, data, data.normalize, data.train_images)
+    for c in range(data.num_classes):
+        idx = data.class_indices(c)
+        expected = idx[cluster_select(net, data.train_images[idx], 3, 1, sampler._seed + c * 7919)]
+        assert torch.equal(sampler.batch_indices(c, data), expected)
 
 
 def test_representative_sampler_refreshes_every_interval(data, make):
