@@ -22,7 +22,7 @@ from bench.data import ImageDataset
 from bench.training import batch_dependent, build_net, default_device, derive_seed, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, NetFactory
 from methods.initializers import initial_images
-from methods.objectives import METRICS, Objective, matching_loss
+from methods.objectives import METRICS, MatchTerms, Objective, matching_loss, matching_loss_all_classes
 from methods.representation import decode
 from methods.sampling import RandomSampler, RepresentativeSampler, linear_mmd
 
@@ -92,10 +92,16 @@ def validate(cfg: EngineConfig) -> None:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    """Seconds per phase. ``sync`` (e.g. torch.cuda.synchronize) waits for queued device work before each
+    reading, so a phase is charged its own GPU time (benchmarks); off by default, as it stalls the queue."""
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.sync = sync
 
     def add(self, key: str, since: float) -> float:
+        if self.sync is not None:
+            self.sync()
         now = time.perf_counter()
         self.seconds[key] = self.seconds.get(key, 0.0) + now - since
         return now
@@ -103,6 +109,48 @@ class _Timer:
 
 class DivergedError(RuntimeError):
     """The synthetic images or the matching loss became non-finite: the run has no result."""
+
+
+class PerClassMomentum:
+    """IDC's image update in closed form: one SGD step (momentum m, learning rate lr) per class, in class order,
+    sharing one momentum buffer over the class-major image tensor. A class's loss depends only on its own slice,
+    but every step moves every slice by its momentum, so class j's gradient G_j is taken after j momentum-only
+    moves: p_j - lr (m + ... + m^j) b_j. After all C steps, with carried = m^(j+1) b_j + G_j, the buffer is
+    m^(C-1-j) carried and the slice p_turn_j - lr (1 + m + ... + m^(C-1-j)) carried. Same result as C
+    optimiser steps to float rounding (tested), from one gradient evaluation for all classes."""
+
+    def __init__(self, param: torch.Tensor, opt: torch.optim.Optimizer, classes: int) -> None:
+        group = opt.param_groups[0]
+        if len(opt.param_groups) != 1 or group["weight_decay"] or group["dampening"] or group["nesterov"] or group.get("maximize"):
+            raise ValueError("the closed-form per-class step needs plain SGD with momentum (no weight decay, "
+                             "dampening, nesterov or maximize)")
+        self.param, self.opt, self.classes = param, opt, classes
+        self.lr, self.m = float(group["lr"]), float(group["momentum"])
+        buf = opt.state[param].get("momentum_buffer")
+        self.buf = torch.zeros_like(param) if buf is None else buf
+        m, shape = self.m, (classes, *([1] * (param.dim() - 1)))
+        coef = lambda values: torch.tensor(values, dtype=param.dtype, device=param.device).view(shape)  # noqa: E731
+        self.before = coef([sum(m**i for i in range(1, j + 1)) for j in range(classes)])
+        self.after = coef([sum(m**i for i in range(classes - j)) for j in range(classes)])
+        self.carry = coef([m ** (j + 1) for j in range(classes)])
+        self.decay = coef([m ** (classes - 1 - j) for j in range(classes)])
+
+    def _by_class(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(self.classes, -1, *t.shape[1:])
+
+    def turn_points(self) -> torch.Tensor:
+        """Each class's slice where it stands when that class's step comes (a new tensor)."""
+        p, b = self._by_class(self.param.detach()), self._by_class(self.buf)
+        self.turn = (p - self.lr * self.before.unsqueeze(1) * b).view_as(self.param)
+        return self.turn.clone()
+
+    def finish(self, grad: torch.Tensor) -> None:
+        """Apply the C steps given every class's gradient (each nonzero only on its own slice)."""
+        b, g = self._by_class(self.buf), self._by_class(grad)
+        carried = self.carry.unsqueeze(1) * b + g
+        with torch.no_grad():
+            self.param.copy_((self._by_class(self.turn) - self.lr * self.after.unsqueeze(1) * carried).view_as(self.param))
+        self.opt.state[self.param]["momentum_buffer"] = (self.decay.unsqueeze(1) * carried).view_as(self.param)
 
 
 class DistillationEngine(Method):
@@ -116,12 +164,16 @@ class DistillationEngine(Method):
     def distill(
         self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int,
         evaluate: Evaluator | None = None, checkpoint: Any = None, progress: Callable[[int], None] | None = None,
-        batch_classes: bool | None = None, **unused_hooks: Any,
+        batch_classes: bool | None = None, sync_timing: bool = False, **unused_hooks: Any,
     ) -> DistilledSet:
         """``batch_classes``: push all classes through the network at once where that computes the same thing
-        (None: on a GPU; see ``_Run.batches_all_classes``); it changes speed, not results (to float rounding)."""
+        (None: on a GPU; see ``_Run.batches_all_classes``); it changes speed, not results (to float rounding).
+        ``sync_timing``: wait for the GPU at every phase boundary so phase times are exact (benchmarks)."""
         cfg = self.config.with_budget(budget)
-        run = _Run(self.name, cfg, data, ipc, make_net, seed, default_device())
+        device = default_device()
+        run = _Run(self.name, cfg, data, ipc, make_net, seed, device)
+        if sync_timing and device.type == "cuda":
+            run.timer.sync = run.sampler.sync = torch.cuda.synchronize
         run.batch_classes = batch_classes
         return run.execute(budget.eval_every, evaluate, checkpoint, progress)
 
@@ -216,40 +268,55 @@ class _Run:
         return matching_loss(net, real, label(len(real)), syn, label(len(syn)), self.cfg.objective)
 
     def batches_all_classes(self, net: nn.Module) -> bool:
-        """Whether this step may push every class through the network at once: a feature-only objective (DM)
-        with one image step for all classes, a network whose outputs do not depend on the batch, and (unless
-        ``batch_classes`` forces it) a GPU, where it saves launches; on a CPU per-class batches stay in cache."""
-        cfg = self.cfg
-        if cfg.objective.gradient_weight != 0 or cfg.per_class_step or self.batch_classes is False:
+        """Whether this step may push every class through the network at once (same result to float rounding):
+        a network whose outputs do not depend on the batch, equal batch sizes across classes (gradient
+        objectives, which vmap over classes), and (unless ``batch_classes`` forces it) a GPU, where it saves
+        launches; on a CPU, per-class batches stay in cache and run as fast."""
+        if self.batch_classes is False or batch_dependent(net):
             return False
-        if batch_dependent(net):
+        classes = range(self.data.num_classes)
+        if self.cfg.objective.gradient_weight != 0 and len({self.sampler.batch_size(c, self.data) for c in classes}) > 1:
             return False
-        return self.batch_classes or self.device.type == "cuda"
+        return bool(self.batch_classes) or self.device.type == "cuda"
 
-    def feature_step_all_classes(self, net: nn.Module, param: torch.Tensor, gen: torch.Generator,
-                                 mmd: list[float] | None) -> dict[str, torch.Tensor]:
-        """The DM step with all classes in one forward pass per side: the same draws in the same order as the
-        per-class path, the same per-class loss terms summed, one backward."""
-        reals, syns = zip(*(self.class_batches(c, param, gen, net, mmd) for c in range(self.data.num_classes)))
-        with torch.no_grad():
+    def terms_all_classes(self, net: nn.Module, reals: list[torch.Tensor], syns: list[torch.Tensor]) -> MatchTerms:
+        """The summed per-class matching terms of one step, every class at once."""
+        objective = self.cfg.objective
+        if objective.gradient_weight != 0:
+            return matching_loss_all_classes(net, torch.stack(reals), torch.stack(syns), objective)
+        with torch.no_grad():   # feature-only (DM): one forward per side, per-class means of its slices
             feat_real = net.embed(torch.cat(reals))
         feat_syn = net.embed(torch.cat(syns))
-        metric, weight = METRICS[self.cfg.objective.feature_metric], self.cfg.objective.feature_weight
+        metric = METRICS[objective.feature_metric]
         terms = [metric(fr.mean(0), fs.mean(0)) for fr, fs in zip(feat_real.split([len(r) for r in reals]),
                                                                   feat_syn.split([len(s) for s in syns]))]
         feature = torch.stack(terms).sum()
-        total = weight * feature
-        total.backward()
-        return {"loss": total.detach(), "gradient_term": torch.zeros((), device=self.device), "feature_term": feature.detach()}
+        return MatchTerms(objective.feature_weight * feature, torch.zeros((), device=self.device), feature.detach())
+
+    def step_all_classes(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
+                         mmd: list[float] | None) -> MatchTerms:
+        """One image update with all classes in one pass: the same draws in the same order as the per-class
+        path and the same per-class terms, summed. IDC's one-step-per-class (``per_class_step``) is applied in
+        closed form (:class:`PerClassMomentum`): its gradients are taken where each class's images stand on
+        that class's turn."""
+        staged = PerClassMomentum(param, opt_img, self.data.num_classes) if self.cfg.per_class_step else None
+        point = staged.turn_points().requires_grad_(True) if staged is not None else param
+        reals, syns = zip(*(self.class_batches(c, point, gen, net, mmd) for c in range(self.data.num_classes)))
+        terms = self.terms_all_classes(net, list(reals), list(syns))
+        if staged is not None:
+            staged.finish(torch.autograd.grad(terms.total, point)[0])
+        else:
+            opt_img.zero_grad(set_to_none=True)
+            terms.total.backward()
+            opt_img.step()
+        return MatchTerms(terms.total.detach(), terms.gradient, terms.feature)
 
     def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
                       mmd: list[float] | None = None) -> dict[str, torch.Tensor]:
         """One image update; the loss terms are summed on the device (read once per network, not per class)."""
         if self.batches_all_classes(net):
-            opt_img.zero_grad(set_to_none=True)
-            totals = self.feature_step_all_classes(net, param, gen, mmd)
-            opt_img.step()
-            return totals
+            terms = self.step_all_classes(net, param, opt_img, gen, mmd)
+            return {"loss": terms.total, "gradient_term": terms.gradient, "feature_term": terms.feature}
         totals = {"loss": 0.0, "gradient_term": 0.0, "feature_term": 0.0}
         if not self.cfg.per_class_step:
             opt_img.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from fast_pytorch_kmeans import KMeans
@@ -142,6 +142,10 @@ class RandomSampler:
     def refresh(self, step: int, net: nn.Module, data: ImageDataset, to_input, images: torch.Tensor) -> None:
         pass
 
+    def batch_size(self, c: int, data: ImageDataset) -> int:
+        """Real images matched per step for class ``c`` (known before drawing them)."""
+        return min(self.batch, len(data.class_indices(c)))
+
     def batch_indices(self, c: int, data: ImageDataset) -> torch.Tensor:
         idx = data.class_indices(c)
         n = min(self.batch, len(idx))
@@ -162,6 +166,7 @@ class RepresentativeSampler:
     interval: int = 10
     normalize_features: bool = False   # official code clusters unnormalised [0,1] images (docs/official-code.md §13.3)
     seconds: float = 0.0
+    sync: Callable[[], None] | None = None   # waits for the device before each time reading (benchmarks)
     _chosen: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def start_network(self, net: nn.Module, data: ImageDataset, gen: torch.Generator) -> None:
@@ -172,6 +177,8 @@ class RepresentativeSampler:
         """``images``: the training images already on the network's device (no per-refresh copy)."""
         if step % self.interval != 0:
             return
+        if self.sync is not None:
+            self.sync()
         start = time.perf_counter()
         prepare = to_input if self.normalize_features else (lambda x: x)
         groups = [data.class_indices(c) for c in range(data.num_classes)]
@@ -184,7 +191,12 @@ class RepresentativeSampler:
         picks = batched_cluster_picks(features, self.n_clusters, self.samples_per_cluster, seeds)
         for c, (idx, chosen) in enumerate(zip(groups, picks)):
             self._chosen[c] = idx[chosen.cpu()]
+        if self.sync is not None:
+            self.sync()
         self.seconds += time.perf_counter() - start
+
+    def batch_size(self, c: int, data: ImageDataset) -> int:
+        return len(self._chosen[c])
 
     def batch_indices(self, c: int, data: ImageDataset) -> torch.Tensor:
         return self._chosen[c]
