@@ -8,6 +8,6 @@ set -uo pipefail
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 export PYTHONUNBUFFERED=1
 for shape in mnist cifar10; do
-    timeout 200 python3 benchmarks/inner_loop.py --dataset "$shape" --methods IDC DREAM+ --iterations 1 --steps 30 --batch-classes both
+    timeout 200 python3 benchmarks/inner_loop.py --dataset "$shape" --methods IDC DREAM+ --iterations 1 --steps 30 --batch-classes both --levers both
     timeout 60 python3 benchmarks/inner_loop.py --dataset "$shape" --methods DM --iterations 300 --batch-classes both
 done

@@ -47,12 +47,17 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=None, help="images per class (default: full CIFAR)")
     parser.add_argument("--batch-classes", choices=["auto", "on", "off", "both"], default="auto",
                         help="all classes in one pass (vmap over classes for gradient matching); 'both' times each, same run")
+    parser.add_argument("--levers", choices=["default", "both"], default="default",
+                        help="'both': also time each run with cudnn.benchmark and TF32 matmuls on (GPU levers)")
     args = parser.parse_args()
     per_class = args.per_class or (60000 if args.dataset == "mnist" else 50000) // dataset_info(args.dataset).classes
     data = stand_in(args.dataset, per_class)
     make = network_factory("ConvNet-3", data)
     modes = {"auto": [None], "on": [True], "off": [False], "both": [False, True]}[args.batch_classes]
-    for name, batch_classes in ((n, b) for n in args.methods for b in modes):
+    levers = [False, True] if args.levers == "both" else [False]
+    for name, batch_classes, lever in ((n, b, v) for n in args.methods for b in modes for v in levers):
+        torch.backends.cudnn.benchmark = lever
+        torch.backends.cuda.matmul.allow_tf32 = lever
         method = create_method(name, args.dataset, args.ipc)
         start = time.perf_counter()
         budget = Budget(iterations=args.iterations, steps_per_network=args.steps)
@@ -60,7 +65,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         loops = args.iterations * method.config.with_budget(budget).steps_per_network
         t = s.timings
-        row = {"dataset": args.dataset, "method": name, "batch_classes": batch_classes, "ipc": args.ipc, "machine": machine_label(), "data": "noise stand-in",
+        row = {"dataset": args.dataset, "method": name, "batch_classes": batch_classes, "cudnn_benchmark_tf32": lever, "ipc": args.ipc, "machine": machine_label(), "data": "noise stand-in",
                "inner_loops": loops, "clustering_s": t.get("clustering", 0.0) / loops,
                "image_update_s": t.get("image_update", 0.0) / loops,
                "matching_s": (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / loops,
