@@ -34,6 +34,9 @@ class CellRecord:
     protocol_choice: str | None = None   # 'published' or 'forced'
     eval_runs: int | None = None
     best_accuracies: dict[str, list[float]] | None = None
+    # DREAM+'s published kind: the maximum over the evaluations during distillation (curve points and the
+    # final one) of each evaluation's best-of-validation accuracy; only with eval_every, first eval arch
+    max_during_distillation: dict[str, list[float]] | None = None
     # distilled cells
     seconds_per_inner_loop: float | None = None
     clustering_share: float | None = None

@@ -24,6 +24,9 @@ ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
     "best": ("best_accuracies", "BEST of each run's validation points (IDC/DREAM's logged 'best'; equals the last epoch "
                                 "for protocols that validate once), not the last epoch"),
+    "max-during": ("max_during_distillation", "MAXIMUM over the evaluations during distillation of their best "
+                                              "validation point (DREAM+'s reported kind; cells run with eval_every "
+                                              "only; optimistic by construction), not the last epoch"),
 }
 
 
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", help="results/<matrix>/<profile>, or with --all any folder above several")
     parser.add_argument("--all", action="store_true", help="rebuild every results folder found below root")
     parser.add_argument("--accuracy", choices=sorted(ACCURACY_KINDS), default="last",
-                        help="last epoch (default, the headline) or best of the validation points (labelled)")
+                        help="last epoch (default, the headline), best of the validation points, or the maximum over "
+                             "evaluations during distillation (both labelled)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():

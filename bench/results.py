@@ -73,8 +73,9 @@ def validate_record(record: Any, cell_id: str) -> str | None:
         return f"its cell block names {named!r}, not its folder {cell_id!r}"
     archs = cell.get("eval_archs")   # a distil-only cell (separate evaluation) evaluates on none
     problem = _accuracy_problem(record.get("accuracies"), "accuracies", archs)
-    if problem is None and "best_accuracies" in record:
-        problem = _accuracy_problem(record["best_accuracies"], "best_accuracies", archs)
+    for optional in ("best_accuracies", "max_during_distillation"):
+        if problem is None and optional in record:
+            problem = _accuracy_problem(record[optional], optional, archs if optional == "best_accuracies" else None)
     if problem is None and not isinstance(record.get("fingerprint"), str):
         problem = "no settings fingerprint"
     return problem
@@ -142,7 +143,7 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
     """Remove temporary files of killed ``atomic_write_text`` calls on the folder's shared files (tables, plan,
     job list, error logs). Only old ones: a fresh one may belong to a write in progress."""
     cutoff = time.time() - older_than_s
-    shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", PLAN_FILE, MATRIX_FILE, ".jobs.json")
+    shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", "table_max-during.md", "table_max-during.tex", PLAN_FILE, MATRIX_FILE, ".jobs.json")
     candidates = [p for name in shared for p in root.glob(f".{glob.escape(name)}.*")]
     candidates += list((root / ".errors").glob(".*.txt.*")) + list(root.glob(".probe.*"))
     for path in candidates:

@@ -92,3 +92,24 @@ def test_interrupt_then_resume_does_only_the_missing_cells(tmp_path):
     assert len(after) == 4
     for name, mtime in finished.items():
         assert after[name] == mtime                  # finished cells were not recomputed
+
+
+def test_max_during_distillation_is_recorded_and_reported_apart(tmp_path):
+    """DREAM+'s reported kind of number (the maximum, over the evaluations during distillation, of each one's
+    best validation point) is recorded for cells with eval_every and tabulated only in its own labelled table."""
+    from bench.cell import run_and_store
+    from bench.matrix import parse_matrix
+
+    raw = {"name": "during", "datasets": ["digits"], "ipc": [1], "methods": ["IDC"], "archs": ["ConvNet-3"], "seeds": [0],
+           "profiles": {"mini": {"max_per_class": 20, "defaults": {
+               "iterations": 2, "steps_per_network": 1, "batch_real": 8, "eval_epochs": 4, "eval_runs": 1, "eval_every": 1}}}}
+    cell = parse_matrix(raw, "during").cells[0]
+    root = tmp_path / "during" / "mini"
+    result = run_and_store(cell, root)
+    curve = [row["accuracy"] for row in result["log"] if "accuracy" in row]
+    assert len(curve) == 3                                    # iterations 0, 1, 2
+    during = result["max_during_distillation"]["ConvNet-3"][0]
+    assert during >= max(result["best_accuracies"]["ConvNet-3"]) and during >= max(curve)   # best >= last per point
+    assert "MAXIMUM over the evaluations during distillation" in build_report(root, accuracy="max-during").caption
+    assert (root / "table_max-during.md").is_file()
+    assert "MAXIMUM" not in build_report(root).caption and "MAXIMUM" not in (root / "table.md").read_text()
