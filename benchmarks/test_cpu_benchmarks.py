@@ -24,13 +24,16 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.mark.parametrize("batch_classes", [False, True], ids=["per-class", "all-classes"])
 @pytest.mark.parametrize("method,ipc", [("DC", 1), ("DM", 10), ("IDC", 10), ("DREAM+", 10)])
-def test_outer_iteration(benchmark, digits, method: str, ipc: int) -> None:
-    """One fresh network and two inner loops (DC/DM: their own steps per network) of the preset."""
+def test_outer_iteration(benchmark, digits, method: str, ipc: int, batch_classes: bool) -> None:
+    """One fresh network and two inner loops (DC/DM: their own steps per network) of the preset, class by
+    class (the CPU default) and all classes in one pass (the GPU default), to compare in one run."""
     engine = create_method(method, "digits", ipc, {"batch_real": 32, "warmup_epochs": 0})
     budget = Budget(iterations=1, steps_per_network=2 if method in ("IDC", "DREAM+") else None)
     make = network_factory("ConvNet-3", digits)
-    result = benchmark.pedantic(lambda: engine.distill(digits, ipc, make, budget, seed=0), rounds=3, iterations=1)
+    result = benchmark.pedantic(lambda: engine.distill(digits, ipc, make, budget, seed=0, batch_classes=batch_classes),
+                                rounds=3, iterations=1)
     assert torch.isfinite(result.images).all()
 
 
