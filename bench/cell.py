@@ -177,7 +177,10 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
         outcome = evaluate_set(images, labels, data, arch, protocol, runs, cell.seed)
         evaluations[arch], best[arch] = outcome.accuracies, outcome.best
     during = None
-    if curve_best and cell.eval_archs:   # DREAM+'s reported kind (docs/provenance.md), kept apart from the headline
+    resumed = distilled.meta.get("resumed_from", 0)
+    # DREAM+'s reported kind (docs/provenance.md), kept apart from the headline; not after a resume, whose
+    # earlier evaluations' best points are not kept (the maximum would silently cover only part of the run)
+    if curve_best and cell.eval_archs and not resumed:
         final = best[cell.eval_archs[0]]
         during = {cell.eval_archs[0]: [max(*curve_best, sum(final) / len(final))]}
     steps = method.inner_loops(budget)
@@ -189,7 +192,7 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
         seconds_per_inner_loop=loop_seconds,
         clustering_share=(t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
         distill_seconds=distill_seconds, eval_seconds=time.perf_counter() - eval_start, timings=distilled.timings,
-        resumed_from=distilled.meta.get("resumed_from", 0), log=distilled.log)
+        resumed_from=resumed, log=distilled.log)
     return result, distilled
 
 

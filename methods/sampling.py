@@ -92,11 +92,12 @@ def batched_cluster_picks(features: Sequence[torch.Tensor], n_clusters: int, per
                           seeds: Sequence[int], batched: bool | None = None) -> list[torch.Tensor]:
     """Per group, the indices (into that group) of the ``per_centre`` points nearest each K-Means centre:
     :func:`nearest_to_centres` of :func:`seeded_kmeans`, all groups at once on a GPU (where per-group calls
-    cost launches and syncs). On a CPU, and for groups smaller than ``n_clusters`` (tiny classes), one group at
+    cost launches and syncs). On a CPU, and for groups smaller than ``n_clusters`` or ``per_centre`` (tiny
+    classes, whose nearest-k is capped at their size), one group at
     a time: there the batched form measured slower (MNIST-sized classes, 1 thread: 9.7 s against 7.5 s).
     ``batched`` forces either form (tests)."""
     batched = features[0].device.type != "cpu" if batched is None else batched
-    if not batched or min(len(f) for f in features) < n_clusters:
+    if not batched or min(len(f) for f in features) < max(n_clusters, per_centre):
         return [nearest_to_centres(f, seeded_kmeans(f, n_clusters, s), per_centre) for f, s in zip(features, seeds)]
     stacked, valid = padded_groups(features)
     centres = batched_kmeans(stacked, valid, n_clusters, seeds)

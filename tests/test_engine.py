@@ -115,6 +115,9 @@ def test_batched_kmeans_equals_one_kmeans_per_class():
     for batched in (True, False):
         picks = batched_cluster_picks(groups, 8, 2, seeds, batched=batched)
         assert all(torch.equal(a, b) for a, b in zip(per_class, picks))
+    small = [groups[0], groups[1][:5]]   # a class smaller than per_centre keeps its own cap, the others theirs
+    picks = batched_cluster_picks(small, 2, 6, seeds[:2], batched=True)
+    assert [len(p) for p in picks] == [12, 10]
 
 
 def test_representative_refresh_equals_per_class_clustering(data, make):
