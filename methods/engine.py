@@ -272,12 +272,10 @@ class _Run:
         a network whose outputs do not depend on the batch, equal batch sizes across classes (gradient
         objectives, which vmap over classes), and (unless ``batch_classes`` forces it) a GPU, where it saves
         launches; on a CPU, per-class batches stay in cache and run as fast."""
-        if self.batch_classes is False or batch_dependent(net):
+        if self.batch_classes is False or not (self.batch_classes or self.device.type == "cuda") or batch_dependent(net):
             return False
         classes = range(self.data.num_classes)
-        if self.cfg.objective.gradient_weight != 0 and len({self.sampler.batch_size(c, self.data) for c in classes}) > 1:
-            return False
-        return bool(self.batch_classes) or self.device.type == "cuda"
+        return self.cfg.objective.gradient_weight == 0 or len({self.sampler.batch_size(c, self.data) for c in classes}) == 1
 
     def terms_all_classes(self, net: nn.Module, reals: list[torch.Tensor], syns: list[torch.Tensor]) -> MatchTerms:
         """The summed per-class matching terms of one step, every class at once."""
