@@ -3,9 +3,9 @@
 ``random``: per-class batches drawn without replacement from a permutation (IDC's sampler).
 ``representative``: DREAM's rule (docs/official-code.md §7.5, ``query_match``): every ``interval`` steps, embed every image of
 the class with the current matching network, K-Means into ``n_clusters`` centres, and take the
-``samples_per_cluster`` nearest images of each centre. All classes are embedded in one pass and clustered by
-one batched K-Means (``batched_kmeans``: fast-pytorch-kmeans' algorithm and initial draws per class), so a
-refresh costs a few large operations instead of a few per class.
+``samples_per_cluster`` nearest images of each centre. All classes are embedded in one pass and, on a GPU,
+clustered by one batched K-Means (``batched_kmeans``: fast-pytorch-kmeans' algorithm and initial draws per
+class), so a refresh costs a few large operations instead of a few per class.
 """
 from __future__ import annotations
 
