@@ -153,11 +153,10 @@ def matching_loss_all_classes(net: nn.Module, real: torch.Tensor, syn: torch.Ten
     with torch.no_grad():
         g_real, feat_real = per_class_grad(matched, real, labels(real.shape[1]))
     g_syn, feat_syn = per_class_grad(matched, syn, labels(syn.shape[1]))
-    metric = METRICS[objective.metric]
     keys = list(matched)
 
     def distance(real_grads: dict[str, torch.Tensor], syn_grads: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum((metric(real_grads[k], syn_grads[k]) for k in keys), torch.zeros((), device=device))
+        return gradient_distance([real_grads[k] for k in keys], [syn_grads[k] for k in keys], objective.metric)
 
     grad_term = vmap(distance)(g_real, g_syn).sum()
     total = objective.gradient_weight * grad_term
