@@ -49,12 +49,17 @@ def main() -> None:
                         help="all classes in one pass (vmap over classes for gradient matching); 'both' times each, same run")
     parser.add_argument("--levers", choices=["default", "both"], default="default",
                         help="'both': also time each run with cudnn.benchmark and TF32 matmuls on (GPU levers)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed inner loops per path before timing (CUDA context, kernel caches), 0 for none")
     args = parser.parse_args()
     per_class = args.per_class or (60000 if args.dataset == "mnist" else 50000) // dataset_info(args.dataset).classes
     data = stand_in(args.dataset, per_class)
     make = network_factory("ConvNet-3", data)
     modes = {"auto": [None], "on": [True], "off": [False], "both": [False, True]}[args.batch_classes]
     levers = [False, True] if args.levers == "both" else [False]
+    for batch_classes in modes if args.warmup else []:   # the first timed run must not pay for CUDA's start
+        warm = create_method(args.methods[0], args.dataset, args.ipc)
+        warm.distill(data, args.ipc, make, Budget(iterations=1, steps_per_network=args.warmup), seed=0, batch_classes=batch_classes)
     for name, batch_classes, lever in ((n, b, v) for n in args.methods for b in modes for v in levers):
         torch.backends.cudnn.benchmark = lever
         torch.backends.cuda.matmul.allow_tf32 = lever
