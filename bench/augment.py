@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from bench.transfer import to_device
+
 Params = dict[str, torch.Tensor]
 
 
@@ -22,7 +24,7 @@ def _uniform(n: int, gen: torch.Generator) -> torch.Tensor:
 
 def _view4(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Broadcast a per-image (n,) parameter over (B, C, H, W); n is B or 1 (shared)."""
-    return t.to(x.device, x.dtype).view(-1, 1, 1, 1)
+    return to_device(t, x.device).to(x.dtype).view(-1, 1, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,8 @@ def _crop_sample(n: int, size: int, gen: torch.Generator) -> Params:
 def _crop(x: torch.Tensor, p: Params) -> torch.Tensor:
     """Integer translation; pixels that come from outside the image are 0 (docs/official-code.md §2.3)."""
     b, _, h, w = x.shape
-    tx = p["tx"].to(x.device).expand(b)
-    ty = p["ty"].to(x.device).expand(b)
+    tx = to_device(p["tx"], x.device).expand(b)
+    ty = to_device(p["ty"], x.device).expand(b)
     rows = (torch.arange(h, device=x.device).view(1, h) + tx.view(b, 1) + 1).clamp(0, h + 1)
     cols = (torch.arange(w, device=x.device).view(1, w) + ty.view(b, 1) + 1).clamp(0, w + 1)
     padded = F.pad(x, [1, 1, 1, 1])
@@ -82,8 +84,8 @@ def _cutout(x: torch.Tensor, p: Params) -> torch.Tensor:
     """Zero a square of side round(H/2) centred at the drawn offset, clipped at the borders."""
     b, _, h, w = x.shape
     side = int(h * 0.5 + 0.5)
-    ox = p["ox"].to(x.device).expand(b).view(b, 1)
-    oy = p["oy"].to(x.device).expand(b).view(b, 1)
+    ox = to_device(p["ox"], x.device).expand(b).view(b, 1)
+    oy = to_device(p["oy"], x.device).expand(b).view(b, 1)
     start_x, start_y = ox - side // 2, oy - side // 2
     r = torch.arange(h, device=x.device).view(1, h)
     c = torch.arange(w, device=x.device).view(1, w)
@@ -100,7 +102,7 @@ def _flip(x: torch.Tensor, p: Params) -> torch.Tensor:
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     # align_corners=True reproduces the torch 1.2 behaviour the DC code was written against (docs/official-code.md §2.3).
-    theta = theta.to(x.device, x.dtype).expand(x.shape[0], 2, 3)
+    theta = to_device(theta, x.device).to(x.dtype).expand(x.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True)
 
@@ -304,7 +306,7 @@ def cutmix(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, bet
     """Paste a box from a permuted partner batch; label weight = 1 - clipped box area (docs/official-code.md §2.4)."""
     lam = float(torch.distributions.Beta(beta, beta).sample()) if beta != 1.0 else float(torch.rand(1, generator=gen))
     b, _, h, w = images.shape
-    perm = torch.randperm(b, generator=gen).to(images.device)
+    perm = to_device(torch.randperm(b, generator=gen), images.device)
     cut = math.sqrt(1.0 - lam)
     cut_w, cut_h = int(w * cut), int(h * cut)
     cx = int(torch.randint(w, (1,), generator=gen))

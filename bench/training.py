@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.augment import DiffAugment, cutmix
+from bench.transfer import to_device
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]
 BatchHook = Callable[[torch.Tensor, torch.Tensor], None]   # (sample indices, logits)
@@ -45,11 +46,11 @@ def train_epoch(
     order = torch.randperm(len(images), generator=gen)
     if max_samples is not None:   # IDC stops after the batch that reaches max_samples: every batch is full
         order = order[: -(-max_samples // batch_size) * batch_size]
-    total, count = 0.0, 0
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0   # summed on the device: no sync per batch
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        x = to_input(images[idx].to(device))
-        y = labels[idx].to(device)
+        x = to_input(to_device(images[to_device(idx, images.device)], device))
+        y = to_device(labels[to_device(idx, labels.device)], device)
         if aug is not None:
             with torch.no_grad():
                 x = aug(x, gen)
@@ -65,9 +66,9 @@ def train_epoch(
         opt.step()
         if on_batch is not None:
             on_batch(idx, logits.detach())
-        total += float(loss.detach()) * len(idx)
+        total += loss.detach().double() * len(idx)
         count += len(idx)
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 def batch_dependent(net: nn.Module) -> bool:

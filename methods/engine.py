@@ -20,6 +20,7 @@ from torch import nn
 from bench.augment import DiffAugment
 from bench.data import ImageDataset
 from bench.training import batch_dependent, build_net, default_device, derive_seed, seeded, train_epoch
+from bench.transfer import to_device
 from methods.base import Budget, DistilledSet, Method, NetFactory
 from methods.initializers import initial_images
 from methods.objectives import METRICS, MatchTerms, Objective, matching_loss, matching_loss_all_classes
@@ -249,14 +250,14 @@ class _Run:
                       mmd: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Class ``c``'s real and synthetic network inputs for one step (sampled and augmented from ``gen``)."""
         cfg, ipc = self.cfg, self.ipc
-        real_idx = self.sampler.batch_indices(c, self.data).to(self.device)
+        real_idx = to_device(self.sampler.batch_indices(c, self.data), self.device)
         if mmd is not None:   # Fig. 2b diagnostic on the batch actually matched
             whole = self.train_images[self.data.class_indices(c).to(self.device)]
             mmd.append(linear_mmd(net, self.normalize(self.train_images[real_idx]), self.normalize(whole)))
         real = self.normalize(self.train_images[real_idx])
         syn = decode(param[c * ipc : (c + 1) * ipc], cfg.factor)
         if cfg.batch_syn_max and len(syn) > cfg.batch_syn_max:
-            syn = syn[torch.randperm(len(syn), generator=gen)[: cfg.batch_syn_max].to(self.device)]
+            syn = syn[to_device(torch.randperm(len(syn), generator=gen)[: cfg.batch_syn_max], self.device)]
         syn = self.param_to_input(syn)
         if self.match_aug is not None:
             real, syn = self.match_aug.siamese(real, syn, gen=gen)

@@ -194,3 +194,14 @@ def test_all_classes_at_once_gives_the_per_class_images(name, data, make):
     assert torch.allclose(per_class.images, batched.images, atol=1e-5)
     losses = [[row["loss"] for row in s.log if "loss" in row] for s in (per_class, batched)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the pinned, non-blocking copy path)")
+def test_host_draws_reach_the_gpu_unchanged_even_if_the_source_changes_after():
+    from bench.transfer import to_device
+
+    draws = torch.randint(0, 10_000, (1 << 16,), generator=torch.Generator().manual_seed(0))
+    expected = draws.clone()
+    on_gpu = to_device(draws, "cuda")
+    draws.zero_()   # the copy was queued, not finished: it must not read the source again
+    assert torch.equal(on_gpu.cpu(), expected)
