@@ -26,6 +26,9 @@ from methods.components import create_method
 _DATA_CACHE: dict[tuple[Any, ...], tuple[ImageDataset, str]] = {}
 _DATA_MD5: dict[int, str] = {}
 CODE_VERSION = "0.2.0"   # bump when a change alters results: every earlier record becomes stale
+# Engine fields added after records existed, left out of the fingerprint at these values (which compute what
+# the records made before the field did), so an opt-in knob does not make every earlier record stale.
+OPT_IN_DEFAULTS: dict[str, Any] = {"precision": "float32"}
 
 
 def load_cell_data(cell: Cell, data_root: str | None) -> tuple[ImageDataset, str]:
@@ -60,10 +63,14 @@ def resolved_settings(cell: Cell) -> dict[str, Any]:
     protocols = {arch: dataclasses.asdict(_protocol_for(dataclasses.replace(cell, eval_archs=(arch,)), method, cell.dataset))
                  for arch in cell.eval_archs}
     resolved = {"cell": {**dataclasses.asdict(cell), "id": cell.id}, "method": method.name, "eval_protocol": method.eval_protocol,
-                "config": dataclasses.asdict(config) if config is not None else None,
+                "config": _fingerprinted(dataclasses.asdict(config)) if config is not None else None,
                 "budget": dataclasses.asdict(cell.budget()), "protocols": protocols, "code_version": CODE_VERSION}
     rule = method.selection_rule
     return {**resolved, "selection_rule": rule} if rule is not None else resolved
+
+
+def _fingerprinted(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in OPT_IN_DEFAULTS or v != OPT_IN_DEFAULTS[k]}
 
 
 def cell_fingerprint(cell: Cell) -> str:

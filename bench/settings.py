@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from methods.base import Budget
-from methods.engine import EngineConfig
+from methods.engine import NET_UPDATES, PRECISIONS, SAMPLERS, SPACES, EngineConfig
 
 
 class SettingError(ValueError):
@@ -127,6 +127,7 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
                                                      "net_weight_decay")},
     "cutmix_p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
 }
+CHOICES: dict[str, tuple[str, ...]] = {"sampler": SAMPLERS, "net_update": NET_UPDATES, "space": SPACES, "precision": PRECISIONS}
 _TYPES: dict[str, type] = {**{k: int for k in BUDGET_KEYS}, "eval_runs": int, "eval_epochs": int, "eval_curve_epochs": int,
                            "cl_steps": int, "eval_protocol": str, "cl_protocol": str, "cl_eval_arch": str}
 
@@ -160,6 +161,8 @@ def check_settings(where: str, settings: Any, protocols: list[str]) -> dict[str,
         check = RANGES.get(key)
         if check is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and not check[0](value):
             raise SettingError(f"{where}.{key} = {value!r}; allowed: {check[1]}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise SettingError(f"{where}.{key} = {value!r}; allowed: {list(CHOICES[key])}")
         if key == "eval_protocol" and value not in protocols:
             raise SettingError(f"{where}.eval_protocol = {value!r}; allowed: {protocols}")
     return dict(settings)

@@ -49,6 +49,8 @@ def main() -> None:
                         help="all classes in one pass (vmap over classes for gradient matching); 'both' times each, same run")
     parser.add_argument("--levers", choices=["default", "both"], default="default",
                         help="'both': also time each run with cudnn.benchmark and TF32 matmuls on (GPU levers)")
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="float32",
+                        help="arithmetic of the network passes ('both' times float32 and the opt-in bf16 autocast)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed inner loops per path before timing (CUDA context, kernel caches), 0 for none")
     args = parser.parse_args()
@@ -60,17 +62,19 @@ def main() -> None:
     for batch_classes in modes if args.warmup else []:   # the first timed run must not pay for CUDA's start
         warm = create_method(args.methods[0], args.dataset, args.ipc)
         warm.distill(data, args.ipc, make, Budget(iterations=1, steps_per_network=args.warmup), seed=0, batch_classes=batch_classes)
-    for name, batch_classes, lever in ((n, b, v) for n in args.methods for b in modes for v in levers):
+    precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
+    runs = ((n, b, v, p) for n in args.methods for b in modes for v in levers for p in precisions)
+    for name, batch_classes, lever, precision in runs:
         torch.backends.cudnn.benchmark = lever
         torch.backends.cuda.matmul.allow_tf32 = lever
-        method = create_method(name, args.dataset, args.ipc)
+        method = create_method(name, args.dataset, args.ipc, {"precision": precision})
         start = time.perf_counter()
         budget = Budget(iterations=args.iterations, steps_per_network=args.steps)
         s = method.distill(data, args.ipc, make, budget, seed=0, batch_classes=batch_classes, sync_timing=True)
         wall = time.perf_counter() - start
         loops = args.iterations * method.config.with_budget(budget).steps_per_network
         t = s.timings
-        row = {"dataset": args.dataset, "method": name, "batch_classes": batch_classes, "cudnn_benchmark_tf32": lever, "ipc": args.ipc, "machine": machine_label(), "data": "noise stand-in",
+        row = {"dataset": args.dataset, "method": name, "batch_classes": batch_classes, "cudnn_benchmark_tf32": lever, "precision": precision, "ipc": args.ipc, "machine": machine_label(), "data": "noise stand-in",
                "inner_loops": loops, "clustering_s": t.get("clustering", 0.0) / loops,
                "image_update_s": t.get("image_update", 0.0) / loops,
                "matching_s": (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / loops,

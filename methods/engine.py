@@ -68,6 +68,8 @@ class EngineConfig:
     net_aug: str = ""                  # per-image strategy for in-loop network training
     net_aug_mode: str = "single"
     cutmix_p: float = 0.0
+    # arithmetic
+    precision: str = "float32"         # float32 | bfloat16 (opt-in: matching and network updates under bf16 autocast)
     # diagnostics
     mmd_diagnostic: bool = False       # MMD(matched real batch, whole class) every `interval` steps (timed as image update)
 
@@ -82,12 +84,13 @@ class EngineConfig:
 SAMPLERS = ("random", "representative")
 NET_UPDATES = ("none", "synthetic", "real")
 SPACES = ("normalized", "pixel")
+PRECISIONS = ("float32", "bfloat16")
 
 
 def validate(cfg: EngineConfig) -> None:
     """Reject impossible configurations with the bad key, its value and the allowed values."""
     for key, value, allowed in (("sampler", cfg.sampler, SAMPLERS), ("net_update", cfg.net_update, NET_UPDATES),
-                                ("space", cfg.space, SPACES)):
+                                ("space", cfg.space, SPACES), ("precision", cfg.precision, PRECISIONS)):
         if value not in allowed:
             raise ValueError(f"{key}={value!r} is not allowed; allowed: {list(allowed)}")
 
@@ -210,6 +213,11 @@ class _Run:
     def param_to_pixel(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.cfg.space == "pixel" else x * self.std + self.mean
 
+    def arithmetic(self) -> torch.autocast:
+        """bf16 autocast around the network's forward passes when ``precision`` asks for it (off by default:
+        the official code runs float32; images, optimiser states and losses stay float32 either way)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bfloat16")
+
     def distilled(self, param: torch.Tensor) -> DistilledSet:
         images = self.param_to_pixel(param.detach()).cpu()
         labels = torch.arange(self.data.num_classes).repeat_interleave(self.ipc)
@@ -231,8 +239,9 @@ class _Run:
         return net, opt
 
     def train_on_real(self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, max_samples: int | None) -> None:
-        train_epoch(net, opt, self.train_images, self.train_labels, batch_size=self.cfg.batch_real, to_input=self.normalize,
-                    gen=gen, aug=self.net_aug, cutmix_p=self.cfg.cutmix_p, max_samples=max_samples)
+        with self.arithmetic():
+            train_epoch(net, opt, self.train_images, self.train_labels, batch_size=self.cfg.batch_real,
+                        to_input=self.normalize, gen=gen, aug=self.net_aug, cutmix_p=self.cfg.cutmix_p, max_samples=max_samples)
 
     def update_network(self, net: nn.Module, opt: torch.optim.Optimizer, param: torch.Tensor, gen: torch.Generator) -> None:
         cfg = self.cfg
@@ -241,9 +250,10 @@ class _Run:
         elif cfg.net_update == "synthetic":
             images = decode(param.detach(), cfg.factor)
             labels = torch.arange(self.data.num_classes, device=self.device).repeat_interleave(self.ipc).repeat(cfg.factor**2)
-            for _ in range(cfg.net_update_epochs):
-                train_epoch(net, opt, images, labels, batch_size=cfg.net_batch, to_input=self.param_to_input, gen=gen,
-                            aug=self.net_aug, cutmix_p=cfg.cutmix_p)
+            with self.arithmetic():
+                for _ in range(cfg.net_update_epochs):
+                    train_epoch(net, opt, images, labels, batch_size=cfg.net_batch, to_input=self.param_to_input, gen=gen,
+                                aug=self.net_aug, cutmix_p=cfg.cutmix_p)
 
     # --- one matching step ----------------------------------------------------------------------
     def class_batches(self, c: int, param: torch.Tensor, gen: torch.Generator, net: nn.Module,
@@ -266,7 +276,8 @@ class _Run:
     def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator, mmd: list[float] | None = None):
         real, syn = self.class_batches(c, param, gen, net, mmd)
         label = lambda n: torch.full((n,), c, dtype=torch.long, device=self.device)  # noqa: E731
-        return matching_loss(net, real, label(len(real)), syn, label(len(syn)), self.cfg.objective)
+        with self.arithmetic():
+            return matching_loss(net, real, label(len(real)), syn, label(len(syn)), self.cfg.objective)
 
     def batches_all_classes(self, net: nn.Module) -> bool:
         """Whether this step may push every class through the network at once (same result to float rounding):
@@ -301,7 +312,8 @@ class _Run:
         staged = PerClassMomentum(param, opt_img, self.data.num_classes) if self.cfg.per_class_step else None
         point = staged.turn_points().requires_grad_(True) if staged is not None else param
         reals, syns = zip(*(self.class_batches(c, point, gen, net, mmd) for c in range(self.data.num_classes)))
-        terms = self.terms_all_classes(net, list(reals), list(syns))
+        with self.arithmetic():
+            terms = self.terms_all_classes(net, list(reals), list(syns))
         if staged is not None:
             staged.finish(torch.autograd.grad(terms.total, point)[0])
         else:

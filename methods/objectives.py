@@ -1,6 +1,6 @@
 """Matching distances: gradient matching (DC 'ours', IDC mse/l1), feature-mean matching, and their sum.
 
-Spec section 2.5. A single :func:`matching_loss` covers gradient-only (DC/DSA/IDC), feature-only (DM) and
+docs/official-code.md §2.5. A single :func:`matching_loss` covers gradient-only (DC/DSA/IDC), feature-only (DM) and
 bidirectional (DREAM+) objectives, so each method is just a choice of weights.
 """
 from __future__ import annotations

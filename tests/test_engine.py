@@ -196,6 +196,27 @@ def test_all_classes_at_once_gives_the_per_class_images(name, data, make):
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
+@pytest.mark.parametrize("name, batch_classes", [("IDC", False), ("IDC", True), ("DM", True), ("DC", False)])
+def test_bf16_precision_is_opt_in_and_moves_the_images_the_same_way(name, batch_classes, data, make):
+    """``precision: bfloat16`` runs the network's passes under bf16 autocast: the images differ from float32's
+    (so it is really on) but move in the same direction from the same start; float32 stays the default."""
+    assert create_method(name, "digits", 2, SMALL).config.precision == "float32"
+    start = create_method(name, "digits", 2, SMALL).distill(data, 2, make, Budget(iterations=0), seed=3).images
+    moved = {}
+    for precision in ("float32", "bfloat16"):
+        method = create_method(name, "digits", 2, {**SMALL, "precision": precision})
+        s = method.distill(data, 2, make, Budget(iterations=2), seed=3, batch_classes=batch_classes)
+        assert torch.isfinite(s.images).all()
+        moved[precision] = (s.images - start).flatten()
+    assert not torch.equal(moved["float32"], moved["bfloat16"])
+    assert torch.nn.functional.cosine_similarity(moved["float32"], moved["bfloat16"], dim=0) > 0.9
+
+
+def test_unknown_precision_is_refused_naming_the_allowed_values():
+    with pytest.raises(ValueError, match="precision='fp16'.*bfloat16"):
+        create_method("IDC", "digits", 1, {"precision": "fp16"})
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the pinned, non-blocking copy path)")
 def test_host_draws_reach_the_gpu_unchanged_even_if_the_source_changes_after():
     from bench.transfer import to_device

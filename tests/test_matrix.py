@@ -72,6 +72,8 @@ BAD = [
     (_with(profiles={"mini": {"speed": 1}}), "unknown key 'speed'"),
     (_with(profiles={"mini": {"methods": {"DM": {"iterations": 1}}}}), "names 'DM'"),
     (_with(profiles={"mini": {"defaults": {"sampler": 3}}}), "sampler = 3 must be str"),
+    (_with(profiles={"mini": {"defaults": {"sampler": "greedy"}}}), "sampler = 'greedy'; allowed: ['random', 'representative']"),
+    (_with(profiles={"mini": {"methods": {"DC": {"precision": "fp16"}}}}), "DC.precision = 'fp16'; allowed: ['float32', 'bfloat16']"),
     (_with(profiles={"mini": {"max_per_class": 0}}), "max_per_class = 0; allowed: an integer >= 1"),
     (_with(profiles={"mini": {"methods": {"DC": {"max_per_class": "all"}}}}), "DC.max_per_class = 'all'"),
 ]
