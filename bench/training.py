@@ -33,11 +33,14 @@ def train_epoch(
     max_samples: int | None = None,
     on_batch: BatchHook | None = None,
     loss_fn: LossHook | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> float:
     """One shuffled pass (or the first ``max_samples`` of it); returns the mean loss.
 
     Per batch: to_input (normalise) -> per-image DSA under no_grad -> CutMix with probability p. ``loss_fn``
     replaces cross-entropy (continual learning's head slice and distillation term); not with CutMix.
+    ``autocast_dtype`` (e.g. bf16) runs the forward pass and loss under autocast; augmentation, backward and
+    the optimiser step stay in full precision.
     """
     if loss_fn is not None and cutmix_p > 0:
         raise ValueError("a custom loss_fn cannot be combined with CutMix")
@@ -54,13 +57,14 @@ def train_epoch(
         if aug is not None:
             with torch.no_grad():
                 x = aug(x, gen)
-        if cutmix_p > 0 and float(torch.rand(1, generator=gen)) < cutmix_p:
-            mixed = cutmix(x, y, gen)
-            logits = net(mixed.images)
-            loss = mixed.loss(logits)
-        else:
-            logits = net(x)
-            loss = loss_fn(x, logits, y) if loss_fn is not None else F.cross_entropy(logits, y)
+        mixed = cutmix(x, y, gen) if cutmix_p > 0 and float(torch.rand(1, generator=gen)) < cutmix_p else None
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            if mixed is not None:
+                logits = net(mixed.images)
+                loss = mixed.loss(logits)
+            else:
+                logits = net(x)
+                loss = loss_fn(x, logits, y) if loss_fn is not None else F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

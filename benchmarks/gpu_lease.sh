@@ -4,8 +4,9 @@
 #      bf16 (IDC and DREAM+ at MNIST and CIFAR-10 shape, IPC 10 factor 2; DM), JSON lines in OUT/speed.jsonl
 #   2. then, sharing the GPU until the deadline: a short DREAM+ run on real MNIST with both paths and one with
 #      bf16 (OUT/batched_accuracy.jsonl), and the fidelity cells named by PATTERNs (matrices/fidelity.yaml -p gpu),
-#      returned as OUT/fidelity.tgz (finished cells and checkpoints: a later lease resumes the rest)
-# Usage: benchmarks/gpu_lease.sh DATA_ROOT OUT DEADLINE_SECONDS [PATTERN ...]
+#      returned as OUT/fidelity.tgz (finished cells, checkpoints and runner logs); a later lease resumes the
+#      rest when RESUME_FROM names that archive (carried to the device)
+# Usage: [RESUME_FROM=fidelity.tgz] bash benchmarks/gpu_lease.sh DATA_ROOT OUT DEADLINE_SECONDS [PATTERN ...]
 set -uo pipefail
 data_root=$1 out=$2 deadline=$3
 shift 3
@@ -14,19 +15,21 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # the s
 left() { echo $(( deadline - SECONDS > 5 ? deadline - SECONDS : 5 )); }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; python3 -c "import torch; print(torch.__version__)"; } >"$out/machine.txt" 2>&1
 speed() { timeout "$1" python3 benchmarks/inner_loop.py "${@:2}" >>"$out/speed.jsonl" 2>>"$out/speed.err"; }
-python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k host_draws >"$out/gpu_tests.txt" 2>&1   # GPU-only test
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k host_draws >"$out/gpu_tests.txt" 2>&1   # GPU-only test
 speed 100 --dataset mnist --methods IDC DREAM+ --iterations 1 --steps 20 --batch-classes both --precision both
 speed 100 --dataset cifar10 --methods IDC DREAM+ --iterations 1 --steps 20 --batch-classes both --precision both
 speed 30 --dataset mnist --methods DM --iterations 200 --batch-classes both
 echo "speed phase done at ${SECONDS}s" >>"$out/machine.txt"
 accuracy() { timeout "$(left)" python3 benchmarks/batched_accuracy.py --data-root "$data_root" --method DREAM+ --ipc 10 \
     --iterations 3 --eval-runs 3 --eval-epochs 300 "$@" >>"$out/batched_accuracy.jsonl" 2>>"$out/batched_accuracy.err"; }
-( accuracy; accuracy --paths all-classes --precision bfloat16 ) &
-acc=$!
+accuracy & acc=$!   # float32, per class then all classes at once
+accuracy --paths all-classes --precision bfloat16 & bf16=$!   # alongside: accuracy does not depend on sharing
 if [ $# -gt 0 ]; then
     work=$(mktemp -d)   # outside OUT: a results tree is deeper than what a lease hands back file by file
-    bash benchmarks/gpu_fidelity.sh "$data_root" "$work" "$(left)" "$@" >"$out/fidelity.log" 2>&1
-    tar czf "$out/fidelity.tgz" -C "$work" fidelity
+    if [ -n "${RESUME_FROM:-}" ]; then tar xzf "$RESUME_FROM" -C "$work"; fi
+    budget=$(( $(left) - 20 )); [ "$budget" -ge 5 ] || budget=5   # leaves time for the report and the archive
+    bash benchmarks/gpu_fidelity.sh "$data_root" "$work" "$budget" "$@" >"$out/fidelity.log" 2>&1
+    tar czf "$out/fidelity.tgz" -C "$work" .
 fi
-wait "$acc"
+wait "$acc" "$bf16"
 echo "all done at ${SECONDS}s" >>"$out/machine.txt"

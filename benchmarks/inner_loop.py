@@ -59,10 +59,10 @@ def main() -> None:
     make = network_factory("ConvNet-3", data)
     modes = {"auto": [None], "on": [True], "off": [False], "both": [False, True]}[args.batch_classes]
     levers = [False, True] if args.levers == "both" else [False]
-    for batch_classes in modes if args.warmup else []:   # the first timed run must not pay for CUDA's start
-        warm = create_method(args.methods[0], args.dataset, args.ipc)
-        warm.distill(data, args.ipc, make, Budget(iterations=1, steps_per_network=args.warmup), seed=0, batch_classes=batch_classes)
     precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
+    for name, batch_classes, precision in ((n, b, p) for n in args.methods for b in modes for p in precisions if args.warmup):
+        warm = create_method(name, args.dataset, args.ipc, {"precision": precision})   # no timed run pays a cold start
+        warm.distill(data, args.ipc, make, Budget(iterations=1, steps_per_network=args.warmup), seed=0, batch_classes=batch_classes)
     runs = ((n, b, v, p) for n in args.methods for b in modes for v in levers for p in precisions)
     for name, batch_classes, lever, precision in runs:
         torch.backends.cudnn.benchmark = lever

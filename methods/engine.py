@@ -213,10 +213,14 @@ class _Run:
     def param_to_pixel(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.cfg.space == "pixel" else x * self.std + self.mean
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.cfg.precision == "bfloat16" else None
+
     def arithmetic(self) -> torch.autocast:
-        """bf16 autocast around the network's forward passes when ``precision`` asks for it (off by default:
-        the official code runs float32; images, optimiser states and losses stay float32 either way)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bfloat16")
+        """bf16 autocast around the matching passes when ``precision`` asks for it (off by default: the official
+        code runs float32; images, optimiser states, features compared and losses stay float32 either way)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None)
 
     def distilled(self, param: torch.Tensor) -> DistilledSet:
         images = self.param_to_pixel(param.detach()).cpu()
@@ -239,9 +243,9 @@ class _Run:
         return net, opt
 
     def train_on_real(self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, max_samples: int | None) -> None:
-        with self.arithmetic():
-            train_epoch(net, opt, self.train_images, self.train_labels, batch_size=self.cfg.batch_real,
-                        to_input=self.normalize, gen=gen, aug=self.net_aug, cutmix_p=self.cfg.cutmix_p, max_samples=max_samples)
+        train_epoch(net, opt, self.train_images, self.train_labels, batch_size=self.cfg.batch_real, to_input=self.normalize,
+                    gen=gen, aug=self.net_aug, cutmix_p=self.cfg.cutmix_p, max_samples=max_samples,
+                    autocast_dtype=self.autocast_dtype)
 
     def update_network(self, net: nn.Module, opt: torch.optim.Optimizer, param: torch.Tensor, gen: torch.Generator) -> None:
         cfg = self.cfg
@@ -250,10 +254,9 @@ class _Run:
         elif cfg.net_update == "synthetic":
             images = decode(param.detach(), cfg.factor)
             labels = torch.arange(self.data.num_classes, device=self.device).repeat_interleave(self.ipc).repeat(cfg.factor**2)
-            with self.arithmetic():
-                for _ in range(cfg.net_update_epochs):
-                    train_epoch(net, opt, images, labels, batch_size=cfg.net_batch, to_input=self.param_to_input, gen=gen,
-                                aug=self.net_aug, cutmix_p=cfg.cutmix_p)
+            for _ in range(cfg.net_update_epochs):
+                train_epoch(net, opt, images, labels, batch_size=cfg.net_batch, to_input=self.param_to_input, gen=gen,
+                            aug=self.net_aug, cutmix_p=cfg.cutmix_p, autocast_dtype=self.autocast_dtype)
 
     # --- one matching step ----------------------------------------------------------------------
     def class_batches(self, c: int, param: torch.Tensor, gen: torch.Generator, net: nn.Module,
@@ -295,8 +298,8 @@ class _Run:
         if objective.gradient_weight != 0:
             return matching_loss_all_classes(net, torch.stack(reals), torch.stack(syns), objective)
         with torch.no_grad():   # feature-only (DM): one forward per side, per-class means of its slices
-            feat_real = net.embed(torch.cat(reals))
-        feat_syn = net.embed(torch.cat(syns))
+            feat_real = net.embed(torch.cat(reals)).float()
+        feat_syn = net.embed(torch.cat(syns)).float()   # float32 even under bf16 autocast
         metric = METRICS[objective.feature_metric]
         terms = [metric(fr.mean(0), fs.mean(0)) for fr, fs in zip(feat_real.split([len(r) for r in reals]),
                                                                   feat_syn.split([len(s) for s in syns]))]

@@ -102,7 +102,8 @@ def matching_loss(
     total = torch.zeros((), device=syn.device)
     grad_value = feat_value = torch.zeros((), device=syn.device)   # kept on the device: no host sync per class
     if objective.feature_weight > 0:
-        feat_term = METRICS[objective.feature_metric](feat_real.detach().mean(0), feat_syn.mean(0))
+        # features compared in float32 even under bf16 autocast (the sums over classes and steps stay exact)
+        feat_term = METRICS[objective.feature_metric](feat_real.detach().float().mean(0), feat_syn.float().mean(0))
         total = total + objective.feature_weight * feat_term
         feat_value = feat_term.detach()
     if need_grad:
@@ -163,7 +164,7 @@ def matching_loss_all_classes(net: nn.Module, real: torch.Tensor, syn: torch.Ten
     feat_value = torch.zeros((), device=device)
     if objective.feature_weight > 0:
         feature_metric = METRICS[objective.feature_metric]
-        feat_term = vmap(lambda r, s: feature_metric(r.mean(0), s.mean(0)))(feat_real, feat_syn).sum()
+        feat_term = vmap(lambda r, s: feature_metric(r.mean(0), s.mean(0)))(feat_real.float(), feat_syn.float()).sum()
         total = total + objective.feature_weight * feat_term
         feat_value = feat_term.detach()
     return MatchTerms(total, grad_term.detach(), feat_value)
