@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from methods.base import Budget
-from methods.engine import NET_UPDATES, PRECISIONS, SAMPLERS, SPACES, EngineConfig
+from methods.engine import CHOICES, EngineConfig
 
 
 class SettingError(ValueError):
@@ -127,7 +127,6 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
                                                      "net_weight_decay")},
     "cutmix_p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
 }
-CHOICES: dict[str, tuple[str, ...]] = {"sampler": SAMPLERS, "net_update": NET_UPDATES, "space": SPACES, "precision": PRECISIONS}
 _TYPES: dict[str, type] = {**{k: int for k in BUDGET_KEYS}, "eval_runs": int, "eval_epochs": int, "eval_curve_epochs": int,
                            "cl_steps": int, "eval_protocol": str, "cl_protocol": str, "cl_eval_arch": str}
 

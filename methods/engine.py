@@ -85,12 +85,13 @@ SAMPLERS = ("random", "representative")
 NET_UPDATES = ("none", "synthetic", "real")
 SPACES = ("normalized", "pixel")
 PRECISIONS = ("float32", "bfloat16")
+CHOICES: dict[str, tuple[str, ...]] = {"sampler": SAMPLERS, "net_update": NET_UPDATES, "space": SPACES, "precision": PRECISIONS}
 
 
 def validate(cfg: EngineConfig) -> None:
     """Reject impossible configurations with the bad key, its value and the allowed values."""
-    for key, value, allowed in (("sampler", cfg.sampler, SAMPLERS), ("net_update", cfg.net_update, NET_UPDATES),
-                                ("space", cfg.space, SPACES), ("precision", cfg.precision, PRECISIONS)):
+    for key, allowed in CHOICES.items():
+        value = getattr(cfg, key)
         if value not in allowed:
             raise ValueError(f"{key}={value!r} is not allowed; allowed: {list(allowed)}")
 
