@@ -19,6 +19,11 @@ def device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
+def autocast_to(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device``'s kind, or a no-op context when ``dtype`` is None (full precision)."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def train_epoch(
     net: nn.Module,
     opt: torch.optim.Optimizer,
@@ -58,7 +63,7 @@ def train_epoch(
             with torch.no_grad():
                 x = aug(x, gen)
         mixed = cutmix(x, y, gen) if cutmix_p > 0 and float(torch.rand(1, generator=gen)) < cutmix_p else None
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+        with autocast_to(device, autocast_dtype):
             if mixed is not None:
                 logits = net(mixed.images)
                 loss = mixed.loss(logits)

@@ -19,7 +19,7 @@ from torch import nn
 
 from bench.augment import DiffAugment
 from bench.data import ImageDataset
-from bench.training import batch_dependent, build_net, default_device, derive_seed, seeded, train_epoch
+from bench.training import autocast_to, batch_dependent, build_net, default_device, derive_seed, seeded, train_epoch
 from bench.transfer import to_device
 from methods.base import Budget, DistilledSet, Method, NetFactory
 from methods.initializers import initial_images
@@ -221,7 +221,7 @@ class _Run:
     def arithmetic(self) -> torch.autocast:
         """bf16 autocast around the matching passes when ``precision`` asks for it (off by default: the official
         code runs float32; images, optimiser states, features compared and losses stay float32 either way)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None)
+        return autocast_to(self.device, self.autocast_dtype)
 
     def distilled(self, param: torch.Tensor) -> DistilledSet:
         images = self.param_to_pixel(param.detach()).cpu()
