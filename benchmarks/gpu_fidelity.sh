@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Paper-settings fidelity cells (matrices/fidelity.yaml, profile gpu) on one GPU, time-boxed, several cells at once.
-# Usage: benchmarks/gpu_fidelity.sh DATA_ROOT RESULTS SECONDS PATTERN [PATTERN ...]
+# Fidelity cells (matrices/fidelity.yaml, profile gpu, or $PROFILE) on one GPU, time-boxed, several cells at once.
+# Usage: [PROFILE=sets] benchmarks/gpu_fidelity.sh DATA_ROOT RESULTS SECONDS PATTERN [PATTERN ...]
 #   each PATTERN (an --only glob) gets its own runner process; every runner stops after SECONDS, and what
 #   finished is kept (cells are written atomically; a re-run resumes only the missing ones).
 # Example: benchmarks/gpu_fidelity.sh ../shared/data results 420 "mnist_ipc1_DC_*_s0" "mnist_ipc1_DSA_*_s0"
 set -uo pipefail
-data_root=$1 results=$2 seconds=$3
+data_root=$1 results=$2 seconds=$3 profile=${PROFILE:-gpu}
 shift 3
 mkdir -p "$results"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -13,9 +13,9 @@ pids=()
 i=0
 for pattern in "$@"; do
     i=$((i + 1))
-    OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 timeout "$seconds" python3 -m bench.run matrices/fidelity.yaml -p gpu \
+    OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 timeout "$seconds" python3 -m bench.run matrices/fidelity.yaml -p "$profile" \
         --data-root "$data_root" --results "$results" --no-report --only "$pattern" >"$results/runner$i.log" 2>&1 &
     pids+=($!)
 done
 wait "${pids[@]}"
-python3 -m bench.report "$results/fidelity/gpu" || true
+python3 -m bench.report "$results/fidelity/$profile" || true

@@ -76,6 +76,7 @@ def main() -> None:
         t = s.timings
         row = {"dataset": args.dataset, "method": name, "batch_classes": batch_classes, "cudnn_benchmark_tf32": lever, "precision": precision, "ipc": args.ipc, "machine": machine_label(), "data": "noise stand-in",
                "inner_loops": loops, "clustering_s": t.get("clustering", 0.0) / loops,
+               "clustering_embed_s": t.get("clustering_embed", 0.0) / loops,
                "image_update_s": t.get("image_update", 0.0) / loops,
                "matching_s": (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / loops,
                "inner_loop_s": (t.get("clustering", 0.0) + t.get("image_update", 0.0) + t.get("net_update", 0.0)) / loops,

@@ -195,7 +195,8 @@ class _Run:
         self.match_aug = DiffAugment(cfg.match_aug, cfg.match_aug_mode) if cfg.match_aug else None
         self.net_aug = DiffAugment(cfg.net_aug, cfg.net_aug_mode) if cfg.net_aug else None
         self.sampler = (
-            RepresentativeSampler(max(cfg.batch_real // cfg.samples_per_cluster, 1), cfg.samples_per_cluster, cfg.interval, cfg.cluster_normalized)
+            RepresentativeSampler(max(cfg.batch_real // cfg.samples_per_cluster, 1), cfg.samples_per_cluster, cfg.interval,
+                                  cfg.cluster_normalized, self.autocast_dtype)
             if cfg.sampler == "representative" else RandomSampler(cfg.batch_real)
         )
         self.train_images = data.train_images.to(device)
@@ -366,6 +367,7 @@ class _Run:
             init = state["param"]
             self.log, self.timer.seconds = state["log"], state["timings"]
             self.sampler.seconds = self.timer.seconds.get("clustering", 0.0)
+            self.sampler.embed_seconds = self.timer.seconds.get("clustering_embed", 0.0)
             self.resumed_from = first
         param = init.to(self.device).requires_grad_(True)
         opt_img = torch.optim.SGD([param], lr=cfg.lr_img, momentum=cfg.momentum_img)
@@ -392,6 +394,8 @@ class _Run:
                     self.update_network(net, opt, param, gen)
                     self.timer.add("net_update", t)
             self.timer.seconds["clustering"] = self.sampler.seconds
+            if self.sampler.embed_seconds:
+                self.timer.seconds["clustering_embed"] = self.sampler.embed_seconds   # part of "clustering"
             losses = {k: float(v) / cfg.steps_per_network for k, v in sums.items()}   # the one host sync of the network
             finite_images = bool(torch.isfinite(param).all())
             if not finite_images or not all(math.isfinite(v) for v in losses.values()):

@@ -18,7 +18,7 @@ from fast_pytorch_kmeans import KMeans
 from torch import nn
 
 from bench.data import ImageDataset
-from bench.training import batch_dependent, inference_batch
+from bench.training import autocast_to, batch_dependent, inference_batch
 
 
 def seeded_kmeans(features: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:
@@ -108,9 +108,11 @@ def batched_cluster_picks(features: Sequence[torch.Tensor], n_clusters: int, per
 
 
 @torch.no_grad()
-def embed_all(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def embed_all(net: nn.Module, images: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Embeddings of ``images`` in inference-sized batches; float32 even when the passes run under autocast."""
     batch = inference_batch(net)
-    return torch.cat([net.embed(images[i : i + batch]) for i in range(0, len(images), batch)])
+    with autocast_to(images.device, autocast_dtype):
+        return torch.cat([net.embed(images[i : i + batch]).float() for i in range(0, len(images), batch)])
 
 
 def cluster_select(
@@ -132,6 +134,7 @@ class RandomSampler:
 
     batch: int
     seconds: float = 0.0
+    embed_seconds: float = 0.0   # samplers share one timing interface; this one never embeds
     _perm: dict[int, torch.Tensor] = field(default_factory=dict)
     _pos: dict[int, int] = field(default_factory=dict)
 
@@ -166,7 +169,9 @@ class RepresentativeSampler:
     samples_per_cluster: int = 1
     interval: int = 10
     normalize_features: bool = False   # official code clusters unnormalised [0,1] images (docs/official-code.md §13.3)
+    autocast_dtype: torch.dtype | None = None   # opt-in bf16: the embedding passes under autocast (K-Means stays float32)
     seconds: float = 0.0
+    embed_seconds: float = 0.0   # the part of ``seconds`` spent embedding (the rest: K-Means and picks)
     sync: Callable[[], None] | None = None   # waits for the device before each time reading (benchmarks)
     _chosen: dict[int, torch.Tensor] = field(default_factory=dict)
 
@@ -184,10 +189,13 @@ class RepresentativeSampler:
         prepare = to_input if self.normalize_features else (lambda x: x)
         groups = [data.class_indices(c) for c in range(data.num_classes)]
         if batch_dependent(net):   # outputs depend on the batch (batch norm in training mode): one class per pass
-            features = [embed_all(net, prepare(images[idx.to(images.device)])) for idx in groups]
+            features = [embed_all(net, prepare(images[idx.to(images.device)]), self.autocast_dtype) for idx in groups]
         else:   # one pass over every image; a sample's embedding does not depend on its batch-mates
-            everything = embed_all(net, prepare(images))
+            everything = embed_all(net, prepare(images), self.autocast_dtype)
             features = [everything[idx.to(images.device)] for idx in groups]
+        if self.sync is not None:
+            self.sync()
+        self.embed_seconds += time.perf_counter() - start
         seeds = [self._seed + c * 7919 + step for c in range(data.num_classes)]
         picks = batched_cluster_picks(features, self.n_clusters, self.samples_per_cluster, seeds)
         for c, (idx, chosen) in enumerate(zip(groups, picks)):

@@ -13,7 +13,7 @@ from methods.base import Budget, list_methods
 from methods.components import create_method
 from methods.engine import DistillationEngine
 from methods.presets import dream_plus_config
-from methods.sampling import (RepresentativeSampler, batched_cluster_picks, batched_kmeans, cluster_select, nearest_to_centres,
+from methods.sampling import (RepresentativeSampler, batched_cluster_picks, batched_kmeans, cluster_select, embed_all, nearest_to_centres,
                               padded_groups, seeded_kmeans)
 
 SMALL = {"batch_real": 8, "steps_per_network": 2, "net_update_samples": 32, "net_update_epochs": 1, "interval": 1}
@@ -149,7 +149,21 @@ def test_representative_sampler_refreshes_every_interval(data, make):
     assert len(first) == 8 and set(first.tolist()) <= set(data.class_indices(0).tolist())
     sampler.refresh(1, net, data, data.normalize, data.train_images)      # not a refresh step: same batch
     assert torch.equal(sampler.batch_indices(0, data), first)
-    assert sampler.seconds > 0
+    assert 0 < sampler.embed_seconds < sampler.seconds
+
+
+def test_bf16_sampler_embeds_under_autocast_and_clusters_float32_features(data, make):
+    """Opt-in bf16 embeds with bf16 arithmetic (features differ from float32's) but K-Means gets float32
+    features, and the picks stay members of their class."""
+    net = make()
+    full, half = (embed_all(net, data.train_images[:64], dtype) for dtype in (None, torch.bfloat16))
+    assert full.dtype == half.dtype == torch.float32
+    assert not torch.equal(full, half) and torch.allclose(full, half, rtol=0.05, atol=0.05)
+    sampler = RepresentativeSampler(n_clusters=3, samples_per_cluster=1, interval=1, autocast_dtype=torch.bfloat16)
+    sampler.start_network(net, data, seeded(4))
+    sampler.refresh(0, net, data, data.normalize, data.train_images)
+    for c in range(data.num_classes):
+        assert set(sampler.batch_indices(c, data).tolist()) <= set(data.class_indices(c).tolist())
 
 
 def test_warm_up_changes_the_network(data, make):
