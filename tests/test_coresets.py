@@ -60,3 +60,14 @@ def test_forgetting_picks_the_most_forgotten_learned_samples():
     as_zero = torch.where(torch.isinf(fn.forgetting), torch.zeros_like(fn.forgetting), fn.forgetting)
     for c, i in enumerate(s.meta["indices"]):
         assert as_zero[i] == as_zero[data.class_indices(c)].max()
+
+
+def test_k_center_at_ipc_1_picks_the_herding_set():
+    """Both start at the sample nearest the class-mean feature, so from one feature network their IPC-1 sets
+    are the same images (why Table I's IPC-1 K-Center and Herding numbers agree); at IPC 2 they part."""
+    data = load_dataset("digits", max_per_class=40)
+    make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=16)
+    picks = {(name, ipc): create_method(name, "digits", ipc).distill(data, ipc, make, Budget(feature_epochs=2), seed=3).meta["indices"]
+             for name in ("Herding", "K-Center") for ipc in (1, 2)}
+    assert picks["Herding", 1] == picks["K-Center", 1]
+    assert picks["Herding", 2] != picks["K-Center", 2]
