@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Fidelity cells (matrices/fidelity.yaml, profile gpu, or $PROFILE) on one GPU, time-boxed, several cells at once.
-# Usage: [PROFILE=sets] benchmarks/gpu_fidelity.sh DATA_ROOT RESULTS SECONDS PATTERN [PATTERN ...]
+# Fidelity cells (matrices/fidelity.yaml, profile gpu, or $FIDELITY_PROFILE) on one GPU, time-boxed, several cells at once.
+# Usage: [FIDELITY_PROFILE=sets] benchmarks/gpu_fidelity.sh DATA_ROOT RESULTS SECONDS PATTERN [PATTERN ...]
 #   each PATTERN (an --only glob) gets its own runner process; every runner stops after SECONDS, and what
 #   finished is kept (cells are written atomically; a re-run resumes only the missing ones).
 # Example: benchmarks/gpu_fidelity.sh ../shared/data results 420 "mnist_ipc1_DC_*_s0" "mnist_ipc1_DSA_*_s0"
 set -uo pipefail
-data_root=$1 results=$2 seconds=$3 profile=${PROFILE:-gpu}
+data_root=$1 results=$2 seconds=$3 profile=${FIDELITY_PROFILE:-gpu}
 shift 3
 mkdir -p "$results"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
