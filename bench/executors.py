@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -83,8 +84,23 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
+    exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int) -> None:
+    """Make this worker receive SIGTERM when the process that started it dies (Linux), so a killed or
+    interrupted ``bench.run`` leaves no orphan computing cells on the user's cores. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:   # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run_in_worker(cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
@@ -100,7 +116,7 @@ def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_
     threads = max(1, available_cores() // workers)
     failures = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(_run_in_worker, c, str(root), data_root, checkpoint_every): c for c in cells}
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"cells ({workers} at once)", unit="cell"):
             cell = futures[future]

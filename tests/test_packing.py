@@ -69,3 +69,45 @@ def test_bad_worker_count_is_refused(tmp_path: Path) -> None:
     matrix.write_text(yaml.safe_dump(TINY))
     proc = _run(matrix, tmp_path / "r", "--workers", "0")
     assert proc.returncode == 2 and "--workers 0; allowed: an integer >= 1" in proc.stderr
+
+
+PARENT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from bench.executors import _worker_init
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(1, os.getpid()))
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan's exit may go unreaped in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
+    """A killed ``bench.run`` must not leave workers computing cells on the user's cores."""
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parent.parent, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    worker = int(parent.stdout.readline())
+    assert _alive(worker)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survived = _alive(worker)
+    if survived:
+        os.kill(worker, signal.SIGKILL)   # leave nothing behind when the test fails
+    assert not survived
