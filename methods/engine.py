@@ -394,9 +394,8 @@ class _Run:
                     self.update_network(net, opt, param, gen)
                     self.timer.add("net_update", t)
             self.timer.seconds["clustering"] = self.sampler.seconds
-            if self.sampler.embed_seconds and (self.sampler.sync is not None or self.device.type == "cpu"):
-                # part of "clustering"; on a GPU only exact when timing syncs (else the wait lands in K-Means)
-                self.timer.seconds["clustering_embed"] = self.sampler.embed_seconds
+            if self.sampler.embed_seconds:
+                self.timer.seconds["clustering_embed"] = self.sampler.embed_seconds   # part of "clustering"
             losses = {k: float(v) / cfg.steps_per_network for k, v in sums.items()}   # the one host sync of the network
             finite_images = bool(torch.isfinite(param).all())
             if not finite_images or not all(math.isfinite(v) for v in losses.values()):

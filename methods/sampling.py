@@ -171,7 +171,7 @@ class RepresentativeSampler:
     normalize_features: bool = False   # official code clusters unnormalised [0,1] images (docs/official-code.md §13.3)
     autocast_dtype: torch.dtype | None = None   # opt-in bf16: the embedding passes under autocast (K-Means stays float32)
     seconds: float = 0.0
-    embed_seconds: float = 0.0   # the part of ``seconds`` spent embedding (the rest: K-Means and picks)
+    embed_seconds: float = 0.0   # the part of ``seconds`` spent embedding (kept only where the timing is exact)
     sync: Callable[[], None] | None = None   # waits for the device before each time reading (benchmarks)
     _chosen: dict[int, torch.Tensor] = field(default_factory=dict)
 
@@ -195,7 +195,8 @@ class RepresentativeSampler:
             features = [everything[idx.to(images.device)] for idx in groups]
         if self.sync is not None:
             self.sync()
-        self.embed_seconds += time.perf_counter() - start
+        if self.sync is not None or images.device.type == "cpu":   # on a GPU without syncs the wait lands in K-Means
+            self.embed_seconds += time.perf_counter() - start
         seeds = [self._seed + c * 7919 + step for c in range(data.num_classes)]
         picks = batched_cluster_picks(features, self.n_clusters, self.samples_per_cluster, seeds)
         for c, (idx, chosen) in enumerate(zip(groups, picks)):
