@@ -203,6 +203,23 @@ def execute_distillation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], D
     return result, distilled
 
 
+def cell_preparation(cell: Cell) -> tuple[Any, ...] | None:
+    """The shared work a distillation cell needs first (``Method.preparation``), keyed so that cells needing
+    the same work (same data, network and need) share one key; None when it needs none."""
+    if cell.task != "distill":
+        return None
+    method = create_method(cell.method, cell.dataset, cell.ipc, cell.engine_overrides())
+    need = method.preparation(cell.budget(), cell.seed)
+    return None if need is None else (cell.dataset, cell.data_fallback, cell.max_per_class, cell.arch, *need)
+
+
+def prepare_cell(cell: Cell, root: Path, data_root: str | None) -> None:
+    """Do the shared work ``cell`` needs (e.g. train its feature network into ``root``), ahead of the cell."""
+    data, data_used = load_cell_data(cell, data_root)
+    method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
+    method.prepare(data, network_factory(cell.arch, data), cell.budget(), cell.seed, root)
+
+
 def timing_line(result: dict[str, Any]) -> str:
     """Seconds per inner loop (clustering + image update) and the clustering share, as Table VI reports."""
     if not result.get("seconds_per_inner_loop"):

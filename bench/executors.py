@@ -12,8 +12,10 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,26 +109,79 @@ def _run_in_worker(cell: Cell, root: str, data_root: str | None, checkpoint_ever
     return run_recorded(cell, Path(root), data_root, checkpoint_every, show_iterations=False)
 
 
+def _prepare_in_worker(cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> None:
+    from bench.cell import prepare_cell
+
+    prepare_cell(cell, Path(root), data_root)
+
+
+@dataclass
+class PackedTask:
+    """One job for a worker: a cell (``needs``: the preparation it waits for) or a preparation (``prepares``:
+    its key; ``cell`` is the first cell that needs it)."""
+
+    cell: Cell
+    prepares: tuple[Any, ...] | None = None
+    needs: tuple[Any, ...] | None = None
+
+
+def packed_tasks(cells: list[Cell]) -> list[PackedTask]:
+    """Each shared preparation once, ahead of the cells (in their order) that wait for it."""
+    from bench.cell import cell_preparation
+
+    needs = {c.id: cell_preparation(c) for c in cells}
+    first: dict[tuple[Any, ...], Cell] = {}
+    for c in cells:
+        if needs[c.id] is not None:
+            first.setdefault(needs[c.id], c)
+    return [PackedTask(c, prepares=key) for key, c in first.items()] + [PackedTask(c, needs=needs[c.id]) for c in cells]
+
+
+def next_ready(queue: list[PackedTask], prepared: set[tuple[Any, ...]]) -> int | None:
+    """Index of the first task a free worker may start: a preparation, or a cell whose preparation is over
+    (never one that would wait on another worker's preparation while other cells could run)."""
+    return next((i for i, t in enumerate(queue) if t.needs is None or t.needs in prepared), None)
+
+
 def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
                report: Callable[[str], None] = print) -> list[str]:
     """Run cells ``workers`` at a time, each in its own process with an equal share of the CPU threads (one
-    device shared by all). Returns the ids of the cells that failed; the others are recorded as usual."""
+    device shared by all). Shared preparations (feature networks) run first, once each, and no cell is
+    started before the preparation it needs is over. Returns the ids of the cells that failed; the others
+    are recorded as usual."""
     from bench.cell import timing_line
 
     threads = max(1, available_cores() // workers)
+    queue = packed_tasks(cells)
+    prepared: set[tuple[Any, ...]] = set()
     failures = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(_run_in_worker, c, str(root), data_root, checkpoint_every): c for c in cells}
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"cells ({workers} at once)", unit="cell"):
-            cell = futures[future]
-            try:
-                report(timing_line(future.result()))
-            except CellInProgress as busy:
-                report(str(busy))
-            except Exception as err:  # a failing cell must not stop the others
-                report(f"cell {cell.id} failed: {type(err).__name__}: {err}")
-                failures.append(cell.id)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())) as pool, \
+            tqdm(total=len(cells), desc=f"cells ({workers} at once)", unit="cell") as bar:
+        running: dict[Future, tuple[PackedTask, float]] = {}
+        while queue or running:
+            while len(running) < workers and (i := next_ready(queue, prepared)) is not None:
+                task = queue.pop(i)
+                work = _prepare_in_worker if task.prepares is not None else _run_in_worker
+                running[pool.submit(work, task.cell, str(root), data_root, checkpoint_every)] = (task, time.perf_counter())
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task, started = running.pop(future)
+                if task.prepares is not None:
+                    prepared.add(task.prepares)
+                    error = future.exception()
+                    name = " ".join(str(part) for part in task.prepares if part is not None)
+                    report(f"prepared {name} in {time.perf_counter() - started:.0f} s" if error is None else
+                           f"preparing {name} failed ({type(error).__name__}: {error}); its cells try themselves")
+                    continue
+                bar.update(1)
+                try:
+                    report(timing_line(future.result()))
+                except CellInProgress as busy:
+                    report(str(busy))
+                except Exception as err:  # a failing cell must not stop the others
+                    report(f"cell {task.cell.id} failed: {type(err).__name__}: {err}")
+                    failures.append(task.cell.id)
     return failures
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
@@ -84,6 +85,15 @@ class Method(abc.ABC):
         units = cfg.iterations * cfg.steps_per_network * classes * per_class
         return units, (f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = "
                        f"{units / 1e6:.2f}M images")
+
+    def preparation(self, budget: Budget, seed: int) -> tuple[Any, ...] | None:
+        """What a run under ``budget`` needs that other runs share and that is worth building once, before
+        them (e.g. a coreset's feature network), as a key; None when nothing. Schedulers use it so that no
+        worker waits on another that is building it."""
+        return None
+
+    def prepare(self, data: ImageDataset, make_net: NetFactory, budget: Budget, seed: int, cache_dir: Path) -> None:
+        """Build what :meth:`preparation` names and keep it under ``cache_dir``, where ``distill`` finds it."""
 
     @abc.abstractmethod
     def distill(

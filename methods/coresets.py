@@ -151,13 +151,25 @@ class Coreset(Method):
         self.needs_network = needs_network
         self._choose = choose
 
+    def feature_network_settings(self, budget: Budget, seed: int) -> tuple[int, int] | None:
+        """(seed, epochs) of the feature network this selection needs; None for rules that need none."""
+        if not self.needs_network:
+            return None
+        return (seed if budget.feature_seed is None else budget.feature_seed), (budget.feature_epochs or 30)
+
+    def preparation(self, budget: Budget, seed: int) -> tuple[Any, ...] | None:
+        settings = self.feature_network_settings(budget, seed)
+        return None if settings is None else ("feature network", "seed", settings[0], "epochs", settings[1])
+
+    def prepare(self, data: ImageDataset, make_net: NetFactory, budget: Budget, seed: int, cache_dir: Path) -> None:
+        settings = self.feature_network_settings(budget, seed)
+        if settings is not None:
+            train_feature_network(data, make_net, *settings, cache_dir)
+
     def distill(self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int, **hooks: Any) -> DistilledSet:
         start = time.perf_counter()
-        feature_net = None
-        if self.needs_network:
-            feature_seed = seed if budget.feature_seed is None else budget.feature_seed
-            feature_net = train_feature_network(data, make_net, feature_seed, budget.feature_epochs or 30,
-                                                hooks.get("cache_dir"))
+        settings = self.feature_network_settings(budget, seed)
+        feature_net = None if settings is None else train_feature_network(data, make_net, *settings, hooks.get("cache_dir"))
         gen = seeded(seed)
         picks = [data.class_indices(c)[self._choose(self, data, c, ipc, feature_net, gen)] for c in range(data.num_classes)]
         idx = torch.cat(picks)

@@ -111,3 +111,46 @@ def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
     if survived:
         os.kill(worker, signal.SIGKILL)   # leave nothing behind when the test fails
     assert not survived
+
+
+def test_feature_networks_are_prepared_once_before_the_cells_that_need_them() -> None:
+    from bench.executors import next_ready, packed_tasks
+    from bench.matrix import load_matrix
+
+    cells = load_matrix(ROOT / "matrices" / "fidelity.yaml", "cpu").cells
+    queue = packed_tasks(cells)
+    preparations = [t for t in queue if t.prepares is not None]
+    # one feature network per dataset (the cpu profile shares seed 0, 2 epochs), each prepared once, first
+    assert sorted(t.prepares[0] for t in preparations) == ["fashionmnist", "mnist"]
+    assert queue[:2] == preparations
+    waiting = {t.cell.id for t in queue if t.needs is not None}
+    assert waiting == {c.id for c in cells if c.method in ("Herding", "K-Center", "Forgetting")}
+    # with one network in preparation, a free worker takes the next cell that does not wait for it
+    queue = queue[2:]
+    first = queue[next_ready(queue, set())]
+    assert first.needs is None and first.cell.method == "Random"
+    mnist = next(t.prepares for t in preparations if t.prepares[0] == "mnist")
+    ready = queue[next_ready(queue, {mnist})]
+    assert ready.cell.dataset == "mnist" and ready.cell.ipc == 10
+    assert next_ready([t for t in queue if t.needs is not None], set()) is None
+
+
+@pytest.mark.slow
+def test_packed_coresets_share_one_prepared_feature_network(tmp_path: Path) -> None:
+    matrix = tmp_path / "m.yaml"
+    coresets = {**TINY, "methods": ["Herding", "K-Center", "Random"],
+                "profiles": {"mini": {"max_per_class": 20, "defaults": {"feature_epochs": 1, "eval_epochs": 3, "eval_runs": 1}}}}
+    matrix.write_text(yaml.safe_dump(coresets))
+    alone = _run(matrix, tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr
+    packed = _run(matrix, tmp_path / "packed", "--workers", "2")
+    assert packed.returncode == 0, packed.stderr
+    out = packed.stdout + packed.stderr
+    assert out.count("prepared digits") == 1 and "feature network seed 0 epochs 1" in out
+    nets = list((tmp_path / "packed" / "packtiny" / "mini" / ".feature_nets").glob("*.pt"))
+    assert len(nets) == 1
+    reference = _records(tmp_path / "alone" / "packtiny" / "mini")
+    packed_records = _records(tmp_path / "packed" / "packtiny" / "mini")
+    assert sorted(reference) == sorted(packed_records) and len(reference) == 3
+    for cell_id, (accs, _) in reference.items():
+        assert packed_records[cell_id][0] == accs, cell_id
