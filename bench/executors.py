@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -161,9 +162,19 @@ def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_
         running: dict[Future, tuple[PackedTask, float]] = {}
         while queue or running:
             while len(running) < workers and (i := next_ready(queue, prepared)) is not None:
-                task = queue.pop(i)
+                task = queue[i]
                 work = _prepare_in_worker if task.prepares is not None else _run_in_worker
-                running[pool.submit(work, task.cell, str(root), data_root, checkpoint_every)] = (task, time.perf_counter())
+                try:
+                    future = pool.submit(work, task.cell, str(root), data_root, checkpoint_every)
+                except BrokenProcessPool as err:   # a worker died (e.g. killed for memory): nothing more can start
+                    left = [t.cell.id for t in queue if t.prepares is None]
+                    report(f"workers stopped ({err}); {len(left)} cell(s) not run")
+                    failures += left
+                    queue.clear()
+                    break
+                running[future] = (queue.pop(i), time.perf_counter())
+            if not running:
+                break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 task, started = running.pop(future)
