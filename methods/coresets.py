@@ -104,8 +104,10 @@ def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, e
         result = _load_feature_network(path, make_net) if path is not None and path.is_file() else None
         if result is None:
             result = _train_feature_network(data, make_net, seed, epochs)
-            if path is not None:
-                atomic_save_tensors({"state_dict": result.net.state_dict(), "forgetting": result.forgetting}, path)
+            if path is not None:   # with every class's embedding, so other processes need not embed again
+                features = [result.class_features(data, c) for c in range(data.num_classes)]
+                atomic_save_tensors({"state_dict": result.net.state_dict(), "forgetting": result.forgetting,
+                                     "features": features}, path)
     _FEATURE_CACHE[key] = result
     return result
 
@@ -114,7 +116,7 @@ def _load_feature_network(path: Path, make_net: NetFactory) -> FeatureNetwork:
     state = load_tensor_file(path)
     net = make_net().to(default_device())
     net.load_state_dict(state["state_dict"])
-    return FeatureNetwork(net.eval(), state["forgetting"])
+    return FeatureNetwork(net.eval(), state["forgetting"], dict(enumerate(state.get("features", []))))
 
 
 def _train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, epochs: int) -> FeatureNetwork:

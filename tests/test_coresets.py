@@ -71,3 +71,22 @@ def test_k_center_at_ipc_1_picks_the_herding_set():
              for name in ("Herding", "K-Center") for ipc in (1, 2)}
     assert picks["Herding", 1] == picks["K-Center", 1]
     assert picks["Herding", 2] != picks["K-Center", 2]
+
+
+def test_feature_network_file_keeps_every_class_embedding(tmp_path):
+    """A process that loads a cached feature network reads the class embeddings the training process
+    computed, instead of embedding the whole training set again; they equal a fresh embedding."""
+    from bench.evaluate import network_factory
+    from methods import coresets
+    from methods.sampling import embed_all
+
+    data = load_dataset("digits", max_per_class=20)
+    make = network_factory("ConvNet-3", data)
+    trained = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
+    coresets._FEATURE_CACHE.clear()   # as in another process
+    loaded = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
+    assert loaded is not trained and sorted(loaded._features) == list(range(10))
+    for c in range(10):
+        assert torch.equal(loaded._features[c], trained.class_features(data, c))
+        fresh = embed_all(loaded.net, data.normalize(data.images_of_class(c))).cpu()
+        assert torch.allclose(loaded._features[c], fresh, atol=1e-5)
