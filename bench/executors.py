@@ -106,24 +106,33 @@ def exit_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _run_in_worker(cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any]:
-    return run_recorded(cell, Path(root), data_root, checkpoint_every, show_iterations=False)
+def run_task(task: "PackedTask", root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any] | None:
+    """What a worker does with a task: train a shared preparation (returns None) or run a cell (its record)."""
+    if task.prepares is not None:
+        from bench.cell import prepare_cell
+
+        prepare_cell(task.cell, Path(root), data_root)
+        return None
+    return run_recorded(task.cell, Path(root), data_root, checkpoint_every, show_iterations=False)
 
 
-def _prepare_in_worker(cell: Cell, root: str, data_root: str | None, checkpoint_every: int) -> None:
-    from bench.cell import prepare_cell
-
-    prepare_cell(cell, Path(root), data_root)
+TaskRunner = Callable[["PackedTask", str, "str | None", int], "dict[str, Any] | None"]
+WORKER_DEATHS_ALLOWED = 1   # a task running when its worker pool died this many times is retried; once more, it fails
 
 
 @dataclass
 class PackedTask:
     """One job for a worker: a cell (``needs``: the preparation it waits for) or a preparation (``prepares``:
-    its key; ``cell`` is the first cell that needs it)."""
+    its key; ``cell`` is the first cell that needs it). ``deaths``: worker-pool deaths it was running through."""
 
     cell: Cell
     prepares: tuple[Any, ...] | None = None
     needs: tuple[Any, ...] | None = None
+    deaths: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.cell.id if self.prepares is None else " ".join(str(part) for part in self.prepares if part is not None)
 
 
 def packed_tasks(cells: list[Cell]) -> list[PackedTask]:
@@ -144,56 +153,114 @@ def next_ready(queue: list[PackedTask], prepared: set[tuple[Any, ...]]) -> int |
     return next((i for i, t in enumerate(queue) if t.needs is None or t.needs in prepared), None)
 
 
+class _PackedRun:
+    """The queue and outcome of one packed run; :meth:`drain` feeds one worker pool until the queue is empty or
+    the pool dies (a worker killed, e.g. for memory, takes the whole pool down with it)."""
+
+    def __init__(self, cells: list[Cell], workers: int, report: Callable[[str], None], bar: tqdm) -> None:
+        self.queue = packed_tasks(cells)
+        self.workers, self.report, self.bar = workers, report, bar
+        self.prepared: set[tuple[Any, ...]] = set()
+        self.failures: list[str] = []
+
+    def fail_cell(self, task: PackedTask, why: str) -> None:
+        self.report(f"cell {task.cell.id} failed: {why}")
+        self.failures.append(task.cell.id)
+        self.bar.update(1)
+
+    def preparation_failed(self, task: PackedTask, why: str) -> None:
+        """Its cells fail at once (a resume retries them) instead of each training the same thing in turn."""
+        self.report(f"preparing {task.name} failed ({why}); the cells that need it are not run")
+        waiting = [t for t in self.queue if t.needs == task.prepares]
+        self.queue = [t for t in self.queue if t.needs != task.prepares]
+        for t in waiting:
+            self.fail_cell(t, f"its preparation ({task.name}) failed")
+
+    def finished(self, task: PackedTask, started: float, future: Future) -> None:
+        from bench.cell import timing_line
+
+        error = future.exception()
+        if task.prepares is not None:
+            if error is None:
+                self.prepared.add(task.prepares)
+                self.report(f"prepared {task.name} in {time.perf_counter() - started:.0f} s")
+            else:
+                self.preparation_failed(task, f"{type(error).__name__}: {error}")
+        elif isinstance(error, CellInProgress):
+            self.report(str(error))
+            self.bar.update(1)
+        elif error is not None:   # a failing cell must not stop the others
+            self.fail_cell(task, f"{type(error).__name__}: {error}")
+        else:
+            self.report(timing_line(future.result()))
+            self.bar.update(1)
+
+    def drain(self, pool: ProcessPoolExecutor, runner: TaskRunner, args: tuple[str, str | None, int]) -> list[PackedTask]:
+        """Run queued tasks until none is left; returns the tasks that were running when the pool died (none
+        when it did not)."""
+        running: dict[Future, tuple[PackedTask, float]] = {}
+        while self.queue or running:
+            while len(running) < self.workers and (i := next_ready(self.queue, self.prepared)) is not None:
+                try:
+                    future = pool.submit(runner, self.queue[i], *args)
+                except BrokenProcessPool:
+                    return [task for task, _ in running.values()]
+                running[future] = (self.queue.pop(i), time.perf_counter())
+            if not running:   # only cells whose preparation never ran: cannot happen, but never drop them silently
+                for task in self.queue:
+                    self.fail_cell(task, "its preparation was never run")
+                self.queue.clear()
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
+            for future in done:
+                if future not in broken:
+                    self.finished(*running.pop(future), future)
+            if broken:
+                return [task for task, _ in running.values()]
+        return []
+
+    def requeue(self, interrupted: list[PackedTask]) -> None:
+        """Put the tasks a dead pool interrupted back at the front (cells resume from their checkpoints); a task
+        that was running through more than ``WORKER_DEATHS_ALLOWED`` deaths fails alone (it is likely the cause)."""
+        if not interrupted:   # the pool died before running anything: new workers would too
+            for task in self.queue:
+                if task.prepares is None:
+                    self.fail_cell(task, "the worker processes could not start")
+            self.queue.clear()
+            return
+        again = []
+        for task in interrupted:
+            task.deaths += 1
+            if task.deaths <= WORKER_DEATHS_ALLOWED:
+                again.append(task)
+            elif task.prepares is not None:
+                self.preparation_failed(task, "its worker died every time")
+            else:
+                self.fail_cell(task, "its worker died every time (out of memory?)")
+        self.queue = again + self.queue
+        self.report(f"a worker died; {len(again)} interrupted task(s) restart in new workers")
+
+
 def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
-               report: Callable[[str], None] = print) -> list[str]:
+               report: Callable[[str], None] = print, runner: TaskRunner = run_task) -> list[str]:
     """Run cells ``workers`` at a time, each in its own process with an equal share of the CPU threads (one
     device shared by all). Shared preparations (feature networks) run first, once each, and no cell is
-    started before the preparation it needs is over. Returns the ids of the cells that failed; the others
-    are recorded as usual."""
-    from bench.cell import timing_line
-
+    started before the preparation it needs is over; if one fails, its cells fail without running. A worker
+    that dies takes the pool down: new workers then take over the interrupted tasks and the queue. Returns the
+    ids of the cells that failed; the others are recorded as usual. ``runner`` is what a worker does with a
+    task (:func:`run_task`; tests substitute one that crashes)."""
     threads = max(1, available_cores() // workers)
-    queue = packed_tasks(cells)
-    prepared: set[tuple[Any, ...]] = set()
-    failures = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())) as pool, \
-            tqdm(total=len(cells), desc=f"cells ({workers} at once)", unit="cell") as bar:
-        running: dict[Future, tuple[PackedTask, float]] = {}
-        while queue or running:
-            while len(running) < workers and (i := next_ready(queue, prepared)) is not None:
-                task = queue[i]
-                work = _prepare_in_worker if task.prepares is not None else _run_in_worker
-                try:
-                    future = pool.submit(work, task.cell, str(root), data_root, checkpoint_every)
-                except BrokenProcessPool as err:   # a worker died (e.g. killed for memory): nothing more can start
-                    left = [t.cell.id for t in queue if t.prepares is None]
-                    report(f"workers stopped ({err}); {len(left)} cell(s) not run")
-                    failures += left
-                    queue.clear()
-                    break
-                running[future] = (queue.pop(i), time.perf_counter())
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task, started = running.pop(future)
-                if task.prepares is not None:
-                    prepared.add(task.prepares)
-                    error = future.exception()
-                    name = " ".join(str(part) for part in task.prepares if part is not None)
-                    report(f"prepared {name} in {time.perf_counter() - started:.0f} s" if error is None else
-                           f"preparing {name} failed ({type(error).__name__}: {error}); its cells try themselves")
-                    continue
-                bar.update(1)
-                try:
-                    report(timing_line(future.result()))
-                except CellInProgress as busy:
-                    report(str(busy))
-                except Exception as err:  # a failing cell must not stop the others
-                    report(f"cell {task.cell.id} failed: {type(err).__name__}: {err}")
-                    failures.append(task.cell.id)
-    return failures
+    with tqdm(total=len(cells), desc=f"cells ({workers} at once)", unit="cell") as bar:
+        state = _PackedRun(cells, workers, report, bar)
+        while state.queue:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                     initargs=(threads, os.getpid())) as pool:
+                interrupted = state.drain(pool, runner, (str(root), data_root, checkpoint_every))
+            if interrupted or state.queue:
+                state.requeue(interrupted)
+    return state.failures
 
 
 def packing_width(requested: int, per_cell_gb: float = 2.0) -> int:

@@ -21,7 +21,7 @@ from tqdm.auto import trange
 from bench.data import ImageDataset
 from bench.provenance import published_protocol
 from bench.networks import NetworkBuilder
-from bench.files import atomic_save_tensors, file_lock, load_tensor_file
+from bench.files import UnsafeFileError, atomic_save_tensors, file_lock, load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
 from methods.base import Budget, DistilledSet, Method, MethodSpec, NetFactory, register_method
 from methods.sampling import embed_all
@@ -81,10 +81,18 @@ _FEATURE_CACHE: dict[Any, FeatureNetwork] = {}
 FEATURE_NET_DIR = ".feature_nets"
 
 
+# How every feature network is trained; part of its file's name, so a changed recipe never reuses an old file.
+FEATURE_RECIPE = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch": 256, "augmentation": "none",
+                  "file": "state_dict+forgetting+features"}
+
+
 def feature_network_file(cache_dir: Path, data: ImageDataset, arch_key: Any, seed: int, epochs: int) -> Path:
-    """One file per (dataset, network, seed, epochs); the name carries a digest of the training labels."""
-    digest = hashlib.sha256(repr((data.name, tuple(data.train_images.shape), arch_key)).encode()
-                            + data.train_labels.numpy().tobytes()).hexdigest()[:12]
+    """One file per (dataset, network, seed, epochs); the name carries a digest of the training labels, the
+    recipe and the code version (a change that alters results retrains the network too)."""
+    from bench.cell import CODE_VERSION   # here: bench.cell imports this module
+
+    identity = (data.name, tuple(data.train_images.shape), arch_key, sorted(FEATURE_RECIPE.items()), CODE_VERSION)
+    digest = hashlib.sha256(repr(identity).encode() + data.train_labels.numpy().tobytes()).hexdigest()[:12]
     return cache_dir / FEATURE_NET_DIR / f"{data.name}_s{seed}_e{epochs}_{digest}.pt"
 
 
@@ -96,33 +104,47 @@ def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, e
     or a second process of the same matrix reuses the network instead of training it again.
     """
     arch_key = make_net.cache_key if isinstance(make_net, NetworkBuilder) else None
-    key = (data.name, len(data.train_images), arch_key or id(make_net), seed, epochs)
-    if key in _FEATURE_CACHE:
+    key = (data.name, len(data.train_images), arch_key, seed, epochs) if arch_key is not None else None
+    if key in _FEATURE_CACHE:   # a factory without a cache key (a test's lambda) is never matched: ids are reused
         return _FEATURE_CACHE[key]
     path = feature_network_file(cache_dir, data, arch_key, seed, epochs) if cache_dir and arch_key else None
     with file_lock(path.with_suffix(".lock")) if path is not None else nullcontext():
-        result = _load_feature_network(path, make_net) if path is not None and path.is_file() else None
+        result = _load_feature_network(path, make_net, data) if path is not None and path.is_file() else None
         if result is None:
             result = _train_feature_network(data, make_net, seed, epochs)
             if path is not None:   # with every class's embedding, so other processes need not embed again
                 features = [result.class_features(data, c) for c in range(data.num_classes)]
                 atomic_save_tensors({"state_dict": result.net.state_dict(), "forgetting": result.forgetting,
                                      "features": features}, path)
-    _FEATURE_CACHE[key] = result
+    if key is not None:
+        _FEATURE_CACHE[key] = result
     return result
 
 
-def _load_feature_network(path: Path, make_net: NetFactory) -> FeatureNetwork:
-    state = load_tensor_file(path)
-    net = make_net().to(default_device())
-    net.load_state_dict(state["state_dict"])
-    return FeatureNetwork(net.eval(), state["forgetting"], dict(enumerate(state.get("features", []))))
+def _load_feature_network(path: Path, make_net: NetFactory, data: ImageDataset) -> FeatureNetwork | None:
+    """The cached network, or None (and a note) when the file cannot be trusted to be this dataset's network:
+    unreadable, from another network shape, or counts that do not match the data; it is then trained again."""
+    try:
+        state = load_tensor_file(path)
+        net = make_net().to(default_device())
+        net.load_state_dict(state["state_dict"])
+        forgetting, features = state["forgetting"], list(state.get("features", []))
+        if not isinstance(forgetting, torch.Tensor) or forgetting.shape != (len(data.train_images),):
+            raise ValueError(f"forgetting counts for {getattr(forgetting, 'shape', '?')} samples, not {len(data.train_images)}")
+        if features and (len(features) != data.num_classes or any(
+                not isinstance(f, torch.Tensor) or f.ndim != 2 or len(f) != len(data.class_indices(c)) for c, f in enumerate(features))):
+            raise ValueError("stored embeddings do not match the classes' image counts")
+    except (UnsafeFileError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        print(f"{path.name}: cached feature network not usable ({str(err).splitlines()[0][:160]}); training it again")
+        return None
+    return FeatureNetwork(net.eval(), forgetting, dict(enumerate(features)))
 
 
 def _train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, epochs: int) -> FeatureNetwork:
     device = default_device()
     net = build_net(make_net, seed, device)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    recipe = FEATURE_RECIPE
+    opt = torch.optim.SGD(net.parameters(), lr=recipe["lr"], momentum=recipe["momentum"], weight_decay=recipe["weight_decay"])
     n = len(data.train_images)
     last_correct = torch.zeros(n, dtype=torch.bool)
     learned = torch.zeros(n, dtype=torch.bool)
@@ -137,7 +159,7 @@ def _train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, 
 
     gen = seeded(seed)
     for _ in trange(epochs, desc=f"feature network ({data.name})", leave=False, disable=None):
-        train_epoch(net, opt, data.train_images, labels, batch_size=256, to_input=data.normalize, gen=gen, on_batch=track)
+        train_epoch(net, opt, data.train_images, labels, batch_size=recipe["batch"], to_input=data.normalize, gen=gen, on_batch=track)
     events[~learned] = float("inf")   # never learned; how many events that counts for is the selection rule's choice
     return FeatureNetwork(net.eval(), events)
 

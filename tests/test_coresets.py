@@ -90,3 +90,35 @@ def test_feature_network_file_keeps_every_class_embedding(tmp_path):
         assert torch.equal(loaded._features[c], trained.class_features(data, c))
         fresh = embed_all(loaded.net, data.normalize(data.images_of_class(c))).cpu()
         assert torch.allclose(loaded._features[c], fresh, atol=1e-5)
+
+
+def test_a_cached_feature_network_that_does_not_fit_the_data_is_trained_again(tmp_path, capsys):
+    """A cached file that is truncated, or whose counts belong to other data, is not trusted: the network is
+    trained again and the file replaced; the recipe and code version are part of the file's name."""
+    from bench.evaluate import network_factory
+    from bench.files import atomic_save_tensors, load_tensor_file
+    from methods import coresets
+
+    data = load_dataset("digits", max_per_class=20)
+    make = network_factory("ConvNet-3", data)
+    path = coresets.feature_network_file(tmp_path, data, make.cache_key, 5, 1)
+    coresets._FEATURE_CACHE.clear()   # a network an earlier test kept in this process would skip the file
+    trained = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
+    good = load_tensor_file(path)
+    for broken in ({**good, "forgetting": good["forgetting"][:-1]}, {**good, "features": good["features"][:3]}, None):
+        coresets._FEATURE_CACHE.clear()
+        if broken is None:
+            path.write_bytes(path.read_bytes()[:100])   # cut short
+        else:
+            atomic_save_tensors(broken, path)
+        again = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
+        assert "not usable" in capsys.readouterr().out
+        assert torch.equal(again.forgetting, trained.forgetting)
+        assert len(load_tensor_file(path)["features"]) == 10   # replaced by a whole file
+    recipe = dict(coresets.FEATURE_RECIPE)
+    coresets.FEATURE_RECIPE["lr"] = 0.02
+    try:
+        assert coresets.feature_network_file(tmp_path, data, make.cache_key, 5, 1) != path
+    finally:
+        coresets.FEATURE_RECIPE.clear()
+        coresets.FEATURE_RECIPE.update(recipe)

@@ -154,3 +154,66 @@ def test_packed_coresets_share_one_prepared_feature_network(tmp_path: Path) -> N
     assert sorted(reference) == sorted(packed_records) and len(reference) == 3
     for cell_id, (accs, _) in reference.items():
         assert packed_records[cell_id][0] == accs, cell_id
+
+
+def crash_in(cell_prefix: str, marker: str, task, root: str, data_root: str | None, checkpoint_every: int):
+    """A worker's task runner that kills its own process when it reaches ``cell_prefix``'s cell: once if
+    ``marker`` names a file to leave behind, every time if it is empty."""
+    from bench.executors import run_task
+
+    if task.prepares is None and task.cell.id.startswith(cell_prefix) and not (marker and Path(marker).exists()):
+        if marker:
+            Path(marker).write_text("crashed")
+        os._exit(1)   # as the kernel's out-of-memory killer would: no exception, no clean-up
+    return run_task(task, root, data_root, checkpoint_every)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_replaced_and_only_a_cell_that_always_kills_it_fails(tmp_path: Path) -> None:
+    import functools
+
+    from bench.executors import run_packed
+    from bench.matrix import load_matrix
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump(TINY))
+    cells = load_matrix(matrix, "mini").cells
+    said: list[str] = []
+    once = functools.partial(crash_in, "digits_ipc1_DC", str(tmp_path / "crashed"))
+    failed = run_packed(cells, tmp_path / "once", None, 0, 2, report=said.append, runner=once)
+    assert failed == [] and (tmp_path / "crashed").exists()
+    assert any("a worker died" in line for line in said), said
+    assert sorted(p.parent.name for p in (tmp_path / "once").glob("*/result.json")) == sorted(c.id for c in cells)
+
+    said.clear()
+    always = functools.partial(crash_in, "digits_ipc1_DC", "")
+    failed = run_packed(cells, tmp_path / "always", None, 0, 2, report=said.append, runner=always)
+    dc = [c.id for c in cells if c.method == "DC"]
+    assert failed == dc and any("died every time" in line for line in said), said
+    done = sorted(p.parent.name for p in (tmp_path / "always").glob("*/result.json"))
+    assert done == sorted(c.id for c in cells if c.method != "DC")
+
+
+def refuse_preparations(task, root: str, data_root: str | None, checkpoint_every: int):
+    """A worker's task runner whose shared preparations fail (as a missing disk or a bad recipe would)."""
+    from bench.executors import run_task
+
+    if task.prepares is not None:
+        raise RuntimeError("no feature network today")
+    return run_task(task, root, data_root, checkpoint_every)
+
+
+@pytest.mark.slow
+def test_cells_of_a_failed_preparation_fail_at_once_and_the_others_run(tmp_path: Path) -> None:
+    from bench.executors import run_packed
+    from bench.matrix import load_matrix
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump({**TINY, "methods": ["Herding", "K-Center", "Random"]}))
+    cells = load_matrix(matrix, "mini").cells
+    said: list[str] = []
+    failed = run_packed(cells, tmp_path / "r", None, 0, 2, report=said.append, runner=refuse_preparations)
+    assert sorted(failed) == sorted(c.id for c in cells if c.method != "Random")
+    assert any("no feature network today" in line and "not run" in line for line in said), said
+    assert [p.parent.name for p in (tmp_path / "r").glob("*/result.json")] == [c.id for c in cells if c.method == "Random"]
+    assert not (tmp_path / "r" / ".feature_nets").exists()
