@@ -2,14 +2,15 @@
 # Everything one GPU lease measures, in one time-boxed script (a lease is 15 minutes, start included).
 #   1. alone on the GPU: seconds per inner loop, per-class path vs all classes at once, float32 vs the opt-in
 #      bf16 (IDC and DREAM+ at MNIST and CIFAR-10 shape, IPC 10 factor 2; DM), JSON lines in OUT/speed.jsonl;
-#      the sampler's embedding pass against batch size / channels-last / inference mode (OUT/embedding.jsonl)
+#      the sampler's embedding pass against batch size / channels-last / inference mode (OUT/embedding.jsonl);
+#      with PACKING=1, cells per GPU-hour with 4 cells sharing the GPU against one at a time (OUT/packing.jsonl)
 #   2. then, sharing the GPU until the deadline: a short DREAM+ run on real MNIST, all classes at once in float32
 #      and in bf16 (OUT/batched_accuracy.jsonl; the per-class run of the same seeds is in
 #      benchmarks/measured/h200-2026-11-26-batched-accuracy.jsonl, or add ACCURACY_PATHS=both), and the fidelity
 #      cells named by PATTERNs (matrices/fidelity.yaml -p gpu, or -p $FIDELITY_PROFILE),
 #      returned as OUT/fidelity.tgz (finished cells, checkpoints and runner logs); a later lease resumes the
 #      rest when RESUME_FROM names that archive (carried to the device)
-# Usage: [RESUME_FROM=fidelity.tgz] [FIDELITY_PROFILE=sets] [ACCURACY_PATHS=both] bash benchmarks/gpu_lease.sh DATA_ROOT OUT DEADLINE_SECONDS [PATTERN ...]
+# Usage: [RESUME_FROM=fidelity.tgz] [FIDELITY_PROFILE=sets] [ACCURACY_PATHS=both] [PACKING=1] bash benchmarks/gpu_lease.sh DATA_ROOT OUT DEADLINE_SECONDS [PATTERN ...]
 set -uo pipefail
 data_root=$1 out=$2 deadline=$3
 shift 3
@@ -25,6 +26,9 @@ speed 30 --dataset mnist --methods DM --iterations 200 --batch-classes both
 for shape in mnist cifar10; do   # the sampler's embedding pass (80% of clustering) against GPU levers
     timeout 60 python3 benchmarks/embedding.py --dataset "$shape" >>"$out/embedding.jsonl" 2>>"$out/speed.err"
 done
+if [ -n "${PACKING:-}" ]; then   # cells per GPU-hour, 4 short DREAM+ cells alone vs 4 at once (OUT/packing.jsonl)
+    timeout 240 python3 benchmarks/packing.py --data-root "$data_root" --workers 4 >>"$out/packing.jsonl" 2>>"$out/speed.err"
+fi
 echo "speed phase done at ${SECONDS}s" >>"$out/machine.txt"
 accuracy() { timeout "$(left)" python3 benchmarks/batched_accuracy.py --data-root "$data_root" --method DREAM+ --ipc 10 \
     --iterations 3 --eval-runs 3 --eval-epochs 300 "$@" >>"$out/batched_accuracy.jsonl" 2>>"$out/batched_accuracy.err"; }
