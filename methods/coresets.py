@@ -20,6 +20,7 @@ from tqdm.auto import trange
 
 from bench.data import ImageDataset
 from bench.provenance import published_protocol
+from bench.results import clean_leftovers
 from bench.networks import NetworkBuilder
 from bench.files import UnsafeFileError, atomic_save_tensors, file_lock, load_tensor_file
 from bench.training import build_net, default_device, seeded, train_epoch
@@ -109,6 +110,8 @@ def train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, e
         return _FEATURE_CACHE[key]
     path = feature_network_file(cache_dir, data, arch_key, seed, epochs) if cache_dir and arch_key else None
     with file_lock(path.with_suffix(".lock")) if path is not None else nullcontext():
+        if path is not None:
+            clean_leftovers(path.parent, path.name)   # a killed save's temporary file (this lock guards the name)
         result = _load_feature_network(path, make_net, data) if path is not None and path.is_file() else None
         if result is None:
             result = _train_feature_network(data, make_net, seed, epochs)

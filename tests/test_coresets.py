@@ -105,6 +105,8 @@ def test_a_cached_feature_network_that_does_not_fit_the_data_is_trained_again(tm
     coresets._FEATURE_CACHE.clear()   # a network an earlier test kept in this process would skip the file
     trained = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
     good = load_tensor_file(path)
+    leftover = path.parent / f".{path.name}.killed"   # what a save killed half-way leaves
+    leftover.write_bytes(b"half")
     for broken in ({**good, "forgetting": good["forgetting"][:-1]}, {**good, "features": good["features"][:3]}, None):
         coresets._FEATURE_CACHE.clear()
         if broken is None:
@@ -115,6 +117,7 @@ def test_a_cached_feature_network_that_does_not_fit_the_data_is_trained_again(tm
         assert "not usable" in capsys.readouterr().out
         assert torch.equal(again.forgetting, trained.forgetting)
         assert len(load_tensor_file(path)["features"]) == 10   # replaced by a whole file
+        assert not leftover.exists()
     recipe = dict(coresets.FEATURE_RECIPE)
     coresets.FEATURE_RECIPE["lr"] = 0.02
     try:
