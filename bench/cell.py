@@ -81,7 +81,9 @@ def cell_fingerprint(cell: Cell) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_state() -> dict[str, Any]:
-    """The git commit of the code that ran, and whether the tree had uncommitted changes ('unknown' outside git)."""
+    """The git commit of the code that ran, and whether the tree had uncommitted changes ('unknown' outside git).
+    Cached from the first call, which this module makes when it is imported, so a process that runs for hours
+    records the commit whose code it loaded even if HEAD moves meanwhile."""
     here = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
@@ -92,6 +94,9 @@ def code_state() -> dict[str, Any]:
     if commit.returncode != 0:
         return {"git_commit": "unknown", "git_dirty": None}
     return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+
+
+code_state()   # read when the code is loaded, not when a record is written: HEAD may move during a long run
 
 
 def provenance(cell: Cell, data: ImageDataset) -> dict[str, Any]:

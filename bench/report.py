@@ -36,6 +36,9 @@ def results_frame(results: list[dict], accuracy: str = "last") -> pd.DataFrame:
     rows = []
     for r in results:
         cell = r["cell"]
+        protocol, choice = protocol_label(r.get("protocol", {})), r.get("protocol_choice", "?")
+        if " @ " in protocol and choice == "published":
+            choice = "published protocol, other epochs"
         for arch, accs in r.get(field_name, {}).items():
             rows.append({
                 "dataset": cell["dataset"], "data_used": r.get("data_used", cell["dataset"]), "ipc": cell["ipc"],
@@ -43,7 +46,8 @@ def results_frame(results: list[dict], accuracy: str = "last") -> pd.DataFrame:
                 "variant": cell.get("variant", ""), "settings": cell.get("settings", {}),
                 "scale": r.get("scale", cell.get("profile")), "machine": r.get("machine", "?"), "accuracies": accs,
                 "distill_seconds": r.get("distill_seconds", float("nan")),
-                "protocol": r.get("protocol", {}).get("name", "?"), "protocol_choice": r.get("protocol_choice", "?"),
+                "protocol": protocol, "protocol_choice": choice,
+                "max_per_class": cell.get("max_per_class"), "set": r.get("provenance", {}).get("set_sha256") or cell.get("id"),
             })
     return pd.DataFrame(rows)
 
@@ -67,14 +71,27 @@ class Report:
         return f"{comment}\n{body}"
 
 
+def protocol_label(protocol: dict) -> str:
+    """The protocol's name, with its epochs when a matrix shortened or lengthened it (``eval_epochs``)."""
+    from bench.evaluate import PROTOCOLS
+
+    name, epochs = protocol.get("name", "?"), protocol.get("epochs")
+    if name in PROTOCOLS and epochs is not None and epochs != PROTOCOLS.get(name).epochs:
+        return f"{name} @ {epochs} epochs"
+    return name
+
+
 def protocol_lines(frame: pd.DataFrame) -> str:
     """Which evaluation each row used, and whether it is the row's published one or forced by the matrix."""
     used = frame.groupby("method", sort=False)[["protocol", "protocol_choice"]].agg(lambda v: "/".join(sorted(set(v))))
     rows = "; ".join(f"{m}: {p} ({c})" for m, (p, c) in used.iterrows())
-    names = sorted({n for p in used["protocol"] for n in p.split("/")})
+    names = sorted({n.split(" @ ")[0] for p in used["protocol"] for n in p.split("/")})
     legend = "; ".join(f"{n} = {PROTOCOL_SUMMARY[n]}" for n in names if n in PROTOCOL_SUMMARY)
+    shortened = any(" @ " in p for p in used["protocol"])
     return f"Evaluation per row: {rows}.\nProtocols: {legend}. 'published' = the protocol of the paper the row's " \
-           f"number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row."
+           f"number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row." + \
+           (" 'X @ N epochs' = protocol X with its epochs changed to N by the matrix (eval_epochs): not the published "
+            "evaluation." if shortened else "")
 
 
 def layout_of(root: Path, results: list[dict]) -> str:

@@ -174,11 +174,10 @@ def probe_writable(root: Path) -> None:
 
 
 def write_plan(root: Path, fingerprints: dict[str, str]) -> None:
-    """Record which cells make up the matrix (and their settings), merged with other runs' plans under a lock."""
+    """Record which cells make up the matrix now (and their settings), replacing the previous plan: a cell the
+    matrix no longer has is no longer reported, though its folder stays."""
     with file_lock(root / LOCK_DIR / "plan.lock"):
-        known = read_plan(root) or {}
-        known.update(fingerprints)
-        atomic_write_text(root / PLAN_FILE, json.dumps(known, indent=1, sort_keys=True))
+        atomic_write_text(root / PLAN_FILE, json.dumps(fingerprints, indent=1, sort_keys=True))
 
 
 def write_matrix_info(root: Path, info: dict[str, str]) -> None:
@@ -222,4 +221,9 @@ def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[
             records.append(check.record)
         elif check.state != "missing" and warn is not None:
             warn(f"left out ({check.state}): {check.reason}")
+    if plan is not None and warn is not None:
+        dropped = sorted(p.parent.name for p in root.glob("*/" + RESULT_FILE) if p.parent.name not in plan)
+        if dropped:
+            warn(f"left out: {len(dropped)} finished cell(s) the matrix no longer has ({', '.join(dropped[:3])}"
+                 f"{', ...' if len(dropped) > 3 else ''})")
     return records

@@ -157,3 +157,62 @@ def test_fidelity_layout_judges_each_cell(tmp_path):
     assert table.loc["Random", "mnist/1 fit"] == "ok -1.9"
     assert table.loc["Herding", "mnist/1"] == "80.0 (n=1) [89.2]" and table.loc["Herding", "mnist/1 fit"] == "off -9.2"
     assert list(table.columns) == ["mnist/1", "mnist/1 fit"]
+
+
+def test_fidelity_counts_distinct_sets_and_names_changed_settings(tmp_path):
+    """Three seeds holding one set (a shared feature network's Herding pick) are one set, not three: n=1, no
+    standard error; a row run with a changed budget says so beside its verdict; a variant row is not judged."""
+    root = tmp_path / "fidelity" / "cpu"
+    for seed, acc in enumerate([86.0, 86.4, 86.8]):
+        _write(root, {"dataset": "mnist", "ipc": 1, "method": "Herding", "seed": seed, "settings": {"feature_epochs": 2}},
+               {"ConvNet-3": [acc]}, provenance={"set_sha256": "same-images"})
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "DC", "settings": {"iterations": 20, "eval_epochs": 300}},
+           {"ConvNet-3": [79.6]}, protocol={"name": "A-dcaug", "epochs": 300}, protocol_choice="published")
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "DC", "variant": "noaug", "suffix": "_noaug"}, {"ConvNet-3": [91.0]})
+    report = build_report(root)
+    table = report.table
+    assert table.loc["Herding", "mnist/1"] == "86.4 (n=1) [89.2]" and table.loc["Herding", "mnist/1 fit"] == "off -2.8"
+    assert table.loc["DC", "mnist/1 fit"] == "off -12.1; changed: eval_epochs=300, iterations=20"
+    assert table.loc["DC [noaug]", "mnist/1"] == "91.0 (n=1)" and table.loc["DC [noaug]", "mnist/1 fit"] == "no paper value"
+    assert "A-dcaug @ 300 epochs" in report.caption and "published protocol, other epochs" in report.caption
+    assert "not the published evaluation" in report.caption
+
+
+def test_a_delta_just_past_the_tolerance_is_not_rounded_onto_it():
+    from bench.layouts import fidelity_verdict
+
+    assert fidelity_verdict([66.94], 64.9) == "off +2.04"
+    assert fidelity_verdict([66.9], 64.9) == "ok +2.0"
+
+
+def test_one_run_shows_no_spread_and_ablation_tables_compare_ipc_10_only(tmp_path):
+    root = tmp_path / "table4" / "paper"
+    for ipc in (1, 10):
+        _write(root, {"dataset": "cifar10", "ipc": ipc, "method": "DREAM+", "suffix": "@ConvNet-3"}, {"ConvNet-3": [55.0]})
+    table = build_report(root).table
+    assert table.loc["DREAM+ (distilled on ConvNet-3), IPC 10", "eval ConvNet-3"].startswith("55.0 (1 run) (")
+    assert table.loc["DREAM+ (distilled on ConvNet-3), IPC 1", "eval ConvNet-3"] == "55.0 (1 run)"
+
+
+def test_cells_dropped_from_the_matrix_are_not_reported(tmp_path, capsys):
+    """The plan is the matrix as it is now: a finished cell the matrix no longer has is left out, with a warning."""
+    from bench.results import write_plan
+
+    root = tmp_path / "fidelity" / "cpu"
+    for seed in (0, 1):
+        _write(root, {"dataset": "mnist", "ipc": 1, "method": "Random", "seed": seed}, {"ConvNet-3": [60.0 + 10 * seed]})
+    write_plan(root, {"mnist_ipc1_Random_ConvNet-3_s0": "test", "mnist_ipc1_Random_ConvNet-3_s1": "test"})
+    write_plan(root, {"mnist_ipc1_Random_ConvNet-3_s0": "test"})   # the matrix now excludes seed 1
+    table = build_report(root).table
+    assert table.loc["Random", "mnist/1"] == "60.0 (n=1) [64.9]"
+    assert "1 finished cell(s) the matrix no longer has (mnist_ipc1_Random_ConvNet-3_s1)" in capsys.readouterr().err
+
+
+def test_timings_from_different_machines_are_never_averaged(tmp_path):
+    root = tmp_path / "table6" / "paper"
+    for seed, (machine, seconds) in enumerate((("NVIDIA H200", 0.1), ("CPU x2 (x86_64)", 3.0))):
+        _write(root, {"dataset": "cifar10", "ipc": 10, "method": "DREAM+", "seed": seed}, {"ConvNet-3": [1.0]},
+               seconds_per_inner_loop=seconds, clustering_share=0.5, machine=machine)
+    table = build_report(root).table
+    assert table.loc["cifar10 DREAM+ on NVIDIA H200", "inner loop s"].startswith("0.100")
+    assert table.loc["cifar10 DREAM+ on CPU x2 (x86_64)", "inner loop s"].startswith("3.000")

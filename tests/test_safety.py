@@ -355,3 +355,14 @@ def test_old_temp_files_of_killed_writes_are_removed(tmp_path):
     os.utime(old, (1, 1))
     assert run(tmp_path, matrix) == 0
     assert not old.exists() and fresh.exists()                  # a fresh one may be a write in progress
+
+
+def test_records_name_the_commit_whose_code_was_loaded():
+    """The git state is read when bench.cell is imported, so a run that lasts hours while HEAD moves on records
+    the commit it actually runs."""
+    import subprocess
+    import sys
+
+    probe = "import bench.cell as c; print(c.code_state.cache_info().currsize)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
