@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.data import DatasetNotFoundError, ImageDataset, load_dataset
+from bench.data import DatasetNotFoundError, ImageDataset, file_digest, load_dataset
 from bench.evaluate import Protocol, evaluate_set, network_factory, resolve_protocol
 from bench.matrix import Cell
 from bench.record import CellRecord
@@ -251,6 +251,7 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
     result = new_record(cell, data, {cell.eval_archs[0]: outcome.accuracies}, **_protocol_record(cell, protocol),
                         eval_runs=runs, best_accuracies={cell.eval_archs[0]: outcome.best},
                         eval_seconds=time.perf_counter() - start)
+    result["provenance"]["set_sha256"] = file_digest(set_file, "sha256")   # the set it evaluated (reports count sets)
     return result, None
 
 
@@ -267,7 +268,8 @@ def _protocol_for(cell: Cell, method: Method, data_used: str) -> Protocol:
 
 def _protocol_record(cell: Cell, protocol: Any) -> dict[str, Any]:
     """The protocol as run, and whether it is the row's published one or forced by the matrix."""
-    return {"protocol": dataclasses.asdict(protocol),
+    epochs_from = "matrix" if cell.evaluation.epochs is not None else "protocol"   # the report labels the former
+    return {"protocol": {**dataclasses.asdict(protocol), "epochs_from": epochs_from},
             "protocol_choice": "forced" if cell.evaluation.protocol else "published"}
 
 

@@ -147,10 +147,12 @@ def packed_tasks(cells: list[Cell]) -> list[PackedTask]:
     return [PackedTask(c, prepares=key) for key, c in first.items()] + [PackedTask(c, needs=needs[c.id]) for c in cells]
 
 
-def next_ready(queue: list[PackedTask], prepared: set[tuple[Any, ...]]) -> int | None:
+def next_ready(queue: list[PackedTask], prepared: set[tuple[Any, ...]], suspects_only: bool = False) -> int | None:
     """Index of the first task a free worker may start: a preparation, or a cell whose preparation is over
-    (never one that would wait on another worker's preparation while other cells could run)."""
-    return next((i for i, t in enumerate(queue) if t.needs is None or t.needs in prepared), None)
+    (never one that would wait on another worker's preparation while other cells could run); with
+    ``suspects_only``, only tasks a dead pool interrupted."""
+    return next((i for i, t in enumerate(queue) if (t.needs is None or t.needs in prepared)
+                 and (t.deaths > 0 or not suspects_only)), None)
 
 
 class _PackedRun:
@@ -195,51 +197,65 @@ class _PackedRun:
             self.report(timing_line(future.result()))
             self.bar.update(1)
 
-    def drain(self, pool: ProcessPoolExecutor, runner: TaskRunner, args: tuple[str, str | None, int]) -> list[PackedTask]:
-        """Run queued tasks until none is left; returns the tasks that were running when the pool died (none
-        when it did not)."""
+    def drain(self, pool: ProcessPoolExecutor, width: int, runner: TaskRunner, args: tuple[str, str | None, int],
+              suspects_only: bool = False) -> tuple[bool, list[PackedTask], int]:
+        """Run queued tasks, ``width`` at a time (only those a dead pool interrupted, with ``suspects_only``),
+        until none is left or the pool dies. Returns whether it died, the tasks running then, and how many
+        tasks this pool finished."""
         running: dict[Future, tuple[PackedTask, float]] = {}
+        done_here = 0
+
+        def settle(futures: Any) -> None:   # hand over what finished normally, even as the pool breaks
+            nonlocal done_here
+            for future in [f for f in futures if f.done() and not isinstance(f.exception(), BrokenProcessPool)]:
+                self.finished(*running.pop(future), future)
+                done_here += 1
+
         while self.queue or running:
-            while len(running) < self.workers and (i := next_ready(self.queue, self.prepared)) is not None:
+            while len(running) < width and (i := next_ready(self.queue, self.prepared, suspects_only)) is not None:
                 try:
                     future = pool.submit(runner, self.queue[i], *args)
                 except BrokenProcessPool:
-                    return [task for task, _ in running.values()]
+                    settle(list(running))
+                    return True, [task for task, _ in running.values()], done_here
                 running[future] = (self.queue.pop(i), time.perf_counter())
-            if not running:   # only cells whose preparation never ran: cannot happen, but never drop them silently
-                for task in self.queue:
-                    self.fail_cell(task, "its preparation was never run")
-                self.queue.clear()
+            if not running:   # nothing may start: the suspects are done, or only cells whose preparation never ran
+                if not suspects_only:   # cannot happen, but never drop cells silently
+                    for task in self.queue:
+                        self.fail_cell(task, "its preparation was never run")
+                    self.queue.clear()
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
-            for future in done:
-                if future not in broken:
-                    self.finished(*running.pop(future), future)
+            broken = any(isinstance(f.exception(), BrokenProcessPool) for f in done)
+            settle(done if not broken else list(running))
             if broken:
-                return [task for task, _ in running.values()]
-        return []
+                return True, [task for task, _ in running.values()], done_here
+        return False, [], done_here
 
-    def requeue(self, interrupted: list[PackedTask]) -> None:
-        """Put the tasks a dead pool interrupted back at the front (cells resume from their checkpoints); a task
-        that was running through more than ``WORKER_DEATHS_ALLOWED`` deaths fails alone (it is likely the cause)."""
-        if not interrupted:   # the pool died before running anything: new workers would too
-            for task in self.queue:
-                if task.prepares is None:
-                    self.fail_cell(task, "the worker processes could not start")
-            self.queue.clear()
+    def requeue(self, interrupted: list[PackedTask], finished_here: int) -> None:
+        """Put the tasks a dead pool interrupted back at the front (cells resume from their checkpoints). They are
+        retried one at a time, so a death is then charged to the one task running; a task that dies more than
+        ``WORKER_DEATHS_ALLOWED`` times fails alone (it is the cause)."""
+        if not interrupted:
+            if finished_here == 0:   # the pool died before doing anything: new workers would too
+                for task in self.queue:
+                    if task.prepares is None:
+                        self.fail_cell(task, "the worker processes could not start")
+                self.queue.clear()
+            else:   # an idle worker died (killed for memory between tasks): new workers, no task to blame
+                self.report("a worker died between tasks; new workers take the queue")
             return
         again = []
         for task in interrupted:
             task.deaths += 1
-            if task.deaths <= WORKER_DEATHS_ALLOWED:
+            if task.deaths <= WORKER_DEATHS_ALLOWED or len(interrupted) > 1:   # several running: the cause is unknown
                 again.append(task)
             elif task.prepares is not None:
                 self.preparation_failed(task, "its worker died every time")
             else:
                 self.fail_cell(task, "its worker died every time (out of memory?)")
         self.queue = again + self.queue
-        self.report(f"a worker died; {len(again)} interrupted task(s) restart in new workers")
+        self.report(f"a worker died; {len(again)} interrupted task(s) restart, one at a time, in new workers")
 
 
 def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
@@ -247,19 +263,23 @@ def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_
     """Run cells ``workers`` at a time, each in its own process with an equal share of the CPU threads (one
     device shared by all). Shared preparations (feature networks) run first, once each, and no cell is
     started before the preparation it needs is over; if one fails, its cells fail without running. A worker
-    that dies takes the pool down: new workers then take over the interrupted tasks and the queue. Returns the
-    ids of the cells that failed; the others are recorded as usual. ``runner`` is what a worker does with a
-    task (:func:`run_task`; tests substitute one that crashes)."""
-    threads = max(1, available_cores() // workers)
+    that dies takes the pool down: the interrupted tasks are then retried one at a time (so a task that kills
+    its worker again is known, and fails alone), and new workers take the rest of the queue. Returns the ids
+    of the cells that failed; the others are recorded as usual. ``runner`` is what a worker does with a task
+    (:func:`run_task`; tests substitute one that crashes)."""
     context = multiprocessing.get_context("spawn")
+    args = (str(root), data_root, checkpoint_every)
     with tqdm(total=len(cells), desc=f"cells ({workers} at once)", unit="cell") as bar:
         state = _PackedRun(cells, workers, report, bar)
         while state.queue:
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+            suspects = any(t.deaths for t in state.queue)
+            width = 1 if suspects else workers
+            threads = max(1, available_cores() // width)
+            with ProcessPoolExecutor(width, mp_context=context, initializer=_worker_init,
                                      initargs=(threads, os.getpid())) as pool:
-                interrupted = state.drain(pool, runner, (str(root), data_root, checkpoint_every))
-            if interrupted or state.queue:
-                state.requeue(interrupted)
+                died, interrupted, finished_here = state.drain(pool, width, runner, args, suspects_only=suspects)
+            if died:
+                state.requeue(interrupted, finished_here)
     return state.failures
 
 

@@ -72,13 +72,14 @@ class Report:
 
 
 def protocol_label(protocol: dict) -> str:
-    """The protocol's name, with its epochs when a matrix shortened or lengthened it (``eval_epochs``)."""
+    """The protocol's name, with its epochs when a matrix shortened or lengthened it (``eval_epochs``). Records
+    say where their epochs came from; for older ones, epochs other than the protocol's count as the matrix's."""
     from bench.evaluate import PROTOCOLS
 
     name, epochs = protocol.get("name", "?"), protocol.get("epochs")
-    if name in PROTOCOLS and epochs is not None and epochs != PROTOCOLS.get(name).epochs:
-        return f"{name} @ {epochs} epochs"
-    return name
+    by_matrix = (protocol["epochs_from"] == "matrix" if "epochs_from" in protocol else
+                 name in PROTOCOLS and epochs is not None and epochs != PROTOCOLS.get(name).epochs)
+    return f"{name} @ {epochs} epochs" if by_matrix else name
 
 
 def protocol_lines(frame: pd.DataFrame) -> str:

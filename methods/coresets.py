@@ -137,7 +137,7 @@ def _load_feature_network(path: Path, make_net: NetFactory, data: ImageDataset) 
         if features and (len(features) != data.num_classes or any(
                 not isinstance(f, torch.Tensor) or f.ndim != 2 or len(f) != len(data.class_indices(c)) for c, f in enumerate(features))):
             raise ValueError("stored embeddings do not match the classes' image counts")
-    except (UnsafeFileError, RuntimeError, KeyError, ValueError, TypeError) as err:
+    except (UnsafeFileError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
         print(f"{path.name}: cached feature network not usable ({str(err).splitlines()[0][:160]}); training it again")
         return None
     return FeatureNetwork(net.eval(), forgetting, dict(enumerate(features)))

@@ -58,7 +58,12 @@ def test_packed_cells_equal_unpacked_ones(tmp_path: Path) -> None:
     matrix.write_text(yaml.safe_dump({**TINY, "separate_evaluation": True}))
     split = _run(matrix, tmp_path / "split", "--workers", "2")   # evaluation cells wait for their sets
     assert split.returncode == 0, split.stderr
-    assert len(list((tmp_path / "split" / "packtiny" / "mini").glob("*@ConvNet-3/result.json"))) == 3
+    evaluated = list((tmp_path / "split" / "packtiny" / "mini").glob("*@ConvNet-3/result.json"))
+    assert len(evaluated) == 3
+    for path in evaluated:   # an evaluation record names the set it evaluated, as its distillation record does
+        record = json.loads(path.read_text())
+        source = json.loads((path.parent.parent / record["cell"]["source"] / "result.json").read_text())
+        assert record["provenance"]["set_sha256"] == source["provenance"]["set_sha256"]
     reference = _records(tmp_path / "alone" / "packtiny" / "mini")
     _same(reference, _records(tmp_path / "packed" / "packtiny" / "mini"))
     _same(reference, _records(tmp_path / "jobs" / "packtiny" / "mini"))

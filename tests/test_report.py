@@ -216,3 +216,12 @@ def test_timings_from_different_machines_are_never_averaged(tmp_path):
     table = build_report(root).table
     assert table.loc["cifar10 DREAM+ on NVIDIA H200", "inner loop s"].startswith("0.100")
     assert table.loc["cifar10 DREAM+ on CPU x2 (x86_64)", "inner loop s"].startswith("3.000")
+
+
+def test_a_protocol_rule_of_its_own_code_is_not_called_shortened():
+    """IDC's own rule trains DenseNet 400 epochs at IPC >= 50: the record says the protocol set those epochs."""
+    from bench.report import protocol_label
+
+    assert protocol_label({"name": "B", "epochs": 400, "epochs_from": "protocol"}) == "B"
+    assert protocol_label({"name": "B", "epochs": 300, "epochs_from": "matrix"}) == "B @ 300 epochs"
+    assert protocol_label({"name": "A-dcaug", "epochs": 300}) == "A-dcaug @ 300 epochs"   # older records
