@@ -224,6 +224,7 @@ def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[
     if plan is not None and warn is not None:
         dropped = sorted(p.parent.name for p in root.glob("*/" + RESULT_FILE) if p.parent.name not in plan)
         if dropped:
-            warn(f"left out: {len(dropped)} finished cell(s) the matrix no longer has ({', '.join(dropped[:3])}"
+            warn(f"left out: {len(dropped)} folder(s) with a result that the matrix's current plan does not list "
+                 f"(cells it no longer has, or copies) ({', '.join(dropped[:3])}"
                  f"{', ...' if len(dropped) > 3 else ''})")
     return records
