@@ -159,9 +159,9 @@ class _PackedRun:
     """The queue and outcome of one packed run; :meth:`drain` feeds one worker pool until the queue is empty or
     the pool dies (a worker killed, e.g. for memory, takes the whole pool down with it)."""
 
-    def __init__(self, cells: list[Cell], workers: int, report: Callable[[str], None], bar: tqdm) -> None:
+    def __init__(self, cells: list[Cell], report: Callable[[str], None], bar: tqdm) -> None:
         self.queue = packed_tasks(cells)
-        self.workers, self.report, self.bar = workers, report, bar
+        self.report, self.bar = report, bar
         self.prepared: set[tuple[Any, ...]] = set()
         self.failures: list[str] = []
 
@@ -226,9 +226,8 @@ class _PackedRun:
                     self.queue.clear()
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = any(isinstance(f.exception(), BrokenProcessPool) for f in done)
-            settle(done if not broken else list(running))
-            if broken:
+            settle(list(running))
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                 return True, [task for task, _ in running.values()], done_here
         return False, [], done_here
 
@@ -270,7 +269,7 @@ def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_
     context = multiprocessing.get_context("spawn")
     args = (str(root), data_root, checkpoint_every)
     with tqdm(total=len(cells), desc=f"cells ({workers} at once)", unit="cell") as bar:
-        state = _PackedRun(cells, workers, report, bar)
+        state = _PackedRun(cells, report, bar)
         while state.queue:
             suspects = any(t.deaths for t in state.queue)
             width = 1 if suspects else workers
