@@ -282,7 +282,7 @@ FIDELITY_TOLERANCE = 2.0   # points; Table I of the DREAM+ paper gives no ± for
 
 # Settings that do not change what a fidelity row estimates: how many networks evaluate a set, and the feature
 # network of the coresets (its recipe was never published). Any other setting a matrix gives is listed in the
-# row's fit, since the verdict then measures those settings rather than fidelity.
+# row's fit, so a reader sees what the verdict was measured under (a shrunken budget measures that budget).
 NEUTRAL_SETTINGS = frozenset({"eval_runs", "feature_epochs", "feature_seed"})
 
 
