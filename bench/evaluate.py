@@ -258,6 +258,7 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.data import load_dataset
+    from bench.host_memory import keep_freed_memory
     from bench.networks import UnknownNetworkError
     from methods.representation import decode
 
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", type=_at_least(0), default=0, help="which set of a DC/DSA/DM result file (default 0)")
     args = parser.parse_args(argv)
     archs = args.arch or ["ConvNet-3"]
+    keep_freed_memory()
     try:
         if not Path(args.path).is_file():
             raise ValueError(f"{args.path}: not a file")
