@@ -8,6 +8,7 @@ every results folder.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,34 @@ def protocol_lines(frame: pd.DataFrame) -> str:
             "evaluation." if shortened else "")
 
 
+def feature_network_line(frame: pd.DataFrame) -> str:
+    """Which feature network the rows that select with one (Herding, K-Center, Forgetting) used: the published
+    rows never stated theirs (docs/provenance.md), so the caption names ours. Empty when no row needs one."""
+    from methods.coresets import DEFAULT_FEATURE_EPOCHS
+
+    used: dict[str, set[str]] = {}
+    for method, dataset, ipc, settings in zip(frame["method"], frame["data_used"], frame["ipc"], frame["settings"]):
+        if _needs_feature_network(method, dataset, int(ipc)):
+            seed = settings.get("feature_seed")
+            used.setdefault(method, set()).add(f"{settings.get('feature_epochs') or DEFAULT_FEATURE_EPOCHS} epochs, "
+                                               + ("the cell's seed" if seed is None else f"seed {seed}"))
+    if not used:
+        return ""
+    rows = "; ".join(f"{m}: {' / '.join(sorted(v))}" for m, v in used.items())
+    return (f"Feature networks (the cell's architecture trained on the whole training set, then used to pick): {rows}; "
+            "the published rows' recipe is unknown.")
+
+
+@functools.lru_cache(maxsize=None)
+def _needs_feature_network(method: str, dataset: str, ipc: int) -> bool:
+    from methods.components import create_method
+
+    try:
+        return bool(getattr(create_method(method, dataset, ipc, {}), "needs_network", False))
+    except (KeyError, ValueError):   # a method or dataset this version no longer knows
+        return False
+
+
 def layout_of(root: Path, results: list[dict]) -> str:
     """The layout ``bench.run`` recorded for the folder; for folders made before that, the matrix's name
     when it names a layout, else Table I's."""
@@ -130,6 +159,8 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     if table.attrs.get("note"):
         caption += "\n" + table.attrs["note"]
     caption += "\n" + protocol_lines(frame)
+    if feature_network_line(frame):
+        caption += "\n" + feature_network_line(frame)
     figures = write_figures(root, results, caption.splitlines()[1]) if write and accuracy == "last" else []
     report = Report(frame, table, caption, figures)
     if write:

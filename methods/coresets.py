@@ -83,6 +83,7 @@ FEATURE_NET_DIR = ".feature_nets"
 
 
 # How every feature network is trained; part of its file's name, so a changed recipe never reuses an old file.
+DEFAULT_FEATURE_EPOCHS = 30   # epochs of a feature network when the matrix sets no feature_epochs
 FEATURE_RECIPE = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch": 256, "augmentation": "none",
                   "file": "state_dict+forgetting+features"}
 
@@ -182,7 +183,7 @@ class Coreset(Method):
         """(seed, epochs) of the feature network this selection needs; None for rules that need none."""
         if not self.needs_network:
             return None
-        return (seed if budget.feature_seed is None else budget.feature_seed), (budget.feature_epochs or 30)
+        return (seed if budget.feature_seed is None else budget.feature_seed), (budget.feature_epochs or DEFAULT_FEATURE_EPOCHS)
 
     def preparation(self, budget: Budget, seed: int) -> tuple[Any, ...] | None:
         settings = self.feature_network_settings(budget, seed)

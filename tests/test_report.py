@@ -178,6 +178,23 @@ def test_fidelity_counts_distinct_sets_and_names_changed_settings(tmp_path):
     assert "not the published evaluation" in report.caption
 
 
+def test_caption_names_the_feature_network_the_coresets_picked_with(tmp_path):
+    """feature_epochs does not count as a changed setting (the published recipe is unknown), so the caption says
+    which feature network each selecting row used; rows that pick without one (Random, DC) are not named."""
+    root = tmp_path / "fidelity" / "sets"
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "Herding", "settings": {"feature_epochs": 2}}, {"ConvNet-3": [88.0]})
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "Forgetting", "settings": {"feature_epochs": 2, "feature_seed": 0}},
+           {"ConvNet-3": [35.0]})
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "K-Center"}, {"ConvNet-3": [88.0]})
+    _write(root, {"dataset": "mnist", "ipc": 1, "method": "Random"}, {"ConvNet-3": [64.0]})
+    line = next(l for l in build_report(root).caption.splitlines() if l.startswith("Feature networks"))
+    assert "Herding: 2 epochs, the cell's seed" in line and "Forgetting: 2 epochs, seed 0" in line
+    assert "K-Center: 30 epochs, the cell's seed" in line and "Random" not in line
+    plain = tmp_path / "fidelity" / "random"
+    _write(plain, {"dataset": "mnist", "ipc": 1, "method": "Random"}, {"ConvNet-3": [64.0]})
+    assert "Feature networks" not in build_report(plain).caption
+
+
 def test_a_delta_just_past_the_tolerance_is_not_rounded_onto_it():
     from bench.layouts import fidelity_verdict
 
