@@ -19,7 +19,7 @@ from bench.evaluate import Protocol, evaluate_set, network_factory, resolve_prot
 from bench.matrix import Cell
 from bench.record import CellRecord
 from bench.files import load_tensor_file
-from bench.host_memory import keep_freed_memory
+from bench.host_memory import keeping_freed_memory
 from bench.results import SET_FILE, write_cell
 from methods.base import DistilledSet, Method
 from methods.components import create_method
@@ -221,10 +221,10 @@ def cell_preparation(cell: Cell) -> tuple[Any, ...] | None:
 
 def prepare_cell(cell: Cell, root: Path, data_root: str | None) -> None:
     """Do the shared work ``cell`` needs (e.g. train its feature network into ``root``), ahead of the cell."""
-    keep_freed_memory()
-    data, data_used = load_cell_data(cell, data_root)
-    method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
-    method.prepare(data, network_factory(cell.arch, data), cell.budget(), cell.seed, root)
+    with keeping_freed_memory():
+        data, data_used = load_cell_data(cell, data_root)
+        method = create_method(cell.method, data_used, cell.ipc, cell.engine_overrides())
+        method.prepare(data, network_factory(cell.arch, data), cell.budget(), cell.seed, root)
 
 
 def timing_line(result: dict[str, Any]) -> str:
@@ -285,7 +285,7 @@ TASKS: dict[str, Callable[..., tuple[dict[str, Any], DistilledSet | None]]] = {
 def run_and_store(cell: Cell, root: Path, data_root: str | None = None, checkpoint: Any = None,
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run a cell and write it atomically under ``root/<cell id>``."""
-    keep_freed_memory()
-    result, distilled = execute_cell(cell, RunContext(root, data_root, checkpoint, progress))
+    with keeping_freed_memory():
+        result, distilled = execute_cell(cell, RunContext(root, data_root, checkpoint, progress))
     write_cell(root, cell.id, result, distilled.state() if distilled is not None else None)
     return result

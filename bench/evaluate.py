@@ -258,7 +258,7 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.data import load_dataset
-    from bench.host_memory import keep_freed_memory
+    from bench.host_memory import keeping_freed_memory
     from bench.networks import UnknownNetworkError
     from methods.representation import decode
 
@@ -275,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", type=_at_least(0), default=0, help="which set of a DC/DSA/DM result file (default 0)")
     args = parser.parse_args(argv)
     archs = args.arch or ["ConvNet-3"]
-    keep_freed_memory()
     try:
         if not Path(args.path).is_file():
             raise ValueError(f"{args.path}: not a file")
@@ -294,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         protocol = replace(protocol, epochs=args.epochs)
     for arch in archs:
-        result = evaluate_set(images, labels, data, arch, protocol, args.runs, args.seed)
+        with keeping_freed_memory():
+            result = evaluate_set(images, labels, data, arch, protocol, args.runs, args.seed)
         print(f"{arch}: {result.mean:.2f} +- {result.std:.2f} (last epoch, {args.runs} runs, protocol {protocol.name}, {protocol.epochs} epochs)")
     return 0
 

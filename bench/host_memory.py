@@ -1,40 +1,65 @@
-"""Keep freed host memory inside the process, so that large CPU tensors are not page-faulted in anew each time.
+"""While a cell runs, keep freed host memory inside the process, so large CPU tensors are not page-faulted in anew.
 
-glibc's malloc serves every allocation above 32 MiB (and, at first, above 128 KiB) with a fresh ``mmap`` and
-returns it to the system on free. A ConvNet-3 training step on MNIST allocates activations of 40 MiB (100 images x
-128 channels x 28 x 28), so every step faults in and zeroes those pages again: on the 2-core development machine
-that made one step 1.3-1.5x slower (README, "Speed on this CPU"). Asking glibc to take everything from its heap
-and never trim it keeps those pages mapped for reuse; what is computed does not change. The cost is that a
-process keeps its peak heap until it exits, which suits the short-lived processes that run cells.
+glibc's malloc serves every allocation above 32 MiB (at first above 128 KiB) with a fresh ``mmap`` and unmaps
+it on free. A ConvNet-3 training step on MNIST allocates activations of ~50 MiB (100 images x 128 channels x
+32 x 32, the first layer pads 28 to 32), so every step faulted in and zeroed those pages again: 1.28x slower per
+evaluation step on the 2-core development machine (README, "Speed on this CPU"). Inside ``keeping_freed_memory``
+glibc takes every block from its heap and keeps freed pages for the next step; on leaving it, the defaults come
+back and the free pages are returned to the system, so a process that runs many cells holds no more between
+them than before. What is computed does not change. ``DREAMBENCH_KEEP_FREED_MEMORY=0`` turns it off.
 Written here rather than preloading jemalloc/tcmalloc: those are system packages, not pip dependencies.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
+import os
 import sys
+from typing import Iterator
 
-_M_TRIM_THRESHOLD = -1   # mallopt parameters, from glibc's malloc.h
-_M_MMAP_MAX = -4
-_applied: bool | None = None
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc malloc keep freed memory for reuse (idempotent); False where the C library is not glibc."""
-    global _applied
-    if _applied is None:
-        _applied = _apply()
-    return _applied
+# mallopt parameters and glibc's defaults for them (malloc.h, malloc.c)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_KEPT_TRIM_THRESHOLD = 1 << 30   # no heap top grows this large between two steps
+SWITCH = "DREAMBENCH_KEEP_FREED_MEMORY"
 
 
-def _apply() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc with no other allocator preloaded (else None: leave it alone)."""
+    if not sys.platform.startswith("linux") or os.environ.get(SWITCH, "1") == "0" or "malloc" in os.environ.get("LD_PRELOAD", ""):
+        return None
+    libc = ctypes.CDLL(None)
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):   # musl and other C libraries have no mallopt
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # no mmap for large blocks (they come from the heap), and a trim threshold no heap reaches (1 GiB free at the top)
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+        for name in ("mallopt", "malloc_trim", "gnu_get_libc_version"):   # musl has no gnu_get_libc_version
+            getattr(libc, name)
+    except AttributeError:
+        return None
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
+
+
+_depth = 0   # nested blocks (a cell inside a command) restore the defaults only when the outermost ends
+
+
+@contextlib.contextmanager
+def keeping_freed_memory() -> Iterator[bool]:
+    """Within the block, large blocks come from the heap and freed ones stay mapped for reuse; after it, glibc's
+    defaults return and free pages go back to the system. Yields whether the setting applies here."""
+    global _depth
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    if _depth == 0:
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, _KEPT_TRIM_THRESHOLD)
+    _depth += 1
+    try:
+        yield True
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+            libc.malloc_trim(0)

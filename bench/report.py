@@ -12,6 +12,7 @@ import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -20,6 +21,8 @@ from bench.layouts import LAYOUTS, step_means
 from bench.provenance import PROTOCOL_SUMMARY
 from bench.files import atomic_write_text
 from bench.results import PLAN_FILE, SET_FILE, read_matrix_info, read_results
+from bench.settings import view
+from methods.base import Budget
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
@@ -96,17 +99,20 @@ def protocol_lines(frame: pd.DataFrame) -> str:
             "evaluation." if shortened else "")
 
 
+FEATURE_NETWORK_LAYOUTS = {"table1", "fidelity"}   # layouts whose coreset rows pick once from a whole-set feature network
+
+
 def feature_network_line(frame: pd.DataFrame) -> str:
     """Which feature network the rows that select with one (Herding, K-Center, Forgetting) used: the published
     rows never stated theirs (docs/provenance.md), so the caption names ours. Empty when no row needs one."""
-    from methods.coresets import DEFAULT_FEATURE_EPOCHS
-
     used: dict[str, set[str]] = {}
     for method, dataset, ipc, settings in zip(frame["method"], frame["data_used"], frame["ipc"], frame["settings"]):
-        if _needs_feature_network(method, dataset, int(ipc)):
-            seed = settings.get("feature_seed")
-            used.setdefault(method, set()).add(f"{settings.get('feature_epochs') or DEFAULT_FEATURE_EPOCHS} epochs, "
-                                               + ("the cell's seed" if seed is None else f"seed {seed}"))
+        picker = _feature_network_picker(method, dataset, int(ipc))
+        if picker is None:
+            continue
+        _, epochs = picker(view(Budget, settings), 0)
+        seed = settings.get("feature_seed")
+        used.setdefault(method, set()).add(f"{epochs} epochs, " + ("the cell's seed" if seed is None else f"seed {seed}"))
     if not used:
         return ""
     rows = "; ".join(f"{m}: {' / '.join(sorted(v))}" for m, v in used.items())
@@ -115,13 +121,15 @@ def feature_network_line(frame: pd.DataFrame) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _needs_feature_network(method: str, dataset: str, ipc: int) -> bool:
+def _feature_network_picker(method: str, dataset: str, ipc: int) -> Callable[[Budget, int], Any] | None:
+    """The method's (budget, seed) -> (seed, epochs) rule when it selects with a feature network, else None."""
     from methods.components import create_method
 
     try:
-        return bool(getattr(create_method(method, dataset, ipc, {}), "needs_network", False))
+        chosen = create_method(method, dataset, ipc, {})
     except (KeyError, ValueError):   # a method or dataset this version no longer knows
-        return False
+        return None
+    return chosen.feature_network_settings if getattr(chosen, "needs_network", False) else None
 
 
 def layout_of(root: Path, results: list[dict]) -> str:
@@ -145,7 +153,8 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     frame = results_frame(results, accuracy)
     if frame.empty:
         return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
-    table = LAYOUTS.get(layout_of(root, results))(frame, results)
+    layout = layout_of(root, results)
+    table = LAYOUTS.get(layout)(frame, results)
     table.index.name = "method"
     scales = ", ".join(sorted(frame["scale"].astype(str).unique()))
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))
@@ -159,8 +168,8 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     if table.attrs.get("note"):
         caption += "\n" + table.attrs["note"]
     caption += "\n" + protocol_lines(frame)
-    if feature_network_line(frame):
-        caption += "\n" + feature_network_line(frame)
+    features = feature_network_line(frame) if layout in FEATURE_NETWORK_LAYOUTS else ""
+    caption += f"\n{features}" if features else ""
     figures = write_figures(root, results, caption.splitlines()[1]) if write and accuracy == "last" else []
     report = Report(frame, table, caption, figures)
     if write:
