@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 from typing import Iterator
@@ -25,8 +26,17 @@ SWITCH = "DREAMBENCH_KEEP_FREED_MEMORY"
 
 
 def _glibc() -> ctypes.CDLL | None:
-    """The process's C library when it is glibc with no other allocator preloaded (else None: leave it alone)."""
-    if not sys.platform.startswith("linux") or os.environ.get(SWITCH, "1") == "0" or "malloc" in os.environ.get("LD_PRELOAD", ""):
+    """The process's C library when it is glibc with no other allocator preloaded and the switch is on (else
+    None: leave it alone)."""
+    if os.environ.get(SWITCH, "1") == "0" or "malloc" in os.environ.get("LD_PRELOAD", ""):
+        return None
+    return _glibc_symbols()
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc_symbols() -> ctypes.CDLL | None:
+    """glibc with mallopt and malloc_trim typed, looked up once per process; None on other C libraries."""
+    if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None)
     try:

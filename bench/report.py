@@ -107,10 +107,11 @@ def feature_network_line(frame: pd.DataFrame) -> str:
     rows never stated theirs (docs/provenance.md), so the caption names ours. Empty when no row needs one."""
     used: dict[str, set[str]] = {}
     for method, dataset, ipc, settings in zip(frame["method"], frame["data_used"], frame["ipc"], frame["settings"]):
-        picker = _feature_network_picker(method, dataset, int(ipc))
-        if picker is None:
+        rule = _feature_network_rule(method, dataset, int(ipc))
+        chosen = rule(view(Budget, settings), 0) if rule is not None else None
+        if chosen is None:   # selects without a feature network (Random, distillation methods)
             continue
-        _, epochs = picker(view(Budget, settings), 0)
+        _, epochs = chosen
         seed = settings.get("feature_seed")
         used.setdefault(method, set()).add(f"{epochs} epochs, " + ("the cell's seed" if seed is None else f"seed {seed}"))
     if not used:
@@ -121,15 +122,15 @@ def feature_network_line(frame: pd.DataFrame) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _feature_network_picker(method: str, dataset: str, ipc: int) -> Callable[[Budget, int], Any] | None:
-    """The method's (budget, seed) -> (seed, epochs) rule when it selects with a feature network, else None."""
+def _feature_network_rule(method: str, dataset: str, ipc: int) -> Callable[[Budget, int], Any] | None:
+    """The method's (budget, seed) -> (seed, epochs) | None rule for its feature network; None for methods without one."""
     from methods.components import create_method
 
     try:
         chosen = create_method(method, dataset, ipc, {})
     except (KeyError, ValueError):   # a method or dataset this version no longer knows
         return None
-    return chosen.feature_network_settings if getattr(chosen, "needs_network", False) else None
+    return getattr(chosen, "feature_network_settings", None)
 
 
 def layout_of(root: Path, results: list[dict]) -> str:

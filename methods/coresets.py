@@ -82,8 +82,8 @@ _FEATURE_CACHE: dict[Any, FeatureNetwork] = {}
 FEATURE_NET_DIR = ".feature_nets"
 
 
-# How every feature network is trained; part of its file's name, so a changed recipe never reuses an old file.
 DEFAULT_FEATURE_EPOCHS = 30   # epochs of a feature network when the matrix sets no feature_epochs
+# How every feature network is trained; part of its file's name, so a changed recipe never reuses an old file.
 FEATURE_RECIPE = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch": 256, "augmentation": "none",
                   "file": "state_dict+forgetting+features"}
 
