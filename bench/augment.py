@@ -6,6 +6,7 @@ draw applied to several batches, and every run is reproducible from its seed.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -252,36 +253,75 @@ class DCAugment:
             raise ValueError(f"unknown DC augmentation {unknown[0]!r} in {self.strategy!r}; allowed: crop, scale, rotate")
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Augment a batch: every image's op and parameters are drawn first, in the per-image order of DC's loop
+        (so the random stream, and the result, are the official per-image loop's), then each op runs once for
+        all the images that drew it: on a GPU a per-image loop is thousands of launches and host syncs per epoch."""
         import numpy as np
-        from scipy.ndimage import rotate as spline_rotate
 
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
-        _, channels, h, w = x.shape
-        means = x.mean(dim=(0, 2, 3))
-        out = x.clone()
+        h = x.shape[2]
+        drawn: dict[str, list[tuple[int, ...]]] = {op: [] for op in self.ops}
         for i in range(x.shape[0]):
             op = self.ops[int(rng.integers(len(self.ops)))]
             if op == "crop":
-                c = self.crop
-                canvas = means.view(-1, 1, 1).expand(channels, h + 2 * c, w + 2 * c).clone()
-                canvas[:, c:c + h, c:c + w] = x[i]
-                r, k = int(rng.integers(2 * c)), int(rng.integers(2 * c))
-                out[i] = canvas[:, r:r + h, k:k + w]
-            elif op == "scale":
-                sh, sw = (int(rng.uniform(1 - self.scale, 1 + self.scale) * h) for _ in range(2))
-                resized = F.interpolate(x[i:i + 1], [sh, sw])[0]
-                side = max(sh, sw, h, w)
-                canvas = x.new_zeros(channels, side, side)
-                top, left = (side - sh) // 2, (side - sw) // 2
-                canvas[:, top:top + sh, left:left + sw] = resized
-                top, left = (side - h) // 2, (side - w) // 2
-                out[i] = canvas[:, top:top + h, left:left + w]
+                drawn[op].append((i, int(rng.integers(2 * self.crop)), int(rng.integers(2 * self.crop))))
+            elif op == "scale":  # both sides from the height, as DC's code does
+                drawn[op].append((i, *(int(rng.uniform(1 - self.scale, 1 + self.scale) * h) for _ in range(2))))
             else:
-                angle = int(rng.integers(-self.rotate, self.rotate))
-                turned = spline_rotate(x[i].detach().cpu().numpy(), angle=angle, axes=(-2, -1), cval=float(means.mean()))
-                top, left = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
-                out[i] = torch.as_tensor(turned[:, top:top + h, left:left + w], dtype=x.dtype, device=x.device)
+                drawn[op].append((i, int(rng.integers(-self.rotate, self.rotate))))
+        means = x.mean(dim=(0, 2, 3))
+        out = x.clone()
+        for op, apply in (("crop", self._crop), ("scale", self._scale), ("rotate", self._rotate)):
+            if drawn.get(op):
+                index = torch.tensor([d[0] for d in drawn[op]], device=x.device)
+                out[index] = apply(x[index], [d[1:] for d in drawn[op]], means)
         return out
+
+    def _crop(self, x: torch.Tensor, offsets: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
+        """Pad with the batch's channel means, then each image's window at its own (row, column) offset."""
+        n, channels, h, w = x.shape
+        c = self.crop
+        canvas = means.view(1, -1, 1, 1).expand(n, channels, h + 2 * c, w + 2 * c).clone()
+        canvas[:, :, c:c + h, c:c + w] = x
+        start = torch.tensor(offsets, device=x.device)
+        rows = start[:, :1] + torch.arange(h, device=x.device)
+        cols = start[:, 1:] + torch.arange(w, device=x.device)
+        picked = canvas[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        return picked.permute(0, 3, 1, 2)
+
+    def _scale(self, x: torch.Tensor, sizes: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
+        """Nearest-resize to (sh, sw), centred on a zero canvas, centre-cropped: one gather with per-image maps."""
+        n, _, h, w = x.shape
+        rows, row_ok = zip(*(_resized_source(h, sh, max(sh, sw, h, w)) for sh, sw in sizes))
+        cols, col_ok = zip(*(_resized_source(w, sw, max(sh, sw, h, w)) for sh, sw in sizes))
+        rows, cols = to_device(torch.stack(rows), x.device), to_device(torch.stack(cols), x.device)
+        keep = to_device(torch.stack(row_ok)[:, :, None] & torch.stack(col_ok)[:, None, :], x.device)
+        picked = x[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+        return (picked * keep[..., None].to(x.dtype)).permute(0, 3, 1, 2)
+
+    def _rotate(self, x: torch.Tensor, angles: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
+        """Cubic-spline rotation (scipy, as DC's code), mean fill, centre crop; one copy to the host and back."""
+        from scipy.ndimage import rotate as spline_rotate
+
+        h, w = x.shape[-2:]
+        fill = float(means.mean())
+        turned = []
+        for image, (angle,) in zip(x.detach().cpu().numpy(), angles):
+            t = spline_rotate(image, angle=angle, axes=(-2, -1), cval=fill)
+            top, left = (t.shape[-2] - h) // 2, (t.shape[-1] - w) // 2
+            turned.append(torch.as_tensor(t[:, top:top + h, left:left + w]))
+        return to_device(torch.stack(turned).to(x.dtype), x.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _resized_source(size: int, resized: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each output pixel along one axis of DC's scale op: the source pixel (PyTorch's own nearest mapping,
+    read off an interpolated ``arange``) and whether it falls inside the resized image (else the zero canvas)."""
+    source = F.interpolate(torch.arange(size, dtype=torch.float32).view(1, 1, size, 1), size=[resized, 1])
+    source = source.view(-1).long()
+    position = torch.arange(size) + (side - size) // 2 - (side - resized) // 2
+    inside = (position >= 0) & (position < resized)
+    return source[position.clamp(0, resized - 1)], inside
 
 
 def without(strategy: str, family: str) -> str:

@@ -60,6 +60,50 @@ def test_dc_augmentation_ops():
         DCAugment("crop_flip")
 
 
+def _dc_augment_image_by_image(aug: DCAugment, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """DC's ``augment`` as the official code runs it, one image at a time: the reference for the batched ops."""
+    import numpy as np
+    import torch.nn.functional as F
+    from scipy.ndimage import rotate
+
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+    _, channels, h, w = x.shape
+    means, out = x.mean(dim=(0, 2, 3)), x.clone()
+    for i in range(x.shape[0]):
+        op = aug.ops[int(rng.integers(len(aug.ops)))]
+        if op == "crop":
+            c = aug.crop
+            canvas = means.view(-1, 1, 1).expand(channels, h + 2 * c, w + 2 * c).clone()
+            canvas[:, c:c + h, c:c + w] = x[i]
+            r, k = int(rng.integers(2 * c)), int(rng.integers(2 * c))
+            out[i] = canvas[:, r:r + h, k:k + w]
+        elif op == "scale":
+            sh, sw = (int(rng.uniform(1 - aug.scale, 1 + aug.scale) * h) for _ in range(2))
+            resized = F.interpolate(x[i:i + 1], [sh, sw])[0]
+            side = max(sh, sw, h, w)
+            canvas = x.new_zeros(channels, side, side)
+            canvas[:, (side - sh) // 2:(side - sh) // 2 + sh, (side - sw) // 2:(side - sw) // 2 + sw] = resized
+            out[i] = canvas[:, (side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w]
+        else:
+            angle = int(rng.integers(-aug.rotate, aug.rotate))
+            turned = rotate(x[i].numpy(), angle=angle, axes=(-2, -1), cval=float(means.mean()))
+            top, left = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
+            out[i] = torch.as_tensor(turned[:, top:top + h, left:left + w])
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["crop_scale_rotate", "crop", "scale", "rotate"])
+@pytest.mark.parametrize("shape", [(40, 1, 28, 28), (17, 3, 32, 32), (9, 1, 16, 12)])
+def test_dc_augmentation_batched_equals_image_by_image(strategy, shape):
+    """All images of an op at once give exactly the official per-image loop's result for the same draws."""
+    aug = DCAugment(strategy, scale=0.4 if shape[2] == 16 else 0.2)   # 0.4: resized sides below and above 16 and 12
+    for seed in range(3):
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+        batched = aug(x, torch.Generator().manual_seed(seed))
+        reference = _dc_augment_image_by_image(aug, x, torch.Generator().manual_seed(seed))
+        assert torch.equal(batched, reference), (strategy, shape, seed)
+
+
 @pytest.mark.parametrize("layout", ["dict", "idc-list"])
 def test_external_sets_load_and_evaluate(tmp_path, layout, capsys):
     data = load_dataset("digits")
