@@ -45,3 +45,12 @@ def test_evaluation_run(benchmark, digits, ipc: int) -> None:
     run = benchmark.pedantic(lambda: train_and_test(digits.train_images[idx], digits.train_labels[idx], digits,
                                                     "ConvNet-3", protocol, 0), rounds=3, iterations=1)
     assert 0.0 <= run.last <= 100.0
+
+
+def test_dc_augmentation(benchmark) -> None:
+    """DC's crop/scale/rotate on a batch of 100 MNIST-shaped images (one protocol-A-dcaug step at IPC 10)."""
+    from bench.augment import DCAugment
+
+    x, gen, aug = torch.rand(100, 1, 28, 28), torch.Generator().manual_seed(0), DCAugment()
+    out = benchmark.pedantic(lambda: aug(x, gen), rounds=20, iterations=1)
+    assert out.shape == x.shape
