@@ -153,7 +153,7 @@ def test_every_shipped_matrix_dry_runs_at_every_profile(path, tmp_path, capsys):
     from bench.run import main
 
     profiles = list((yaml.safe_load(path.read_text()).get("profiles") or {"default": None}))
-    expected = {"quickstart": set(), "fidelity": {"cpu", "gpu"}}.get(path.stem, {"mini", "paper"})
+    expected = {"quickstart": set(), "fidelity": {"cpu", "gpu"}, "feature-epochs": {"sets"}}.get(path.stem, {"mini", "paper"})
     assert expected <= set(profiles)
     for profile in profiles:
         assert main([str(path), "-p", profile, "--dry-run", "--results", str(tmp_path)]) == 0
