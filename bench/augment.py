@@ -284,20 +284,16 @@ class DCAugment:
         canvas = means.view(1, -1, 1, 1).expand(n, channels, h + 2 * c, w + 2 * c).clone()
         canvas[:, :, c:c + h, c:c + w] = x
         start = torch.tensor(offsets, device=x.device)
-        rows = start[:, :1] + torch.arange(h, device=x.device)
-        cols = start[:, 1:] + torch.arange(w, device=x.device)
-        picked = canvas[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-        return picked.permute(0, 3, 1, 2)
+        return _gather(canvas, start[:, :1] + torch.arange(h, device=x.device), start[:, 1:] + torch.arange(w, device=x.device))
 
     def _scale(self, x: torch.Tensor, sizes: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
         """Nearest-resize to (sh, sw), centred on a zero canvas, centre-cropped: one gather with per-image maps."""
-        n, _, h, w = x.shape
-        rows, row_ok = zip(*(_resized_source(h, sh, max(sh, sw, h, w)) for sh, sw in sizes))
-        cols, col_ok = zip(*(_resized_source(w, sw, max(sh, sw, h, w)) for sh, sw in sizes))
-        rows, cols = to_device(torch.stack(rows), x.device), to_device(torch.stack(cols), x.device)
-        keep = to_device(torch.stack(row_ok)[:, :, None] & torch.stack(col_ok)[:, None, :], x.device)
-        picked = x[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-        return (picked * keep[..., None].to(x.dtype)).permute(0, 3, 1, 2)
+        h, w = x.shape[-2:]
+        sides = [max(sh, sw, h, w) for sh, sw in sizes]
+        rows, row_ok = zip(*(_resized_source(h, sh, side) for (sh, _), side in zip(sizes, sides)))
+        cols, col_ok = zip(*(_resized_source(w, sw, side) for (_, sw), side in zip(sizes, sides)))
+        keep = to_device(torch.stack(row_ok)[:, None, :, None] & torch.stack(col_ok)[:, None, None, :], x.device)
+        return _gather(x, to_device(torch.stack(rows), x.device), to_device(torch.stack(cols), x.device)) * keep.to(x.dtype)
 
     def _rotate(self, x: torch.Tensor, angles: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
         """Cubic-spline rotation (scipy, as DC's code), mean fill, centre crop; one copy to the host and back."""
@@ -311,6 +307,12 @@ class DCAugment:
             top, left = (t.shape[-2] - h) // 2, (t.shape[-1] - w) // 2
             turned.append(torch.as_tensor(t[:, top:top + h, left:left + w]))
         return to_device(torch.stack(turned).to(x.dtype), x.device)
+
+
+def _gather(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Image i's pixels at rows[i] x cols[i] ((n, h) and (n, w) indices), every channel: (n, C, h, w)."""
+    n = len(images)
+    return images[torch.arange(n, device=images.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 @functools.lru_cache(maxsize=None)
