@@ -113,7 +113,8 @@ def feature_network_line(frame: pd.DataFrame) -> str:
             continue
         _, epochs = chosen
         seed = settings.get("feature_seed")
-        used.setdefault(method, set()).add(f"{epochs} epoch{'' if epochs == 1 else 's'}, " + ("the cell's seed" if seed is None else f"seed {seed}"))
+        length = "untrained (0 epochs)" if epochs == 0 else f"{epochs} epoch{'' if epochs == 1 else 's'}"
+        used.setdefault(method, set()).add(f"{length}, " + ("the cell's seed" if seed is None else f"seed {seed}"))
     if not used:
         return ""
     rows = "; ".join(f"{m}: {' / '.join(sorted(v))}" for m, v in used.items())

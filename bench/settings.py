@@ -121,8 +121,8 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     **{k: (_positive, "a finite number > 0") for k in ("lr_img", "net_lr")},
     **{k: (_at_least(1), "an integer >= 1") for k in (
         "iterations", "steps_per_network", "batch_real", "eval_runs", "eval_epochs", "eval_every", "eval_curve_epochs",
-        "feature_epochs", "interval", "samples_per_cluster", "cl_steps", "net_batch", "factor", "batch_syn_max")},
-    **{k: (_at_least(0), "a number >= 0") for k in ("feature_seed", "warmup_epochs", "net_update_epochs",
+        "interval", "samples_per_cluster", "cl_steps", "net_batch", "factor", "batch_syn_max")},
+    **{k: (_at_least(0), "a number >= 0") for k in ("feature_seed", "feature_epochs", "warmup_epochs", "net_update_epochs",
                                                      "net_update_samples", "momentum_img", "net_momentum",
                                                      "net_weight_decay")},
     "cutmix_p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),

@@ -30,7 +30,7 @@ class Budget:
     iterations: int | None = None          # fresh networks (outer iterations)
     steps_per_network: int | None = None   # image updates per network
     eval_every: int | None = None          # evaluate the set every K iterations (curves); None = never
-    feature_epochs: int | None = None      # coresets: epochs of the feature / forgetting network
+    feature_epochs: int | None = None      # coresets: epochs of the feature / forgetting network (0: untrained)
     feature_seed: int | None = None        # coresets: seed of that network (None: the cell's seed)
 
 

@@ -183,7 +183,8 @@ class Coreset(Method):
         """(seed, epochs) of the feature network this selection needs; None for rules that need none."""
         if not self.needs_network:
             return None
-        return (seed if budget.feature_seed is None else budget.feature_seed), (budget.feature_epochs or DEFAULT_FEATURE_EPOCHS)
+        epochs = DEFAULT_FEATURE_EPOCHS if budget.feature_epochs is None else budget.feature_epochs   # 0: the untrained network
+        return (seed if budget.feature_seed is None else budget.feature_seed), epochs
 
     def preparation(self, budget: Budget, seed: int) -> tuple[Any, ...] | None:
         settings = self.feature_network_settings(budget, seed)

@@ -1,6 +1,7 @@
 """Herding, K-Center and Forgetting on toy sets with known answers; every coreset on real digits."""
 from functools import partial
 
+import pytest
 import torch
 
 from bench.data import load_dataset
@@ -60,6 +61,25 @@ def test_forgetting_picks_the_most_forgotten_learned_samples():
     as_zero = torch.where(torch.isinf(fn.forgetting), torch.zeros_like(fn.forgetting), fn.forgetting)
     for c, i in enumerate(s.meta["indices"]):
         assert as_zero[i] == as_zero[data.class_indices(c)].max()
+
+
+def test_zero_feature_epochs_pick_with_the_untrained_network():
+    """feature_epochs 0 herds on the seeded initialisation's features (a hypothesis for the published rows), not
+    on the 30-epoch default that a falsy 0 used to fall back to; a negative count is refused."""
+    from bench.settings import SettingError, check_settings
+    from methods.coresets import train_feature_network
+
+    data = load_dataset("digits", max_per_class=30)
+    make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
+    untrained = train_feature_network(data, make, seed=2, epochs=0)
+    chosen = create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=0), seed=2).meta["indices"]
+    expected = [int(data.class_indices(c)[i]) for c in range(10) for i in herding(untrained.class_features(data, c), 3)]
+    assert chosen == expected
+    trained = create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=1), seed=2).meta["indices"]
+    assert trained != chosen
+    assert check_settings("defaults", {"feature_epochs": 0}, []) == {"feature_epochs": 0}
+    with pytest.raises(SettingError, match="feature_epochs"):
+        check_settings("defaults", {"feature_epochs": -1}, [])
 
 
 def test_k_center_at_ipc_1_picks_the_herding_set():
