@@ -12,8 +12,9 @@
 #      which hold every training image's features, ~0.5 GB each). The archive is rewritten every minute, so a
 #      lease cut off early still returns what finished; a later lease resumes the rest when RESUME_FROM names it.
 #   3. with PACKING=1, if at least PACKING_SECONDS (default 150) are left: cells per GPU-hour, 4 short DREAM+
-#      cells one at a time vs 4 at once (OUT/packing.jsonl); with PACKING=first it runs before the fidelity cells
-# Usage: [RESUME_FROM=fidelity.tgz] [FIDELITY_PROFILE=sets] [SPEED=0] [EMBEDDING=0] [ACCURACY=0] [PACKING=1|first]
+#      cells one at a time vs 4 at once (OUT/packing.jsonl; PACKING_ARGS adds options such as longer cells); with
+#      PACKING=first it runs before the fidelity cells
+# Usage: [RESUME_FROM=fidelity.tgz] [FIDELITY_PROFILE=sets] [SPEED=0] [EMBEDDING=0] [ACCURACY=0] [PACKING=1|first] [PACKING_ARGS=...]
 #        bash benchmarks/gpu_lease.sh DATA_ROOT OUT DEADLINE_SECONDS [PATTERN ...]
 set -uo pipefail
 data_root=$1 out=$2 deadline=$3
@@ -26,7 +27,8 @@ stamp() { echo "$1 at ${SECONDS}s" >>"$out/machine.txt"; }
 speed() { timeout "$1" python3 benchmarks/inner_loop.py "${@:2}" >>"$out/speed.jsonl" 2>>"$out/speed.err"; }
 packing() {
     if [ "$(left)" -ge "${PACKING_SECONDS:-150}" ]; then
-        timeout "$(left)" python3 benchmarks/packing.py --data-root "$data_root" --workers 4 >>"$out/packing.jsonl" 2>>"$out/speed.err"
+        # shellcheck disable=SC2086   # PACKING_ARGS: extra options, e.g. "--iterations 5 --steps 100" for cells long enough to show sharing
+        timeout "$(left)" python3 benchmarks/packing.py --data-root "$data_root" --workers 4 ${PACKING_ARGS:-} >>"$out/packing.jsonl" 2>>"$out/speed.err"
         stamp "packing done"
     else
         stamp "packing skipped: $(left)s left"
@@ -44,7 +46,7 @@ if [ "${SPEED:-1}" != 0 ]; then
 fi
 if [ "${EMBEDDING:-1}" != 0 ]; then
     for shape in mnist cifar10; do   # the sampler's embedding pass (80% of clustering) against GPU levers
-        timeout 60 python3 benchmarks/embedding.py --dataset "$shape" >>"$out/embedding.jsonl" 2>>"$out/speed.err"
+        timeout 150 python3 benchmarks/embedding.py --dataset "$shape" >>"$out/embedding.jsonl" 2>>"$out/speed.err"
     done
 fi
 if [ "${PACKING:-}" = first ]; then packing; fi
