@@ -82,6 +82,16 @@ def test_zero_feature_epochs_pick_with_the_untrained_network():
         check_settings("defaults", {"feature_epochs": -1}, [])
 
 
+def test_icarl_herding_follows_w_and_skips_repeated_picks():
+    """The diagnostic's iCaRL rule (benchmarks/herding_rules.py): first the largest projection on the mean,
+    then w += mean - pick; a pick made before moves w but is not added again."""
+    from benchmarks.herding_rules import icarl_herding
+
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [2.0, 3.0]])   # mean (1.5, 1.0)
+    assert icarl_herding(feats, 3).tolist() == [3, 1, 2]
+    assert icarl_herding(feats, 4).tolist() == [3, 1, 2, 0]   # two repeated picks (1, then 3) on the way to 0
+
+
 def test_k_center_at_ipc_1_picks_the_herding_set():
     """Both start at the sample nearest the class-mean feature, so from one feature network their IPC-1 sets
     are the same images (why Table I's IPC-1 K-Center and Herding numbers agree); at IPC 2 they part."""
