@@ -4,9 +4,10 @@
 The H200 lease of commit 657fddb measured the pass at 0.24 s per refresh for 60,000 MNIST-shaped images
 (0.024 s per inner loop, 80% of clustering). This times ``embed_all`` (the sampler's pass) on stand-in noise
 of MNIST's / CIFAR-10's shape against variants: larger inference batches, channels-last tensors,
-``torch.inference_mode`` and ``torch.compile`` of the embedding (forward only, so unlike the matching step it
-compiles; its compile seconds are reported apart, as a run pays them once per process); each variant reports the largest feature difference from the plain pass, so a
-lever that changes what the sampler picks shows up as more than rounding. JSON lines on stdout.
+``torch.inference_mode`` and ``torch.compile`` of the embedding (forward only, so unlike the matching step
+it compiles; the first call's seconds, the compile for that variant, are reported apart, as a run pays them
+once per process). Each variant reports the largest feature difference from the plain pass, so a lever
+that changes what the sampler picks shows up as more than rounding. JSON lines on stdout.
 
     python benchmarks/embedding.py --dataset mnist --repeats 5
 """

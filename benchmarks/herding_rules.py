@@ -47,7 +47,7 @@ def _normalised(rule: Callable[[torch.Tensor, int], torch.Tensor]) -> Callable[[
 
 
 RULES: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
-    "dc": lambda features, k: herding(features, k),
+    "dc": herding,
     "icarl": icarl_herding,
     "icarl-normalised": _normalised(icarl_herding),
 }
