@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -30,8 +30,15 @@ from methods.sampling import embed_all
 Selector = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]   # (class features, ipc, gen) -> indices
 
 
+def nearest_mean(features: torch.Tensor, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """The k samples nearest the class mean, nearest first: the rule behind Table I's Herding rows, which a
+    herding correction does not reproduce beyond the first pick (docs/provenance.md, "Coresets as published")."""
+    return (features - features.mean(0)).norm(dim=1).argsort(stable=True)[:k]
+
+
 def herding(features: torch.Tensor, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Greedy herding: at step t pick the unselected x minimising ||t*mu - s - x|| (IDC's argmin rule)."""
+    """Greedy herding: at step t pick the unselected x minimising ||t*mu - s - x|| (IDC's argmin rule, and the
+    pseudocode DC's author posted); registered as ``Herding-greedy``."""
     mu = features.mean(0)
     chosen: list[int] = []
     running = torch.zeros_like(mu)
@@ -171,13 +178,12 @@ def _train_feature_network(data: ImageDataset, make_net: NetFactory, seed: int, 
 class Coreset(Method):
     """Select ``ipc`` real images per class; the images are stored unchanged (factor 1)."""
 
-    def __init__(self, name: str, needs_network: bool, choose: Callable[["Coreset", ImageDataset, int, int, FeatureNetwork | None, torch.Generator], torch.Tensor],
-                 selection_rule: dict[str, Any] | None = None) -> None:
+    def __init__(self, name: str, spec: "CoresetSpec") -> None:
         self.name = name
-        self.selection_rule = selection_rule   # rule choices that decide the set (part of a cell's fingerprint)
-        self.eval_protocol = published_protocol(name)   # DC's evaluation: the coreset rows come from DC's paper
-        self.needs_network = needs_network
-        self._choose = choose
+        self.selection_rule = spec.selection_rule   # rule choices that decide the set (part of a cell's fingerprint)
+        self.eval_protocol = published_protocol(spec.table_row)   # DC's evaluation: the coreset rows come from DC's paper
+        self.needs_network = spec.needs_network
+        self._choose = spec.choose
 
     def feature_network_settings(self, budget: Budget, seed: int) -> tuple[int, int] | None:
         """(seed, epochs) of the feature network this selection needs; None for rules that need none."""
@@ -234,14 +240,25 @@ def _forgetting(self: Coreset, data: ImageDataset, c: int, ipc: int, fn: Feature
     return torch.sort(scores, descending=True, stable=True).indices[:ipc]
 
 
+class CoresetSpec(NamedTuple):
+    """One registered coreset: whether it needs a feature network, its chooser, the rule choices that decide
+    its set (fingerprinted), and the Table I row whose published evaluation it takes."""
+
+    needs_network: bool
+    choose: Callable[..., torch.Tensor]
+    selection_rule: dict[str, Any] | None
+    table_row: str
+
+
 CORESETS = {
-    "Random": (False, _random, None),
-    "Herding": (True, _by_features(herding), None),
-    "K-Center": (True, _by_features(k_center_greedy), None),
-    "Forgetting": (True, _forgetting, {"never_learned_events": NEVER_LEARNED_EVENTS}),
-    "Whole": (False, _whole, None),
+    "Random": CoresetSpec(False, _random, None, "Random"),
+    "Herding": CoresetSpec(True, _by_features(nearest_mean), {"herding_rule": "nearest-mean"}, "Herding"),
+    "Herding-greedy": CoresetSpec(True, _by_features(herding), {"herding_rule": "greedy"}, "Herding"),
+    "K-Center": CoresetSpec(True, _by_features(k_center_greedy), None, "K-Center"),
+    "Forgetting": CoresetSpec(True, _forgetting, {"never_learned_events": NEVER_LEARNED_EVENTS}, "Forgetting"),
+    "Whole": CoresetSpec(False, _whole, None, "Whole"),
 }
 
-for _name, (_needs, _choose, _rule) in CORESETS.items():
-    register_method(MethodSpec(_name, "coreset", lambda dataset, ipc, config=None, _n=_name, _d=_needs, _c=_choose,
-                               _r=_rule: Coreset(_n, _d, _c, _r), published_protocol(_name)))
+for _name, _spec in CORESETS.items():
+    register_method(MethodSpec(_name, "coreset", lambda dataset, ipc, config=None, _n=_name, _s=_spec: Coreset(_n, _s),
+                               published_protocol(_spec.table_row)))

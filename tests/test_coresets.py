@@ -8,7 +8,7 @@ from bench.data import load_dataset
 from bench.networks import create_network
 from methods.base import Budget
 from methods.components import create_method
-from methods.coresets import herding, k_center_greedy
+from methods.coresets import herding, k_center_greedy, nearest_mean
 
 
 def test_herding_picks_the_point_nearest_the_mean_then_balances():
@@ -19,6 +19,33 @@ def test_herding_picks_the_point_nearest_the_mean_then_balances():
     assert order[1] == 4
     # step 3: 10.8 - 10 = 0.8 -> nearest remaining is 0.0
     assert order[2] == 0
+
+
+def test_nearest_mean_ranks_by_distance_to_the_mean_without_balancing():
+    """Table I's Herding rule: the k samples nearest the mean. Unlike greedy herding it does not balance the
+    running sum, so it keeps picking near the centre (the published sets' low IPC-10 accuracy on the digits)."""
+    feats = torch.tensor([[0.0, 0.0], [10.0, 0.0], [4.0, 0.0], [-2.0, 0.0], [6.0, 0.0]])  # mean (3.6, 0)
+    assert nearest_mean(feats, 3).tolist() == [2, 4, 0]   # distances 0.4, 2.4, 3.6 (greedy herding: [2, 4, 0] too)
+    feats = torch.tensor([[0.0], [-1.0], [-1.1], [2.0], [0.2]])   # mean 0.02
+    assert nearest_mean(feats, 4).tolist() == [0, 4, 1, 2]
+    assert herding(feats, 4).tolist() == [0, 4, 1, 3]   # greedy herding balances the sum (-0.8) with the far 2.0
+    assert nearest_mean(feats, 9).tolist() == [0, 4, 1, 2, 3]
+
+
+def test_herding_rows_use_their_rules_and_the_published_evaluation():
+    """``Herding`` is the nearest-mean rule and ``Herding-greedy`` the herding pseudocode; both take the Herding
+    row's published evaluation, and their rule is part of the cell's fingerprint."""
+    data = load_dataset("digits", max_per_class=30)
+    make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
+    from methods.coresets import train_feature_network
+
+    fn = train_feature_network(data, make, seed=4, epochs=0)
+    for name, rule in (("Herding", nearest_mean), ("Herding-greedy", herding)):
+        method = create_method(name, "digits", 5)
+        chosen = method.distill(data, 5, make, Budget(feature_epochs=0), seed=4).meta["indices"]
+        assert chosen == [int(data.class_indices(c)[i]) for c in range(10) for i in rule(fn.class_features(data, c), 5)]
+        assert method.eval_protocol == create_method("Herding", "digits", 5).eval_protocol == "A-dc"
+    assert create_method("Herding", "digits", 5).selection_rule != create_method("Herding-greedy", "digits", 5).selection_rule
 
 
 def test_k_center_greedy_adds_the_farthest_point():
@@ -73,7 +100,7 @@ def test_zero_feature_epochs_pick_with_the_untrained_network():
     make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
     untrained = train_feature_network(data, make, seed=2, epochs=0)
     chosen = create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=0), seed=2).meta["indices"]
-    expected = [int(data.class_indices(c)[i]) for c in range(10) for i in herding(untrained.class_features(data, c), 3)]
+    expected = [int(data.class_indices(c)[i]) for c in range(10) for i in nearest_mean(untrained.class_features(data, c), 3)]
     assert chosen == expected
     trained = create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=1), seed=2).meta["indices"]
     assert trained != chosen
