@@ -1,7 +1,7 @@
 """Which herding rule could have made Table I's Herding rows? A diagnostic, not a matrix cell.
 
 Table I's Herding at IPC 10 is 2.5 (MNIST) and 6.9 (FashionMNIST) points *below* what greedy herding gives
-(README, "Herding: which rule made the published rows"). This picks IPC-1 and IPC-10 sets from one cached feature
+(README, "Which rule made the published Herding rows"). This picks IPC-1 and IPC-10 sets from one cached feature
 network (``<results>/.feature_nets/*.pt``, written by any matrix run with a feature-network coreset) with
 several published herding rules, and evaluates each with the row's published protocol. One JSON line per
 (rule, IPC) on stdout.
