@@ -45,19 +45,14 @@ def icarl_herding(features: torch.Tensor, k: int, max_steps: int = 1000) -> torc
     return torch.tensor(chosen, dtype=torch.long)
 
 
+def cosine_distance_to(target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of every row of ``features`` with ``target``."""
+    return 1 - torch.nn.functional.cosine_similarity(features, target[None], dim=1)
+
+
 def cosine_herding(features: torch.Tensor, k: int) -> torch.Tensor:
-    """DC's herding pseudocode with 1 - cosine similarity as its ``distance``; a picked sample is not offered again."""
-    mean = features.mean(0)
-    chosen: list[int] = []
-    available = torch.ones(len(features), dtype=torch.bool)
-    for t in range(1, min(k, len(features)) + 1):
-        target = t * mean - features[chosen].sum(0)
-        similarity = torch.nn.functional.cosine_similarity(features, target[None], dim=1)
-        similarity[~available] = -float("inf")
-        pick = int(similarity.argmax())
-        chosen.append(pick)
-        available[pick] = False
-    return torch.tensor(chosen, dtype=torch.long)
+    """DC's herding pseudocode with 1 - cosine similarity as its ``distance``."""
+    return herding(features, k, distance=cosine_distance_to)
 
 
 def _normalised(rule: Callable[[torch.Tensor, int], torch.Tensor]) -> Callable[[torch.Tensor, int], torch.Tensor]:

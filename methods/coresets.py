@@ -36,15 +36,22 @@ def nearest_mean(features: torch.Tensor, k: int, gen: torch.Generator | None = N
     return (features - features.mean(0)).norm(dim=1).argsort(stable=True)[:k]
 
 
-def herding(features: torch.Tensor, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Greedy herding: at step t pick the unselected x minimising ||t*mu - s - x|| (IDC's argmin rule, and the
-    pseudocode DC's author posted); registered as ``Herding-greedy``."""
+def euclidean_to(target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Distance of every row of ``features`` to ``target``."""
+    return (target - features).norm(dim=1)
+
+
+def herding(features: torch.Tensor, k: int, gen: torch.Generator | None = None,
+            distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = euclidean_to) -> torch.Tensor:
+    """Greedy herding: at step t pick the unselected x minimising distance(t*mu - s, x) (IDC's argmin rule, and
+    the pseudocode DC's author posted); registered as ``Herding-greedy``. ``distance`` is the pseudocode's
+    unspecified one; Euclidean is IDC's."""
     mu = features.mean(0)
     chosen: list[int] = []
     running = torch.zeros_like(mu)
     available = torch.ones(len(features), dtype=torch.bool)
     for t in range(1, min(k, len(features)) + 1):
-        dist = (t * mu - running - features).norm(dim=1)
+        dist = distance(t * mu - running, features)
         dist[~available] = float("inf")
         pick = int(dist.argmin())
         chosen.append(pick)
