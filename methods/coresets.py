@@ -30,15 +30,15 @@ from methods.sampling import embed_all
 Selector = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]   # (class features, ipc, gen) -> indices
 
 
-def nearest_mean(features: torch.Tensor, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
-    """The k samples nearest the class mean, nearest first: the rule behind Table I's Herding rows, which a
-    herding correction does not reproduce beyond the first pick (docs/provenance.md, "Coresets as published")."""
-    return (features - features.mean(0)).norm(dim=1).argsort(stable=True)[:k]
-
-
 def euclidean_to(target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """Distance of every row of ``features`` to ``target``."""
     return (target - features).norm(dim=1)
+
+
+def nearest_mean(features: torch.Tensor, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """The k samples nearest the class mean, nearest first: the rule behind Table I's Herding rows, which a
+    herding correction does not reproduce beyond the first pick (docs/provenance.md, "Coresets as published")."""
+    return euclidean_to(features.mean(0), features).argsort(stable=True)[:k]
 
 
 def herding(features: torch.Tensor, k: int, gen: torch.Generator | None = None,
@@ -66,13 +66,13 @@ def k_center_greedy(features: torch.Tensor, k: int, gen: torch.Generator | None 
     The mean-nearest start is the rule DC's authors describe for their K-Center baseline, and the only one
     consistent with its published IPC-1 numbers equalling Herding's (docs/provenance.md).
     """
-    first = int((features - features.mean(0)).norm(dim=1).argmin())
+    first = int(nearest_mean(features, 1)[0])   # Herding's first pick
     chosen = [first]
-    min_dist = (features - features[first]).norm(dim=1)
+    min_dist = euclidean_to(features[first], features)
     for _ in range(min(k, len(features)) - 1):
         pick = int(min_dist.argmax())
         chosen.append(pick)
-        min_dist = torch.minimum(min_dist, (features - features[pick]).norm(dim=1))
+        min_dist = torch.minimum(min_dist, euclidean_to(features[pick], features))
     return torch.tensor(chosen, dtype=torch.long)
 
 
