@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from bench.cell import machine_label
-from bench.data import load_dataset
-from bench.evaluate import evaluate_set, network_factory, resolve_protocol
+from bench.core.version import machine_label
+from bench.data.loaders import load_dataset
+from bench.learning.evaluation import evaluate_set, network_factory, resolve_protocol
 from methods.base import Budget
 from methods.components import create_method
 

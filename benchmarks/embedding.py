@@ -23,10 +23,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from bench.cell import machine_label
-from bench.dataset_info import dataset_info
-from bench.networks import create_network
-from bench.training import default_device
+from bench.core.version import machine_label
+from bench.data.info import dataset_info
+from bench.learning.networks import create_network
+from bench.learning.training import default_device
 
 SHAPES = {"mnist": 60000, "cifar10": 50000}
 

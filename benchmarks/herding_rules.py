@@ -23,11 +23,11 @@ from typing import Callable
 
 import torch
 
-from bench.cell import machine_label
-from bench.data import load_dataset
-from bench.evaluate import evaluate_set, resolve_protocol
-from bench.files import load_tensor_file
-from bench.provenance import published_protocol
+from bench.core.files import load_tensor_file
+from bench.core.version import machine_label
+from bench.data.loaders import load_dataset
+from bench.learning.evaluation import evaluate_set, resolve_protocol
+from bench.learning.provenance import published_protocol
 from methods.coresets import herding, nearest_mean
 
 

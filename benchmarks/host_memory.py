@@ -23,10 +23,10 @@ def measure(dataset: str, keep: bool, steps: int, threads: int) -> float:
     """Milliseconds per training step in this process."""
     import torch
 
-    from bench.augment import DCAugment
-    from bench.evaluate import network_factory
-    from bench.host_memory import keeping_freed_memory
-    from bench.training import build_net, train_epoch
+    from bench.core.host_memory import keeping_freed_memory
+    from bench.data.augment import DCAugment
+    from bench.learning.evaluation import network_factory
+    from bench.learning.training import build_net, train_epoch
     from benchmarks.inner_loop import stand_in
 
     torch.set_num_threads(threads)
@@ -58,7 +58,7 @@ def main() -> int:
     if args.child:
         print(measure(args.dataset, args.child == "on", args.steps, args.threads))
         return 0
-    from bench.cell import machine_label
+    from bench.core.version import machine_label
 
     times: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(args.rounds):

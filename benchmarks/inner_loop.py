@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from bench.cell import machine_label
-from bench.data import ImageDataset
-from bench.dataset_info import dataset_info
-from bench.evaluate import network_factory
+from bench.core.version import machine_label
+from bench.data.info import dataset_info
+from bench.data.loaders import ImageDataset
+from bench.learning.evaluation import network_factory
 from methods.base import Budget
 from methods.components import create_method
 

@@ -1,7 +1,7 @@
 """Cells per device-hour with several cells sharing one GPU (``--workers N``, the local form of a Slurm job's
 ``cells_per_gpu``) against one cell at a time.
 
-The same small matrix (one method, ``--cells`` seeds) runs twice into fresh folders through ``bench.run``:
+The same small matrix (one method, ``--cells`` seeds) runs twice into fresh folders through ``bench.cli.run``:
 once one cell at a time, once ``--workers`` at a time; each run's wall clock gives cells per hour, and the
 records of the two runs are compared (on a GPU they may differ by float non-determinism, so the largest
 accuracy difference is reported, not asserted). One JSON line on stdout; the issue's H200 note estimated
@@ -36,14 +36,14 @@ def small_matrix(dataset: str, method: str, cells: int, iterations: int, steps: 
 
 
 def timed_run(matrix: Path, results: Path, data_root: str | None, workers: int) -> float:
-    """Wall seconds of ``bench.run`` over the whole matrix (it fails loudly if a cell fails)."""
+    """Wall seconds of ``bench.cli.run`` over the whole matrix (it fails loudly if a cell fails)."""
     cmd = [sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), "--no-report", "--workers", str(workers)]
     if data_root:
         cmd += ["--data-root", data_root]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"bench.run with {workers} worker(s) failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise SystemExit(f"bench.cli.run with {workers} worker(s) failed: {proc.stderr.strip().splitlines()[-1:]}")
     return time.perf_counter() - start
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="inner loops per outer iteration")
     parser.add_argument("--eval-epochs", type=int, default=100)
     args = parser.parse_args(argv)
-    from bench.cell import machine_label
+    from bench.core.version import machine_label
 
     with tempfile.TemporaryDirectory() as tmp:
         matrix = Path(tmp) / "packing.yaml"

@@ -13,8 +13,8 @@ import dataclasses
 import pytest
 import torch
 
-from bench.data import load_dataset
-from bench.evaluate import network_factory, resolve_protocol, train_and_test
+from bench.data.loaders import load_dataset
+from bench.learning.evaluation import network_factory, resolve_protocol, train_and_test
 from methods.base import Budget
 from methods.components import create_method
 
@@ -49,7 +49,7 @@ def test_evaluation_run(benchmark, digits, ipc: int) -> None:
 
 def test_dc_augmentation(benchmark) -> None:
     """DC's crop/scale/rotate on a batch of 100 MNIST-shaped images (one protocol-A-dcaug step at IPC 10)."""
-    from bench.augment import DCAugment
+    from bench.data.augment import DCAugment
 
     x, gen, aug = torch.rand(100, 1, 28, 28), torch.Generator().manual_seed(0), DCAugment()
     out = benchmark.pedantic(lambda: aug(x, gen), rounds=20, iterations=1)

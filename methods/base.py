@@ -9,29 +9,17 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
 
-from bench.data import ImageDataset
-from bench.registry import Registry, UnknownNameError
-
-if TYPE_CHECKING:
-    from methods.engine import EngineConfig
+from bench.core.registry import Registry, UnknownNameError
+from bench.data.loaders import ImageDataset
+from methods.config import Budget, EngineConfig
+from methods.representation import decode
 
 NetFactory = Callable[[], nn.Module]
-
-
-@dataclass
-class Budget:
-    """How much work a run may do; ``None`` keeps the preset's (paper) value."""
-
-    iterations: int | None = None          # fresh networks (outer iterations)
-    steps_per_network: int | None = None   # image updates per network
-    eval_every: int | None = None          # evaluate the set every K iterations (curves); None = never
-    feature_epochs: int | None = None      # coresets: epochs of the feature / forgetting network (0: untrained)
-    feature_seed: int | None = None        # coresets: seed of that network (None: the cell's seed)
 
 
 @dataclass
@@ -47,8 +35,6 @@ class DistilledSet:
 
     def decoded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training images the set stands for (f*f images per stored image)."""
-        from methods.representation import decode
-
         return decode(self.images, self.factor), self.labels.repeat(self.factor**2)
 
     def state(self) -> dict[str, Any]:
@@ -59,7 +45,7 @@ class Method(abc.ABC):
     """A distillation or coreset-selection method. Every attribute a caller reads is declared here."""
 
     name: str = "method"
-    eval_protocol: str = "A"   # evaluation protocol name (bench.evaluate); built-ins take theirs from bench.provenance
+    eval_protocol: str = "A"   # evaluation protocol name (bench.learning.evaluation); built-ins take theirs from bench.learning.provenance
     config: EngineConfig | None = None           # engine methods: the full configuration; None for coresets
     selection_rule: dict[str, Any] | None = None  # coresets: rule choices that decide the set (fingerprinted)
 
@@ -118,9 +104,9 @@ class MethodSpec:
 
     name: str
     kind: Literal["engine", "coreset"]
-    build: Callable[[str, int, "EngineConfig | None"], Method]
+    build: Callable[[str, int, EngineConfig | None], Method]
     eval_protocol: str
-    configure: Callable[[str, int], "EngineConfig"] | None = None
+    configure: Callable[[str, int], EngineConfig] | None = None
     same_as: str | None = None
 
     def __post_init__(self) -> None:

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from methods.base import Method, MethodSpec, UnknownMethodError, list_methods, method_spec
+from methods.base import (
+    Method,
+    MethodSpec,
+    UnknownMethodError,
+    list_methods,
+    method_spec,
+)
 from methods.engine import EngineConfig
 from methods.objectives import Objective
 

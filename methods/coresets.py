@@ -18,13 +18,26 @@ import torch
 from torch import nn
 from tqdm.auto import trange
 
-from bench.data import ImageDataset
-from bench.provenance import published_protocol
-from bench.results import clean_leftovers
-from bench.networks import NetworkBuilder
-from bench.files import UnsafeFileError, atomic_save_tensors, file_lock, load_tensor_file
-from bench.training import build_net, default_device, seeded, train_epoch
-from methods.base import Budget, DistilledSet, Method, MethodSpec, NetFactory, register_method
+from bench.core.files import (
+    UnsafeFileError,
+    atomic_save_tensors,
+    file_lock,
+    load_tensor_file,
+)
+from bench.core.version import CODE_VERSION
+from bench.data.loaders import ImageDataset
+from bench.experiment.store import clean_leftovers
+from bench.learning.networks import NetworkBuilder
+from bench.learning.provenance import published_protocol
+from bench.learning.training import build_net, default_device, seeded, train_epoch
+from methods.base import (
+    Budget,
+    DistilledSet,
+    Method,
+    MethodSpec,
+    NetFactory,
+    register_method,
+)
 from methods.sampling import embed_all
 
 Selector = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]   # (class features, ipc, gen) -> indices
@@ -105,8 +118,6 @@ FEATURE_RECIPE = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay
 def feature_network_file(cache_dir: Path, data: ImageDataset, arch_key: Any, seed: int, epochs: int) -> Path:
     """One file per (dataset, network, seed, epochs); the name carries a digest of the training labels, the
     recipe and the code version (a change that alters results retrains the network too)."""
-    from bench.cell import CODE_VERSION   # here: bench.cell imports this module
-
     identity = (data.name, tuple(data.train_images.shape), arch_key, sorted(FEATURE_RECIPE.items()), CODE_VERSION)
     digest = hashlib.sha256(repr(identity).encode() + data.train_labels.numpy().tobytes()).hexdigest()[:12]
     return cache_dir / FEATURE_NET_DIR / f"{data.name}_s{seed}_e{epochs}_{digest}.pt"

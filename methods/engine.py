@@ -8,92 +8,37 @@ data) and a Siamese augmentation policy. DC, DSA, DM, IDC, DREAM and DREAM+ are 
 from __future__ import annotations
 
 import math
-
-import dataclasses
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from bench.augment import DiffAugment
-from bench.data import ImageDataset
-from bench.training import autocast_to, batch_dependent, build_net, default_device, derive_seed, seeded, train_epoch
-from bench.transfer import to_device
-from methods.base import Budget, DistilledSet, Method, NetFactory
+from bench.core.transfer import to_device
+from bench.data.augment import DiffAugment
+from bench.data.loaders import ImageDataset
+from bench.learning.training import (
+    autocast_to,
+    batch_dependent,
+    build_net,
+    default_device,
+    derive_seed,
+    seeded,
+    train_epoch,
+)
+from methods.base import DistilledSet, Method, NetFactory
+from methods.config import CHOICES, Budget, EngineConfig, validate  # noqa: F401  (CHOICES: re-exported)
 from methods.initializers import initial_images
-from methods.objectives import METRICS, MatchTerms, Objective, matching_loss, matching_loss_all_classes
+from methods.objectives import (
+    METRICS,
+    MatchTerms,
+    matching_loss,
+    matching_loss_all_classes,
+)
 from methods.representation import decode
 from methods.sampling import RandomSampler, RepresentativeSampler, linear_mmd
 
 Evaluator = Callable[[DistilledSet], float]
-
-
-@dataclass
-class EngineConfig:
-    """Every knob of a matching-based distillation run. Field names are neutral (docs/official-code.md §1)."""
-
-    # representation
-    factor: int = 1
-    space: str = "normalized"          # 'normalized' (DC family, never clamped) | 'pixel' (IDC family, clamped)
-    init: str = "noise"                # noise | real_first | real_random | mix | cluster
-    # real batches
-    sampler: str = "random"            # random | representative
-    batch_real: int = 256
-    interval: int = 10                 # representative: re-cluster every `interval` steps
-    samples_per_cluster: int = 1       # representative: batch_real // samples_per_cluster centres
-    cluster_normalized: bool = False   # cluster on normalised images (official: unnormalised)
-    # objective
-    objective: Objective = field(default_factory=Objective)
-    # network schedule
-    iterations: int = 1000             # fresh networks (outer iterations)
-    steps_per_network: int = 1         # image updates per network
-    net_update: str = "none"           # none | synthetic (DC) | real (IDC)
-    net_update_epochs: int = 1         # synthetic: epochs over the synthetic set per update
-    net_update_samples: int = 2000     # real: samples seen per update (IDC's n_data)
-    net_batch: int = 256
-    warmup_epochs: int = 0             # DREAM+: one full epoch on real data per fresh network
-    net_lr: float = 0.01
-    net_momentum: float = 0.0
-    net_weight_decay: float = 0.0
-    # image optimiser
-    lr_img: float = 0.1
-    momentum_img: float = 0.5
-    per_class_step: bool = False       # IDC: one optimiser step per class (shared momentum)
-    batch_syn_max: int | None = None   # subsample decoded synthetic images per class
-    # augmentation
-    match_aug: str = ""                # Siamese strategy during matching ('' = none)
-    match_aug_mode: str = "single"     # single (DC) | composite (IDC)
-    net_aug: str = ""                  # per-image strategy for in-loop network training
-    net_aug_mode: str = "single"
-    cutmix_p: float = 0.0
-    # arithmetic
-    precision: str = "float32"         # float32 | bfloat16 (opt-in: matching and network updates under bf16 autocast)
-    # diagnostics
-    mmd_diagnostic: bool = False       # MMD(matched real batch, whole class) every `interval` steps (timed as image update)
-
-    def replace(self, **changes: Any) -> "EngineConfig":
-        return dataclasses.replace(self, **changes)
-
-    def with_budget(self, budget: Budget) -> "EngineConfig":
-        changes = {k: v for k, v in (("iterations", budget.iterations), ("steps_per_network", budget.steps_per_network)) if v is not None}
-        return self.replace(**changes)
-
-
-SAMPLERS = ("random", "representative")
-NET_UPDATES = ("none", "synthetic", "real")
-SPACES = ("normalized", "pixel")
-PRECISIONS = ("float32", "bfloat16")
-CHOICES: dict[str, tuple[str, ...]] = {"sampler": SAMPLERS, "net_update": NET_UPDATES, "space": SPACES, "precision": PRECISIONS}
-
-
-def validate(cfg: EngineConfig) -> None:
-    """Reject impossible configurations with the bad key, its value and the allowed values."""
-    for key, allowed in CHOICES.items():
-        value = getattr(cfg, key)
-        if value not in allowed:
-            raise ValueError(f"{key}={value!r} is not allowed; allowed: {list(allowed)}")
 
 
 class _Timer:

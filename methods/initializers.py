@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bench.data import ImageDataset
+from bench.data.loaders import ImageDataset
 from methods.representation import tile
 from methods.sampling import cluster_select
 

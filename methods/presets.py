@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from bench.dataset_info import dataset_info
-from bench.provenance import published_protocol
+from bench.data.info import dataset_info
+from bench.learning.provenance import published_protocol
 from methods.base import MethodSpec, register_method
 from methods.engine import DistillationEngine, EngineConfig
 from methods.objectives import Objective
-
 
 # DC's get_loops(ipc): (image updates per network, epochs of network training on S per update)
 DC_LOOPS: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -37,7 +36,7 @@ class Preset(DistillationEngine):
 
     def __init__(self, name: str, config: EngineConfig, eval_protocol: str) -> None:
         super().__init__(name, config)
-        self.eval_protocol = eval_protocol   # from bench.provenance; 'A-dc' = DC's per-dataset rule
+        self.eval_protocol = eval_protocol   # from bench.learning.provenance; 'A-dc' = DC's per-dataset rule
 
 
 def dc_config(dataset: str, ipc: int) -> EngineConfig:

@@ -17,8 +17,8 @@ import torch
 from fast_pytorch_kmeans import KMeans
 from torch import nn
 
-from bench.data import ImageDataset
-from bench.training import autocast_to, batch_dependent, inference_batch
+from bench.data.loaders import ImageDataset
+from bench.learning.training import autocast_to, batch_dependent, inference_batch
 
 
 def seeded_kmeans(features: torch.Tensor, n_clusters: int, seed: int) -> torch.Tensor:

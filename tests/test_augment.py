@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from bench.augment import OPS, DiffAugment, cutmix, parse_strategy, without
-from bench.data import load_dataset
+from bench.data.augment import OPS, DiffAugment, cutmix, parse_strategy, without
+from bench.data.loaders import load_dataset
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,11 @@
 from functools import partial
 
 import pytest
-
 from conftest import assert_same
 
-from bench.checkpoint import Checkpointer
-from bench.data import load_dataset
-from bench.networks import create_network
+from bench.data.loaders import load_dataset
+from bench.experiment.checkpoint import Checkpointer
+from bench.learning.networks import create_network
 from methods.base import Budget
 from methods.components import create_method
 

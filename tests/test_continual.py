@@ -4,9 +4,15 @@ from functools import partial
 import pytest
 import torch
 
-from bench.continual import class_order, classes_subset, relabel, run_continual, training_protocol
-from bench.data import load_dataset
-from bench.networks import create_network
+from bench.data.loaders import load_dataset
+from bench.experiment.continual import (
+    class_order,
+    classes_subset,
+    relabel,
+    run_continual,
+    training_protocol,
+)
+from bench.learning.networks import create_network
 from methods.base import Budget
 from methods.components import create_method
 
@@ -61,7 +67,7 @@ def test_unknown_protocol_is_rejected(data):
 @pytest.mark.filterwarnings("ignore:reduction. .mean. divides")
 def test_distillation_term_equals_the_official_weighting():
     """IDC: nn.KLDivLoss() (mean over batch x n_old elements) x T^2 x beta x n_old."""
-    from bench.continual import distillation_term
+    from bench.experiment.continual import distillation_term
 
     g = torch.Generator().manual_seed(0)
     student, teacher = torch.randn(8, 20, generator=g), torch.randn(8, 20, generator=g)

@@ -8,12 +8,19 @@ import pytest
 import torch
 import yaml
 
-from bench import layouts
-from bench.dataset_info import DATASET_INFO, UnknownDatasetError, dataset_info
-from bench.registry import Registry, UnknownNameError
-from bench.run import main as run_main
+from bench.cli.run import main as run_main
+from bench.core.registry import Registry, UnknownNameError
+from bench.data.info import DATASET_INFO, UnknownDatasetError, dataset_info
+from bench.reporting import layouts
 from methods import base
-from methods.base import DistilledSet, Method, MethodSpec, UnknownMethodError, method_spec, register_method
+from methods.base import (
+    DistilledSet,
+    Method,
+    MethodSpec,
+    UnknownMethodError,
+    method_spec,
+    register_method,
+)
 from methods.components import create_method, expand_same_as, method_kind
 
 
@@ -100,8 +107,8 @@ def test_an_unknown_layout_is_refused_before_any_work(tmp_path: Path, capsys: py
 
 
 def test_settings_are_typed_views_with_one_default_each() -> None:
-    from bench.matrix import MatrixError, parse_matrix
-    from bench.settings import ContinualSettings, EvalSettings, Launcher
+    from bench.experiment.matrix import MatrixError, parse_matrix
+    from bench.experiment.settings import ContinualSettings, EvalSettings, Launcher
 
     grid = {"name": "s", "datasets": ["digits"], "ipc": [1], "methods": ["DC"], "archs": ["ConvNet-3"], "seeds": [0]}
     plain = parse_matrix(grid, "s").cells[0]

@@ -4,8 +4,8 @@ from functools import partial
 import pytest
 import torch
 
-from bench.data import load_dataset
-from bench.networks import create_network
+from bench.data.loaders import load_dataset
+from bench.learning.networks import create_network
 from methods.base import Budget
 from methods.components import create_method
 from methods.coresets import herding, k_center_greedy, nearest_mean
@@ -93,7 +93,7 @@ def test_forgetting_picks_the_most_forgotten_learned_samples():
 def test_zero_feature_epochs_pick_with_the_untrained_network():
     """feature_epochs 0 herds on the seeded initialisation's features (a hypothesis for the published rows), not
     on the 30-epoch default that a falsy 0 used to fall back to; a negative count is refused."""
-    from bench.settings import SettingError, check_settings
+    from bench.experiment.settings import SettingError, check_settings
     from methods.coresets import train_feature_network
 
     data = load_dataset("digits", max_per_class=30)
@@ -133,7 +133,7 @@ def test_k_center_at_ipc_1_picks_the_herding_set():
 def test_feature_network_file_keeps_every_class_embedding(tmp_path):
     """A process that loads a cached feature network reads the class embeddings the training process
     computed, instead of embedding the whole training set again; they equal a fresh embedding."""
-    from bench.evaluate import network_factory
+    from bench.learning.evaluation import network_factory
     from methods import coresets
     from methods.sampling import embed_all
 
@@ -152,8 +152,8 @@ def test_feature_network_file_keeps_every_class_embedding(tmp_path):
 def test_a_cached_feature_network_that_does_not_fit_the_data_is_trained_again(tmp_path, capsys):
     """A cached file that is truncated, or whose counts belong to other data, is not trusted: the network is
     trained again and the file replaced; the recipe and code version are part of the file's name."""
-    from bench.evaluate import network_factory
-    from bench.files import atomic_save_tensors, load_tensor_file
+    from bench.core.files import atomic_save_tensors, load_tensor_file
+    from bench.learning.evaluation import network_factory
     from methods import coresets
 
     data = load_dataset("digits", max_per_class=20)

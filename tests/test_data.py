@@ -1,4 +1,4 @@
-"""Tests for bench.data: the embedded digits set, every loader on tiny real-format files, errors, registry.
+"""Tests for bench.data.loaders: the embedded digits set, every loader on tiny real-format files, errors, registry.
 
 No test downloads anything: fixtures are written into tmp_path by tests/fake_datasets.py.
 """
@@ -7,21 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bench.dataset_info import DATASET_INFO, DatasetInfo, IdcValues, canonical
 import torch
 import torch.nn.functional as F
-
-from bench import data
-from bench.data import (
-    DatasetNotFoundError,
-    ImageDataset,
-    UnknownDatasetError,
-    list_datasets,
-    load_dataset,
-    register_dataset,
-    resolve_root,
-)
 from fake_datasets import (
     tiny_colour,
     write_cifar10,
@@ -29,6 +16,18 @@ from fake_datasets import (
     write_mnist,
     write_svhn,
     write_tinyimagenet,
+)
+
+from bench.data import loaders as data
+from bench.data.info import DATASET_INFO, DatasetInfo, IdcValues, canonical
+from bench.data.loaders import (
+    DatasetNotFoundError,
+    ImageDataset,
+    UnknownDatasetError,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+    resolve_root,
 )
 
 ALL = ["cifar10", "cifar100", "digits", "fashionmnist", "mnist", "svhn", "tinyimagenet"]

@@ -3,18 +3,25 @@ from functools import partial
 
 import pytest
 import torch
-
 from conftest import assert_same
 
-from bench.data import load_dataset
-from bench.networks import create_network
-from bench.training import seeded
+from bench.data.loaders import load_dataset
+from bench.learning.networks import create_network
+from bench.learning.training import seeded
 from methods.base import Budget, list_methods
 from methods.components import create_method
 from methods.engine import DistillationEngine
 from methods.presets import dream_plus_config
-from methods.sampling import (RepresentativeSampler, batched_cluster_picks, batched_kmeans, cluster_select, embed_all, nearest_to_centres,
-                              padded_groups, seeded_kmeans)
+from methods.sampling import (
+    RepresentativeSampler,
+    batched_cluster_picks,
+    batched_kmeans,
+    cluster_select,
+    embed_all,
+    nearest_to_centres,
+    padded_groups,
+    seeded_kmeans,
+)
 
 SMALL = {"batch_real": 8, "steps_per_network": 2, "net_update_samples": 32, "net_update_epochs": 1, "interval": 1}
 
@@ -235,7 +242,7 @@ def test_unknown_precision_is_refused_naming_the_allowed_values():
 def test_host_draws_reach_the_gpu_unchanged_while_the_gpu_is_busy():
     """Copies queued behind a long kernel, their host sources dropped at once (so pinned blocks could be
     reused too early): every copy still arrives with its own values."""
-    from bench.transfer import to_device
+    from bench.core.transfer import to_device
 
     torch.cuda.synchronize()
     torch.cuda._sleep(200_000_000)   # keep the stream busy while the copies are queued behind it

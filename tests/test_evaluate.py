@@ -7,9 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.data import load_dataset
-from bench.augment import DCAugment
-from bench.evaluate import PROTOCOLS, lr_at, evaluate_set, load_external_set, main, resolve_protocol, validation_epochs
+from bench.cli.evaluate import main
+from bench.data.augment import DCAugment
+from bench.data.loaders import load_dataset
+from bench.learning.evaluation import (
+    PROTOCOLS,
+    evaluate_set,
+    load_external_set,
+    lr_at,
+    resolve_protocol,
+    validation_epochs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import os, sys, torch
-from bench.host_memory import keeping_freed_memory
+from bench.core.host_memory import keeping_freed_memory
 page = os.sysconf("SC_PAGE_SIZE")
 def resident_mib():
     with open("/proc/self/statm") as f:
@@ -48,7 +48,7 @@ def test_freed_memory_is_kept_inside_the_block_and_returned_after_it():
 
 
 def test_the_switch_turns_it_off(monkeypatch):
-    from bench.host_memory import SWITCH, keeping_freed_memory
+    from bench.core.host_memory import SWITCH, keeping_freed_memory
 
     monkeypatch.setenv(SWITCH, "0")
     with keeping_freed_memory() as applied:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.matrix import MatrixError, load_matrix, parse_matrix
+from bench.experiment.matrix import MatrixError, load_matrix, parse_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_profile_grid_override_and_task():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "matrices").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_matrix_dry_runs_at_every_profile(path, tmp_path, capsys):
-    from bench.run import main
+    from bench.cli.run import main
 
     profiles = list((yaml.safe_load(path.read_text()).get("profiles") or {"default": None}))
     expected = {"quickstart": set(), "fidelity": {"cpu", "gpu"}, "feature-epochs": {"sets"}}.get(path.stem, {"mini", "paper"})

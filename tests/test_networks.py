@@ -1,4 +1,4 @@
-"""Tests for bench.networks: the registry and the shape/semantics contract of every network (docs/official-code.md §2.2)."""
+"""Tests for bench.learning.networks: the registry and the shape/semantics contract of every network (docs/official-code.md §2.2)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench import networks
-from bench.networks import UnknownNetworkError, create_network, list_networks
+from bench.learning import networks
+from bench.learning.networks import UnknownNetworkError, create_network, list_networks
 
 BATCH = 2
 NUM_CLASSES = 5

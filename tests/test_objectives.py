@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from bench.data import load_dataset
-from bench.networks import create_network
+from bench.data.loaders import load_dataset
+from bench.learning.networks import create_network
 from methods.objectives import METRICS, Objective, gradient_distance, matching_loss
 
 

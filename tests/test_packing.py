@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from bench.files import load_tensor_file
+from bench.core.files import load_tensor_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -80,7 +80,7 @@ PARENT = """
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
-from bench.executors import _worker_init
+from bench.execution.pool import _worker_init
 if __name__ == "__main__":
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(1, os.getpid()))
     print(pool.submit(os.getpid).result(), flush=True)
@@ -99,7 +99,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
 def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
-    """A killed ``bench.run`` must not leave workers computing cells on the user's cores."""
+    """A killed ``bench.cli.run`` must not leave workers computing cells on the user's cores."""
     import signal
     import time
 
@@ -119,8 +119,8 @@ def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
 
 
 def test_feature_networks_are_prepared_once_before_the_cells_that_need_them() -> None:
-    from bench.executors import next_ready, packed_tasks
-    from bench.matrix import load_matrix
+    from bench.execution.pool import next_ready, packed_tasks
+    from bench.experiment.matrix import load_matrix
 
     cells = load_matrix(ROOT / "matrices" / "fidelity.yaml", "cpu").cells
     queue = packed_tasks(cells)
@@ -164,7 +164,7 @@ def test_packed_coresets_share_one_prepared_feature_network(tmp_path: Path) -> N
 def crash_in(cell_prefix: str, marker: str, task, root: str, data_root: str | None, checkpoint_every: int):
     """A worker's task runner that kills its own process when it reaches ``cell_prefix``'s cell: once if
     ``marker`` names a file to leave behind, every time if it is empty."""
-    from bench.executors import run_task
+    from bench.execution.pool import run_task
 
     if task.prepares is None and task.cell.id.startswith(cell_prefix) and not (marker and Path(marker).exists()):
         if marker:
@@ -177,8 +177,8 @@ def crash_in(cell_prefix: str, marker: str, task, root: str, data_root: str | No
 def test_a_dead_worker_is_replaced_and_only_a_cell_that_always_kills_it_fails(tmp_path: Path) -> None:
     import functools
 
-    from bench.executors import run_packed
-    from bench.matrix import load_matrix
+    from bench.execution.pool import run_packed
+    from bench.experiment.matrix import load_matrix
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump(TINY))
@@ -201,7 +201,7 @@ def test_a_dead_worker_is_replaced_and_only_a_cell_that_always_kills_it_fails(tm
 
 def refuse_preparations(task, root: str, data_root: str | None, checkpoint_every: int):
     """A worker's task runner whose shared preparations fail (as a missing disk or a bad recipe would)."""
-    from bench.executors import run_task
+    from bench.execution.pool import run_task
 
     if task.prepares is not None:
         raise RuntimeError("no feature network today")
@@ -210,8 +210,8 @@ def refuse_preparations(task, root: str, data_root: str | None, checkpoint_every
 
 @pytest.mark.slow
 def test_cells_of_a_failed_preparation_fail_at_once_and_the_others_run(tmp_path: Path) -> None:
-    from bench.executors import run_packed
-    from bench.matrix import load_matrix
+    from bench.execution.pool import run_packed
+    from bench.experiment.matrix import load_matrix
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump({**TINY, "methods": ["Herding", "K-Center", "Random"]}))

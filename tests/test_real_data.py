@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.data import load_dataset
+from bench.data.loaders import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MD5 = {   # torchvision's list of the official files

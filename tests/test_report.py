@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import build_report, main
+from bench.cli.report import main
+from bench.reporting.tables import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "paper"
@@ -196,7 +197,7 @@ def test_caption_names_the_feature_network_the_coresets_picked_with(tmp_path):
 
 
 def test_a_delta_just_past_the_tolerance_is_not_rounded_onto_it():
-    from bench.layouts import fidelity_verdict
+    from bench.reporting.layouts import fidelity_verdict
 
     assert fidelity_verdict([66.94], 64.9) == "off +2.04"
     assert fidelity_verdict([66.9], 64.9) == "ok +2.0"
@@ -213,7 +214,7 @@ def test_one_run_shows_no_spread_and_ablation_tables_compare_ipc_10_only(tmp_pat
 
 def test_cells_dropped_from_the_matrix_are_not_reported(tmp_path, capsys):
     """The plan is the matrix as it is now: a finished cell the matrix no longer has is left out, with a warning."""
-    from bench.results import write_plan
+    from bench.experiment.store import write_plan
 
     root = tmp_path / "fidelity" / "cpu"
     for seed in (0, 1):
@@ -238,7 +239,7 @@ def test_timings_from_different_machines_are_never_averaged(tmp_path):
 
 def test_a_protocol_rule_of_its_own_code_is_not_called_shortened():
     """IDC's own rule trains DenseNet 400 epochs at IPC >= 50: the record says the protocol set those epochs."""
-    from bench.report import protocol_label
+    from bench.reporting.tables import protocol_label
 
     assert protocol_label({"name": "B", "epochs": 400, "epochs_from": "protocol"}) == "B"
     assert protocol_label({"name": "B", "epochs": 300, "epochs_from": "matrix"}) == "B @ 300 epochs"

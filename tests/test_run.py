@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.report import build_report
+from bench.reporting.tables import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,8 +97,8 @@ def test_interrupt_then_resume_does_only_the_missing_cells(tmp_path):
 def test_max_during_distillation_is_recorded_and_reported_apart(tmp_path):
     """DREAM+'s reported kind of number (the maximum, over the evaluations during distillation, of each one's
     best validation point) is recorded for cells with eval_every and tabulated only in its own labelled table."""
-    from bench.cell import run_and_store
-    from bench.matrix import parse_matrix
+    from bench.experiment.matrix import parse_matrix
+    from bench.experiment.tasks import run_and_store
 
     raw = {"name": "during", "datasets": ["digits"], "ipc": [1], "methods": ["IDC"], "archs": ["ConvNet-3"], "seeds": [0],
            "profiles": {"mini": {"max_per_class": 20, "defaults": {

@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
-from bench.checkpoint import Checkpointer
-from bench.evaluate import main as evaluate_main
-from bench.executors import record_jobs, recorded_jobs
-from bench.files import UnsafeFileError, atomic_write_text, load_tensor_file
-from bench.results import ASIDE_DIR, cell_lock
-from bench.run import main as run_main
-from bench.status import cell_states
+from bench.cli.evaluate import main as evaluate_main
+from bench.cli.run import main as run_main
+from bench.core.files import UnsafeFileError, atomic_write_text, load_tensor_file
+from bench.execution.slurm import record_jobs, recorded_jobs
+from bench.execution.status import cell_states
+from bench.experiment.checkpoint import Checkpointer
+from bench.experiment.store import ASIDE_DIR, cell_lock
 
 MATRIX = {
     "name": "safe",
@@ -121,7 +121,7 @@ def test_diverging_run_fails_and_is_never_a_number(tmp_path, capsys):
     states = cell_states(root)
     assert states["digits_ipc1_DC_ConvNet-3_s0"][0] == "failed" and "diverged at iteration" in states["digits_ipc1_DC_ConvNet-3_s0"][1]
     assert states[CELL][0] == "done"                            # the other cell went on
-    from bench.report import build_report
+    from bench.reporting.tables import build_report
 
     table = build_report(root).table
     assert "DC" not in table.index and "Random" in table.index
@@ -146,7 +146,7 @@ def test_corrupt_record_is_named_moved_aside_and_redone(tmp_path, capsys, damage
         path.write_text(text.replace(json.dumps(record["accuracies"]["ConvNet-3"]), "[NaN]") if damage == "nan" else text)
     state, detail = cell_states(root)[CELL]
     assert state == "corrupt" and str(path) in detail
-    from bench.report import build_report
+    from bench.reporting.tables import build_report
 
     assert build_report(root).table.empty                       # left out, with a warning
     assert "left out (corrupt)" in capsys.readouterr().err
@@ -163,7 +163,7 @@ def test_stray_copies_are_not_pooled(tmp_path):
     for stray in (root / f"{CELL}.bak", root / "old" / CELL):
         stray.mkdir(parents=True)
         (stray / "result.json").write_text(json.dumps({**record, "accuracies": {"ConvNet-3": [0.0]}}))
-    from bench.report import build_report
+    from bench.reporting.tables import build_report
 
     report = build_report(root)
     assert report.frame["accuracies"].tolist() == [record["accuracies"]["ConvNet-3"]]
@@ -271,7 +271,7 @@ def test_leftovers_of_killed_writes_are_cleaned_and_files_follow_umask(tmp_path)
     assert (root / "note.txt").stat().st_mode & 0o777 == 0o644
 
 
-# ------------------------------------------------------------------------------ bench.evaluate inputs
+# ------------------------------------------------------------------------------ bench.learning.evaluation inputs
 
 
 def _set(tmp_path: Path, name: str, images, labels) -> str:
@@ -338,9 +338,9 @@ def test_records_made_from_other_data_are_stale(tmp_path, capsys):
     args = ["--data-root", str(data)]
     assert run(tmp_path, matrix, *args) == 0
     write_mnist(data, n_train=30)                               # same settings, different files
-    import bench.cell
+    import bench.experiment.tasks
 
-    bench.cell._DATA_CACHE.clear()                              # a new process would read the files afresh
+    bench.experiment.tasks._DATA_CACHE.clear()                              # a new process would read the files afresh
     assert run(tmp_path, matrix, *args) == 0
     assert "computed on other data" in capsys.readouterr().out
 
@@ -358,11 +358,11 @@ def test_old_temp_files_of_killed_writes_are_removed(tmp_path):
 
 
 def test_records_name_the_commit_whose_code_was_loaded():
-    """The git state is read when bench.cell is imported, so a run that lasts hours while HEAD moves on records
+    """The git state is read when bench.experiment.tasks is imported, so a run that lasts hours while HEAD moves on records
     the commit it actually runs."""
     import subprocess
     import sys
 
-    probe = "import bench.cell as c; print(c.code_state.cache_info().currsize)"
+    probe = "import bench.core.version as c; print(c.code_state.cache_info().currsize)"
     out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr

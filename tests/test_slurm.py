@@ -1,5 +1,5 @@
 """Against a real Slurm cluster (scripts/slurm-cluster.sh start): same table as a local run, a requeued job
-resumes from its checkpoint with an identical result, and a failing cell shows in bench.status."""
+resumes from its checkpoint with an identical result, and a failing cell shows in bench.execution.status."""
 import json
 import shutil
 import subprocess

@@ -11,12 +11,11 @@ from typing import Callable
 
 import pandas as pd
 
-from bench.curves import iterations_to_reach, mean_curves
-from bench.dataset_info import DATASET_INFO
-from bench.registry import Registry
+from bench.core.registry import Registry
+from bench.data.info import DATASET_INFO
+from bench.reporting.figures import iterations_to_reach, mean_curves
 from methods.base import list_methods
 from methods.components import expand_same_as, split_name
-
 
 
 def paper_name(dataset: str) -> str:

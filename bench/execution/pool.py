@@ -1,82 +1,23 @@
-"""Where cells run, behind one small interface (``run(cells) -> failed ids``), chosen by name.
-
-``local`` runs cells in this process; ``submitit-local`` and ``slurm`` submit them as one job array
-through submitit (separate processes, or a Slurm cluster). Submitted cells are
-:class:`CellTask` objects: checkpointable, so a timed-out or preempted job is requeued and resumes
-from its last checkpoint. ``launcher.workers`` (local) and ``launcher.cells_per_gpu`` (one job, one GPU)
-run several cells at once in separate processes, as one cell leaves most of a GPU idle. Job ids are recorded in ``<results>/.jobs.json`` for ``bench.status``.
-"""
+"""Several cells at once on one machine: worker processes with a share of the threads each, shared preparations
+(feature networks) done once ahead of the cells that need them, and recovery from a worker pool that dies."""
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import submitit
 import torch
 from tqdm import tqdm
 
-from bench.checkpoint import CHECKPOINT_DIR, checkpoint_for
-from bench.matrix import Cell
-from bench.registry import Registry
-from bench.files import atomic_write_text, file_lock
-from bench.settings import Launcher
-from bench.results import LOCK_DIR, cell_lock, check_record, clean_leftovers
-
-ERRORS_DIR = ".errors"
-PHASES = (("distill", "continual"), ("evaluate",))   # tasks that must finish before the next phase starts
-JOBS_FILE = ".jobs.json"
-
-
-class ExecutorError(RuntimeError):
-    pass
-
-
-def error_path(root: Path, cell_id: str) -> Path:
-    return root / ERRORS_DIR / f"{cell_id}.txt"
-
-
-class CellInProgress(RuntimeError):
-    """Another run of the same results folder holds this cell's lock: it is computing it now."""
-
-
-def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int,
-                 show_iterations: bool = True) -> dict[str, Any]:
-    """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.status``.
-
-    A cell another run is computing raises CellInProgress; one another run has finished meanwhile is not
-    computed again; leftovers of a killed earlier attempt are removed first.
-    """
-    from bench.cell import cell_fingerprint, run_and_store
-
-    fingerprint = cell_fingerprint(cell)
-    with cell_lock(root, cell.id) as mine:
-        if not mine:
-            raise CellInProgress(f"{cell.id} is being computed by another run; skipped here")
-        check = check_record(root, cell.id, fingerprint)
-        if check.state == "done":
-            return check.record
-        clean_leftovers(root, cell.id)
-        clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
-        ckpt = checkpoint_for(root, cell.id, checkpoint_every, fingerprint)
-        with tqdm(desc=f"{cell.id} iterations", unit="it", leave=False, mininterval=10, dynamic_ncols=True,
-                  disable=not show_iterations) as bar:
-            try:
-                result = run_and_store(cell, root, data_root, ckpt, progress=lambda done: bar.update(done - bar.n))
-            except Exception:
-                atomic_write_text(error_path(root, cell.id), traceback.format_exc())
-                raise
-        ckpt.clear()
-        error_path(root, cell.id).unlink(missing_ok=True)
-        return result
+from bench.execution.recorded import CellInProgress, run_recorded
+from bench.experiment.matrix import Cell
+from bench.experiment.tasks import cell_preparation, prepare_cell, timing_line
 
 
 def available_cores() -> int:
@@ -94,7 +35,7 @@ def _worker_init(threads: int, parent: int) -> None:
 
 def exit_with_parent(parent: int) -> None:
     """Make this worker receive SIGTERM when the process that started it dies (Linux), so a killed or
-    interrupted ``bench.run`` leaves no orphan computing cells on the user's cores. Elsewhere a no-op."""
+    interrupted ``bench.cli.run`` leaves no orphan computing cells on the user's cores. Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -109,8 +50,6 @@ def exit_with_parent(parent: int) -> None:
 def run_task(task: "PackedTask", root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any] | None:
     """What a worker does with a task: train a shared preparation (returns None) or run a cell (its record)."""
     if task.prepares is not None:
-        from bench.cell import prepare_cell
-
         prepare_cell(task.cell, Path(root), data_root)
         return None
     return run_recorded(task.cell, Path(root), data_root, checkpoint_every, show_iterations=False)
@@ -137,8 +76,6 @@ class PackedTask:
 
 def packed_tasks(cells: list[Cell]) -> list[PackedTask]:
     """Each shared preparation once, ahead of the cells (in their order) that wait for it."""
-    from bench.cell import cell_preparation
-
     needs = {c.id: cell_preparation(c) for c in cells}
     first: dict[tuple[Any, ...], Cell] = {}
     for c in cells:
@@ -179,8 +116,6 @@ class _PackedRun:
             self.fail_cell(t, f"its preparation ({task.name}) failed")
 
     def finished(self, task: PackedTask, started: float, future: Future) -> None:
-        from bench.cell import timing_line
-
         error = future.exception()
         if task.prepares is not None:
             if error is None:
@@ -291,164 +226,3 @@ def packing_width(requested: int, per_cell_gb: float = 2.0) -> int:
     return max(1, min(requested, int(free_gb // per_cell_gb)))
 
 
-class CellTask(submitit.helpers.Checkpointable):
-    """The callable submitted for a group of cells (one, unless ``cells_per_gpu`` packs several onto one
-    GPU). On timeout/preemption submitit requeues the same object and each cell resumes from its checkpoint
-    file (the object itself carries no run state)."""
-
-    def __init__(self, cells: list[Cell], root: str, data_root: str | None, checkpoint_every: int) -> None:
-        self.cells, self.root, self.data_root, self.checkpoint_every = cells, root, data_root, checkpoint_every
-
-    def __call__(self) -> list[str]:
-        width = packing_width(len(self.cells))
-        if width < len(self.cells):
-            print(f"free GPU memory allows {width} of the {len(self.cells)} packed cells at once")
-        if width == 1:
-            failed = []
-            for cell in self.cells:   # one failure must not skip the rest of the group
-                try:
-                    run_recorded(cell, Path(self.root), self.data_root, self.checkpoint_every)
-                except Exception as err:
-                    print(f"cell {cell.id} failed: {type(err).__name__}: {err}")
-                    failed.append(cell.id)
-        else:
-            failed = run_packed(self.cells, Path(self.root), self.data_root, self.checkpoint_every, width)
-        if failed:
-            raise RuntimeError(f"{len(failed)} packed cell(s) failed: {', '.join(failed)}")
-        return [c.id for c in self.cells]
-
-
-class LocalExecutor:
-    """Runs cells in this process one after another with a progress bar, or ``launcher.workers`` at a time
-    in worker processes."""
-
-    def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
-        self.root, self.data_root, self.launcher = root, data_root, launcher
-
-    def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
-        from bench.cell import timing_line
-
-        if self.launcher.workers > 1 and len(cells) > 1:
-            failures = []
-            for phase in PHASES:   # evaluation cells read the sets their distillation cells store
-                todo = [c for c in cells if c.task in phase]
-                if todo:
-                    failures += run_packed(todo, self.root, self.data_root, self.launcher.checkpoint_every,
-                                           min(self.launcher.workers, len(todo)), report=tqdm.write)
-            return failures
-        failures = []
-        bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
-        for cell in bar:
-            bar.set_postfix_str(cell.id)
-            try:
-                tqdm.write(timing_line(run_recorded(cell, self.root, self.data_root, self.launcher.checkpoint_every)))
-            except CellInProgress as busy:
-                tqdm.write(str(busy))
-            except Exception as err:  # a failing cell must not stop the others
-                tqdm.write(f"cell {cell.id} failed: {type(err).__name__}: {err}")
-                failures.append(cell.id)
-        return failures
-
-
-class SubmititExecutor:
-    """Submits the cells as one job array and waits for them, showing progress."""
-
-    cluster: str | None = None
-
-    def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
-        self.root, self.data_root, self.launcher = root, data_root, launcher
-
-    def make_executor(self) -> submitit.Executor:
-        folder = self.root / ".submitit"
-        launcher = self.launcher
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
-        params: dict[str, Any] = {"timeout_min": launcher.timeout_min, "name": f"dreambench-{self.root.parent.name}"}
-        if self.cluster == "local":
-            params["cpus_per_task"] = launcher.cpus_per_task or 1
-        else:
-            params.update(launcher.slurm_parameters())
-        executor.update_parameters(**params)
-        return executor
-
-    def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
-        """Distillation cells first, then the evaluation cells that read their stored sets."""
-        failures: list[str] = []
-        for phase in PHASES:
-            failures += self.run_phase([c for c in cells if c.task in phase])
-        return failures
-
-    def run_phase(self, cells: list[Cell]) -> list[str]:
-        live = live_jobs(self.root)
-        todo = [c for c in cells if c.id not in live]
-        if len(todo) < len(cells):
-            print(f"{len(cells) - len(todo)} cell(s) already pending or running; not submitted again")
-        if not todo:
-            return []
-        executor = self.make_executor()
-        per_job = self.launcher.cells_per_gpu
-        groups = [todo[i:i + per_job] for i in range(0, len(todo), per_job)]
-        with executor.batch():
-            jobs = [executor.submit(CellTask(g, str(self.root), self.data_root, self.launcher.checkpoint_every))
-                    for g in groups]
-        record_jobs(self.root, {c.id: j.job_id for g, j in zip(groups, jobs) for c in g}, self.cluster or "auto")
-        print(f"submitted {len(todo)} cell(s) as {len(jobs)} job(s) {jobs[0].job_id.split('_')[0]}: "
-              f"python -m bench.status {self.root}")
-        failures = []
-        for group, job in tqdm(list(zip(groups, jobs)), desc="jobs", unit="job"):
-            try:
-                job.result()
-            except Exception as err:  # submitit raises the job's error here
-                reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-                failed = [c.id for c in group if check_record(self.root, c.id).state != "done"]
-                failures += failed
-                tqdm.write(f"cell(s) {', '.join(failed)} failed: {reason}")
-        return failures
-
-
-class SubmititLocalExecutor(SubmititExecutor):
-    cluster = "local"
-
-
-class SlurmExecutor(SubmititExecutor):
-    cluster = "slurm"
-
-
-def record_jobs(root: Path, jobs: dict[str, str], cluster: str) -> None:
-    """Merge job ids into ``.jobs.json`` under a lock, so concurrent submissions keep each other's ids."""
-    with file_lock(root / LOCK_DIR / "jobs.lock"):
-        known = recorded_jobs(root)
-        known.update({cell_id: {"job_id": job_id, "cluster": cluster} for cell_id, job_id in jobs.items()})
-        atomic_write_text(root / JOBS_FILE, json.dumps(known, indent=1))
-
-
-def recorded_jobs(root: Path) -> dict[str, dict[str, str]]:
-    path = root / JOBS_FILE
-    try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
-
-
-LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
-
-
-def job_state(root: Path, entry: dict[str, str]) -> str:
-    """Slurm's state of a recorded job, asked through submitit ('UNKNOWN' when it cannot tell)."""
-    if entry.get("cluster") != "slurm":
-        return "UNKNOWN"
-    try:
-        job = submitit.SlurmJob(folder=root / ".submitit", job_id=entry["job_id"])
-        return str(job.state).split()[0]
-    except Exception:
-        return "UNKNOWN"
-
-
-def live_jobs(root: Path) -> set[str]:
-    return {cell_id for cell_id, entry in recorded_jobs(root).items()
-            if check_record(root, cell_id).state != "done" and job_state(root, entry) in LIVE_STATES}
-
-
-EXECUTORS: Registry[Callable[..., Any]] = Registry("executor", ExecutorError)
-for _name, _executor in (("local", LocalExecutor), ("submitit-local", SubmititLocalExecutor), ("slurm", SlurmExecutor)):
-    EXECUTORS.add(_name, _executor)

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.files import load_tensor_file  # noqa: E402
+from bench.core.files import load_tensor_file  # noqa: E402
 
 Curve = list[tuple[int, float]]
 

@@ -1,7 +1,7 @@
 """The one result record a cell writes (``<cell>/result.json``), as a typed dataclass.
 
-Built only through :func:`bench.cell.new_record`, written only by ``bench.results.write_cell`` and read and
-validated only by ``bench.results.check_record`` / ``read_results``. Optional fields that do not apply to a
+Built only through :func:`bench.experiment.tasks.new_record`, written only by ``bench.experiment.store.write_cell`` and read and
+validated only by ``bench.experiment.store.check_record`` / ``read_results``. Optional fields that do not apply to a
 cell's task are left out of the JSON, so every record holds just what its task measured.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ class CellRecord:
     """What one cell produced: accuracies per evaluation architecture, timings, and what produced them."""
 
     cell: dict[str, Any]                 # the cell's fields and id
-    fingerprint: str                     # digest of the resolved settings (bench.cell.resolved_settings)
+    fingerprint: str                     # digest of the resolved settings (bench.experiment.tasks.resolved_settings)
     provenance: dict[str, Any]           # seed, code commit, library versions, device, data md5
     data_used: str
     scale: str                           # the matrix profile (mini, cpu, gpu, paper, ...)

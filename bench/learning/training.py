@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.augment import DiffAugment, cutmix
-from bench.transfer import to_device
+from bench.core.transfer import to_device
+from bench.data.augment import DiffAugment, cutmix
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]
 BatchHook = Callable[[torch.Tensor, torch.Tensor], None]   # (sample indices, logits)

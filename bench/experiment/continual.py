@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import ImageDataset
-from bench.evaluate import Protocol, fit
-from bench.training import build_net, default_device, derive_seed, seeded
+from bench.data.loaders import ImageDataset
+from bench.learning.evaluation import PROTOCOLS as EVAL_PROTOCOLS
+from bench.learning.evaluation import Protocol, fit
+from bench.learning.training import build_net, default_device, derive_seed, seeded
 from methods.base import Budget, Method
 
 PROTOCOLS = ("idc", "dc")
@@ -147,8 +148,6 @@ def run_continual(
 
 def training_protocol(name: str) -> Protocol:
     """IDC: batch 64, milestones 0.6E/0.8E (x0.2), per-image DSA, no CutMix beside the KD term; DC: protocol A."""
-    from bench.evaluate import PROTOCOLS
-
     if name == "idc":
-        return dataclasses.replace(PROTOCOLS.get("B"), name="CL-idc", milestones=(0.6, 0.8), cutmix_p=0.0)
-    return dataclasses.replace(PROTOCOLS.get("A"), name="CL-dc")
+        return dataclasses.replace(EVAL_PROTOCOLS.get("B"), name="CL-idc", milestones=(0.6, 0.8), cutmix_p=0.0)
+    return dataclasses.replace(EVAL_PROTOCOLS.get("A"), name="CL-dc")

@@ -15,7 +15,7 @@ class Provenance:
     """The source of one published row and the evaluation that produced it."""
 
     source: str      # the paper whose number Table I copies
-    protocol: str    # the evaluation protocol name in bench.evaluate ('A-dc' resolves per dataset)
+    protocol: str    # the evaluation protocol name in bench.learning.evaluation ('A-dc' resolves per dataset)
     accuracy: str    # which accuracy that source reports
     runs: str        # how many sets and networks the published mean pools
 

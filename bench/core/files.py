@@ -1,5 +1,5 @@
 """File primitives every layer may use: tensor files that load without running code, atomic writes that
-follow the user's umask, and advisory locks. (Results-folder rules live in ``bench.results``.)"""
+follow the user's umask, and advisory locks. (Results-folder rules live in ``bench.experiment.store``.)"""
 from __future__ import annotations
 
 import fcntl
@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-
 
 # numpy scalars (DC's result files store accuracies as numpy floats) rebuild data only, never run code
 _NUMPY_CORE = getattr(np, "_core", None) or np.core

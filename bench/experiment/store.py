@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import torch
 
-from bench.data import file_digest
-from bench.files import atomic_write_text, file_lock, follow_umask
+from bench.core.files import atomic_write_text, file_lock, follow_umask
+from bench.data.loaders import file_digest
 
 RESULT_FILE = "result.json"
 SET_FILE = "synthetic.pt"

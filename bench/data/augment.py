@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.transfer import to_device
+from bench.core.transfer import to_device
 
 Params = dict[str, torch.Tensor]
 

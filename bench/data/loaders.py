@@ -48,8 +48,16 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench.dataset_info import DATASET_INFO, DatasetInfo, IdcValues, Stats, UnknownDatasetError, canonical
-from bench.registry import Registry
+
+from bench.core.registry import Registry
+from bench.data.info import (
+    DATASET_INFO,
+    DatasetInfo,
+    IdcValues,
+    Stats,
+    UnknownDatasetError,
+    canonical,
+)
 
 __all__ = [
     "ImageDataset",
@@ -199,7 +207,7 @@ LOADERS: Registry[DatasetLoader] = Registry("dataset", UnknownDatasetError, cano
 
 
 def register_dataset(info: DatasetInfo) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator: the one place a dataset is added, its facts (``bench.dataset_info.DATASET_INFO``) and its
+    """Decorator: the one place a dataset is added, its facts (``bench.data.info.DATASET_INFO``) and its
     loader together. Names are looked up ignoring case and separators ('CIFAR-10' = 'cifar10')."""
 
     def deco(loader: DatasetLoader) -> DatasetLoader:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from bench.registry import Registry, UnknownNameError
+from bench.core.registry import Registry, UnknownNameError
 
 ImageSize = int | tuple[int, int]
 

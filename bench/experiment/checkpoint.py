@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.files import atomic_save_tensors, load_tensor_file
+from bench.core.files import atomic_save_tensors, load_tensor_file
 
 CHECKPOINT_DIR = ".checkpoints"
 

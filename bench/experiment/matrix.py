@@ -16,12 +16,19 @@ from typing import Any
 
 import yaml
 
-from bench.data import LOADERS, list_datasets
-from bench.evaluate import protocol_names
-from bench.networks import UnknownNetworkError, create_network, list_networks
+from bench.data.loaders import LOADERS, list_datasets
+from bench.experiment.settings import (
+    ContinualSettings,
+    EvalSettings,
+    Launcher,
+    SettingError,
+    check_settings,
+    engine_overrides,
+    view,
+)
+from bench.learning.evaluation import protocol_names
+from bench.learning.networks import UnknownNetworkError, create_network, list_networks
 from methods.base import Budget, UnknownMethodError
-from bench.settings import (ContinualSettings, EvalSettings, Launcher, SettingError, check_settings, engine_overrides,
-                            view)
 from methods.components import check_method_name
 
 
@@ -90,7 +97,7 @@ class Matrix:
     cells: list[Cell]
     launcher: Launcher
     raw: dict[str, Any]
-    layout: str = "table1"   # the report's table layout (bench.layouts.LAYOUTS), checked by bench.run
+    layout: str = "table1"   # the report's table layout (bench.reporting.layouts.LAYOUTS), checked by bench.cli.run
 
 
 def _fail(msg: str) -> MatrixError:

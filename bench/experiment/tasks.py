@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +11,30 @@ from typing import Any, Callable
 
 import torch
 
-from bench.data import DatasetNotFoundError, ImageDataset, file_digest, load_dataset
-from bench.evaluate import Protocol, evaluate_set, network_factory, resolve_protocol
-from bench.matrix import Cell
-from bench.record import CellRecord
-from bench.files import load_tensor_file
-from bench.host_memory import keeping_freed_memory
-from bench.results import SET_FILE, write_cell
+from bench.core.files import load_tensor_file
+from bench.core.host_memory import keeping_freed_memory
+from bench.core.version import CODE_VERSION, code_state, machine_label
+from bench.data.loaders import (
+    DatasetNotFoundError,
+    ImageDataset,
+    file_digest,
+    load_dataset,
+)
+from bench.experiment.continual import run_continual, training_protocol
+from bench.experiment.matrix import Cell
+from bench.experiment.record import CellRecord
+from bench.experiment.store import SET_FILE, write_cell
+from bench.learning.evaluation import (
+    Protocol,
+    evaluate_set,
+    network_factory,
+    resolve_protocol,
+)
 from methods.base import DistilledSet, Method
 from methods.components import create_method
 
 _DATA_CACHE: dict[tuple[Any, ...], tuple[ImageDataset, str]] = {}
 _DATA_MD5: dict[int, str] = {}
-CODE_VERSION = "0.2.0"   # bump when a change alters results: every earlier record becomes stale
 # Engine fields added after records existed, left out of the fingerprint at these values (which compute what
 # the records made before the field did), so an opt-in knob does not make every earlier record stale.
 OPT_IN_DEFAULTS: dict[str, Any] = {"precision": "float32"}
@@ -80,36 +88,10 @@ def cell_fingerprint(cell: Cell) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
-def code_state() -> dict[str, Any]:
-    """The git commit of the code that ran, and whether the tree had uncommitted changes ('unknown' outside git).
-    Cached from the first call, which this module makes when it is imported, so a process that runs for hours
-    records the commit whose code it loaded even if HEAD moves meanwhile."""
-    here = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
-                               text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown", "git_dirty": None}
-    if commit.returncode != 0:
-        return {"git_commit": "unknown", "git_dirty": None}
-    return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
-
-
-code_state()   # read when the code is loaded, not when a record is written: HEAD may move during a long run
-
-
 def provenance(cell: Cell, data: ImageDataset) -> dict[str, Any]:
     """What produced a record: seed, settings fingerprint, code, library versions, device and data."""
     return {"seed": cell.seed, "fingerprint": cell_fingerprint(cell), **code_state(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "device": machine_label(), "dataset_md5": data_md5(data)}
-
-
-def machine_label() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}"
-    return f"CPU x{torch.get_num_threads()} ({platform.machine()})"
 
 
 @dataclass
@@ -128,7 +110,7 @@ def execute_cell(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Distilled
 
 
 def new_record(cell: Cell, data: ImageDataset, accuracies: dict[str, list[float]], **measured: Any) -> dict[str, Any]:
-    """The cell's result record (:class:`bench.record.CellRecord`) as the JSON object it is stored as."""
+    """The cell's result record (:class:`bench.experiment.record.CellRecord`) as the JSON object it is stored as."""
     origin = provenance(cell, data)
     return CellRecord(cell={**dataclasses.asdict(cell), "id": cell.id}, fingerprint=origin["fingerprint"],
                       provenance=origin, data_used=data.name, scale=cell.profile, machine=machine_label(),
@@ -137,8 +119,6 @@ def new_record(cell: Cell, data: ImageDataset, accuracies: dict[str, list[float]
 
 def execute_continual(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], None]:
     """Class-incremental run: a memory distilled per step, accuracy on all seen classes after each step."""
-    from bench.continual import run_continual, training_protocol
-
     data, data_used = load_cell_data(cell, ctx.data_root)
     settings = cell.continual
     steps, protocol_name = settings.steps, settings.protocol
@@ -258,7 +238,7 @@ def execute_evaluation(cell: Cell, ctx: RunContext) -> tuple[dict[str, Any], Non
 
 
 def _protocol_for(cell: Cell, method: Method, data_used: str) -> Protocol:
-    """The published protocol of the method's row (bench.provenance), unless the matrix forces one."""
+    """The published protocol of the method's row (bench.learning.provenance), unless the matrix forces one."""
     factor = method.factor
     protocol = resolve_protocol(cell.evaluation.protocol or method.eval_protocol, data_used, factor)
     if cell.evaluation.epochs is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.registry import Registry, UnknownNameError
+from bench.core.registry import Registry, UnknownNameError
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
@@ -58,6 +58,4 @@ DATASET_INFO: Registry[DatasetInfo] = Registry("dataset", UnknownDatasetError, c
 
 def dataset_info(name: str) -> DatasetInfo:
     """The facts of ``name`` (any spelling); unknown names raise UnknownDatasetError listing the known ones."""
-    import bench.data  # noqa: F401  (the built-in datasets register their facts with their loaders)
-
     return DATASET_INFO.get(name)

@@ -1,0 +1,29 @@
+"""``dreambench status`` / ``python -m bench.status results/<matrix>/<profile>``: per-cell state of a results folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench.execution.status import cell_states
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.status", description=__doc__.splitlines()[0].split(': ', 1)[1])
+    parser.add_argument("root", help="results/<matrix>/<profile>")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if not root.is_dir():
+        print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
+        return 2
+    states = cell_states(root)
+    for cell_id, (state, detail) in states.items():
+        print(f"{state:8s} {cell_id}  {detail}")
+    counts = Counter(state for state, _ in states.values())
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cells")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
