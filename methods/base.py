@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import nn
 
+from bench.core.names import check_base_name
 from bench.core.registry import Registry, UnknownNameError
 from bench.data.loaders import ImageDataset
 from methods.config import Budget, EngineConfig
@@ -48,6 +49,7 @@ class Method(abc.ABC):
     eval_protocol: str = "A"   # evaluation protocol name (bench.learning.evaluation); built-ins take theirs from bench.learning.provenance
     config: EngineConfig | None = None           # engine methods: the full configuration; None for coresets
     selection_rule: dict[str, Any] | None = None  # coresets: rule choices that decide the set (fingerprinted)
+    feature_recipe: dict[str, Any] | None = None  # coresets that pick with a trained network: how it is trained
 
     @property
     def factor(self) -> int:
@@ -71,6 +73,10 @@ class Method(abc.ABC):
         units = cfg.iterations * cfg.steps_per_network * classes * per_class
         return units, (f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = "
                        f"{units / 1e6:.2f}M images")
+
+    def feature_network(self, budget: Budget, seed: int) -> tuple[int, int] | None:
+        """(seed, epochs) of the network a selection picks with under ``budget``; None for methods without one."""
+        return None
 
     def preparation(self, budget: Budget, seed: int) -> tuple[Any, ...] | None:
         """What a run under ``budget`` needs that other runs share and that is worth building once, before
@@ -118,8 +124,9 @@ METHODS: Registry[MethodSpec] = Registry("method", UnknownMethodError)
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Register a method under ``spec.name`` (a name already taken raises ValueError)."""
-    return METHODS.add(spec.name, spec)
+    """Register a method under ``spec.name`` (a name already taken, or one the name grammar cannot tell apart
+    from its switches, raises ValueError)."""
+    return METHODS.add(check_base_name(spec.name), spec)
 
 
 def list_methods() -> list[str]:

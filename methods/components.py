@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from bench.core.names import split_method_name
 from methods.base import (
     Method,
     MethodSpec,
     UnknownMethodError,
-    list_methods,
     method_spec,
 )
 from methods.engine import EngineConfig
@@ -47,13 +47,8 @@ COMPONENTS: dict[str, Callable[[EngineConfig], EngineConfig]] = {"rm": _rm, "ini
 
 
 def split_name(name: str) -> tuple[str, list[str]]:
-    """'DREAM++bm' -> ('DREAM+', ['bm']): the longest registered base wins, since 'DREAM+' has a '+'."""
-    for base in sorted(list_methods(), key=len, reverse=True):
-        if name == base or name.startswith(base + "+"):
-            rest = name[len(base) + 1 :]
-            return base, rest.split("+") if rest else []
-    base, *parts = name.split("+")
-    return base, parts
+    """'DREAM++bm' -> ('DREAM+', ['bm']), by the name grammar (bench.core.names), not by registry lookups."""
+    return split_method_name(name)
 
 
 def resolve(name: str) -> tuple[MethodSpec, list[str]]:

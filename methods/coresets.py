@@ -201,9 +201,10 @@ class Coreset(Method):
         self.selection_rule = spec.selection_rule   # rule choices that decide the set (part of a cell's fingerprint)
         self.eval_protocol = published_protocol(spec.table_row)   # DC's evaluation: the coreset rows come from DC's paper
         self.needs_network = spec.needs_network
+        self.feature_recipe = dict(FEATURE_RECIPE) if spec.needs_network else None
         self._choose = spec.choose
 
-    def feature_network_settings(self, budget: Budget, seed: int) -> tuple[int, int] | None:
+    def feature_network(self, budget: Budget, seed: int) -> tuple[int, int] | None:
         """(seed, epochs) of the feature network this selection needs; None for rules that need none."""
         if not self.needs_network:
             return None
@@ -211,17 +212,17 @@ class Coreset(Method):
         return (seed if budget.feature_seed is None else budget.feature_seed), epochs
 
     def preparation(self, budget: Budget, seed: int) -> tuple[Any, ...] | None:
-        settings = self.feature_network_settings(budget, seed)
+        settings = self.feature_network(budget, seed)
         return None if settings is None else ("feature network", "seed", settings[0], "epochs", settings[1])
 
     def prepare(self, data: ImageDataset, make_net: NetFactory, budget: Budget, seed: int, cache_dir: Path) -> None:
-        settings = self.feature_network_settings(budget, seed)
+        settings = self.feature_network(budget, seed)
         if settings is not None:
             train_feature_network(data, make_net, *settings, cache_dir)
 
     def distill(self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int, **hooks: Any) -> DistilledSet:
         start = time.perf_counter()
-        settings = self.feature_network_settings(budget, seed)
+        settings = self.feature_network(budget, seed)
         feature_net = None if settings is None else train_feature_network(data, make_net, *settings, hooks.get("cache_dir"))
         gen = seeded(seed)
         picks = [data.class_indices(c)[self._choose(self, data, c, ipc, feature_net, gen)] for c in range(data.num_classes)]

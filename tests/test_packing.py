@@ -121,22 +121,23 @@ def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
 def test_feature_networks_are_prepared_once_before_the_cells_that_need_them() -> None:
     from bench.execution.pool import next_ready, packed_tasks
     from bench.experiment.matrix import load_matrix
+    from bench.experiment.plan import plan_cell
 
     cells = load_matrix(ROOT / "matrices" / "fidelity.yaml", "cpu").cells
-    queue = packed_tasks(cells)
+    queue = packed_tasks([plan_cell(c, c.dataset) for c in cells])   # planned by name: no data needed
     preparations = [t for t in queue if t.prepares is not None]
     # one feature network per dataset (the cpu profile shares seed 0, 2 epochs), each prepared once, first
     assert sorted(t.prepares[0] for t in preparations) == ["fashionmnist", "mnist"]
     assert queue[:2] == preparations
-    waiting = {t.cell.id for t in queue if t.needs is not None}
+    waiting = {t.plan.id for t in queue if t.needs is not None}
     assert waiting == {c.id for c in cells if c.method in ("Herding", "K-Center", "Forgetting")}
     # with one network in preparation, a free worker takes the next cell that does not wait for it
     queue = queue[2:]
     first = queue[next_ready(queue, set())]
-    assert first.needs is None and first.cell.method == "Random"
+    assert first.needs is None and first.plan.cell.method == "Random"
     mnist = next(t.prepares for t in preparations if t.prepares[0] == "mnist")
     ready = queue[next_ready(queue, {mnist})]
-    assert ready.cell.dataset == "mnist" and ready.cell.ipc == 10
+    assert ready.plan.cell.dataset == "mnist" and ready.plan.cell.ipc == 10
     assert next_ready([t for t in queue if t.needs is not None], set()) is None
 
 
@@ -166,7 +167,7 @@ def crash_in(cell_prefix: str, marker: str, task, root: str, data_root: str | No
     ``marker`` names a file to leave behind, every time if it is empty."""
     from bench.execution.pool import run_task
 
-    if task.prepares is None and task.cell.id.startswith(cell_prefix) and not (marker and Path(marker).exists()):
+    if task.prepares is None and task.plan.id.startswith(cell_prefix) and not (marker and Path(marker).exists()):
         if marker:
             Path(marker).write_text("crashed")
         os._exit(1)   # as the kernel's out-of-memory killer would: no exception, no clean-up
@@ -179,10 +180,11 @@ def test_a_dead_worker_is_replaced_and_only_a_cell_that_always_kills_it_fails(tm
 
     from bench.execution.pool import run_packed
     from bench.experiment.matrix import load_matrix
+    from bench.experiment.plan import plan_cells
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump(TINY))
-    cells = load_matrix(matrix, "mini").cells
+    cells = plan_cells(load_matrix(matrix, "mini").cells, None)
     said: list[str] = []
     once = functools.partial(crash_in, "digits_ipc1_DC", str(tmp_path / "crashed"))
     failed = run_packed(cells, tmp_path / "once", None, 0, 2, report=said.append, runner=once)
@@ -193,10 +195,10 @@ def test_a_dead_worker_is_replaced_and_only_a_cell_that_always_kills_it_fails(tm
     said.clear()
     always = functools.partial(crash_in, "digits_ipc1_DC", "")
     failed = run_packed(cells, tmp_path / "always", None, 0, 2, report=said.append, runner=always)
-    dc = [c.id for c in cells if c.method == "DC"]
+    dc = [c.id for c in cells if c.cell.method == "DC"]
     assert failed == dc and any("died every time" in line for line in said), said
     done = sorted(p.parent.name for p in (tmp_path / "always").glob("*/result.json"))
-    assert done == sorted(c.id for c in cells if c.method != "DC")
+    assert done == sorted(c.id for c in cells if c.cell.method != "DC")
 
 
 def refuse_preparations(task, root: str, data_root: str | None, checkpoint_every: int):
@@ -212,13 +214,14 @@ def refuse_preparations(task, root: str, data_root: str | None, checkpoint_every
 def test_cells_of_a_failed_preparation_fail_at_once_and_the_others_run(tmp_path: Path) -> None:
     from bench.execution.pool import run_packed
     from bench.experiment.matrix import load_matrix
+    from bench.experiment.plan import plan_cells
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump({**TINY, "methods": ["Herding", "K-Center", "Random"]}))
-    cells = load_matrix(matrix, "mini").cells
+    cells = plan_cells(load_matrix(matrix, "mini").cells, None)
     said: list[str] = []
     failed = run_packed(cells, tmp_path / "r", None, 0, 2, report=said.append, runner=refuse_preparations)
-    assert sorted(failed) == sorted(c.id for c in cells if c.method != "Random")
+    assert sorted(failed) == sorted(c.id for c in cells if c.cell.method != "Random")
     assert any("no feature network today" in line and "not run" in line for line in said), said
     assert [p.parent.name for p in (tmp_path / "r").glob("*/result.json")] == [c.id for c in cells if c.method == "Random"]
     assert not (tmp_path / "r" / ".feature_nets").exists()

@@ -1,11 +1,11 @@
 """Report layouts: the LaTeX parses into the paper's rows and columns, and the side-by-side published values
 equal the CSVs in ../shared/paper (copied into bench/reference)."""
 import csv
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
+from crafted_records import write_record
 
 from bench.cli.report import main
 from bench.reporting.tables import build_report
@@ -21,13 +21,11 @@ def _paper_csv(name: str) -> Path:
 
 
 def _write(root: Path, cell: dict, accuracies: dict, **extra) -> None:
-    cell = {"matrix": root.parent.name, "arch": "ConvNet-3", "seed": 0, "profile": root.name, "variant": "", "settings": {}, **cell}
-    cell.setdefault("id", f"{cell['dataset']}_ipc{cell['ipc']}_{cell['method']}_{cell['arch']}_s{cell['seed']}{cell.get('suffix', '')}")
-    folder = root / cell["id"]
-    folder.mkdir(parents=True)
-    result = {"cell": cell, "fingerprint": "test", "data_used": cell["dataset"], "scale": root.name, "machine": "test",
-              "accuracies": accuracies, **extra}
-    (folder / "result.json").write_text(json.dumps(result))
+    """A crafted record of a real, planned cell (``suffix`` is not a cell field: evaluation ids are derived)."""
+    if str(cell.get("suffix", "")).startswith("@"):   # a separate evaluation cell of one evaluation network
+        cell = {**cell, "task": "evaluate", "source": "distilled"}
+    cell = {k: v for k, v in cell.items() if k != "suffix"}
+    write_record(root, cell, accuracies, **extra)
 
 
 def parse_tabular(tex: str) -> tuple[list[str], list[list[str]]]:
@@ -168,7 +166,7 @@ def test_fidelity_counts_distinct_sets_and_names_changed_settings(tmp_path):
         _write(root, {"dataset": "mnist", "ipc": 1, "method": "Herding", "seed": seed, "settings": {"feature_epochs": 2}},
                {"ConvNet-3": [acc]}, provenance={"set_sha256": "same-images"})
     _write(root, {"dataset": "mnist", "ipc": 1, "method": "DC", "settings": {"iterations": 20, "eval_epochs": 300}},
-           {"ConvNet-3": [79.6]}, protocol={"name": "A-dcaug", "epochs": 300}, protocol_choice="published")
+           {"ConvNet-3": [79.6]}, protocol={"name": "A-dcaug", "epochs": 300, "epochs_from": "matrix"}, protocol_choice="published")
     _write(root, {"dataset": "mnist", "ipc": 1, "method": "DC", "variant": "noaug", "suffix": "_noaug"}, {"ConvNet-3": [91.0]})
     report = build_report(root)
     table = report.table
@@ -218,7 +216,8 @@ def test_cells_dropped_from_the_matrix_are_not_reported(tmp_path, capsys):
 
     root = tmp_path / "fidelity" / "cpu"
     for seed in (0, 1):
-        _write(root, {"dataset": "mnist", "ipc": 1, "method": "Random", "seed": seed}, {"ConvNet-3": [60.0 + 10 * seed]})
+        _write(root, {"dataset": "mnist", "ipc": 1, "method": "Random", "seed": seed}, {"ConvNet-3": [60.0 + 10 * seed]},
+               fingerprint="test")
     write_plan(root, {"mnist_ipc1_Random_ConvNet-3_s0": "test", "mnist_ipc1_Random_ConvNet-3_s1": "test"})
     write_plan(root, {"mnist_ipc1_Random_ConvNet-3_s0": "test"})   # the matrix now excludes seed 1
     table = build_report(root).table
@@ -239,8 +238,10 @@ def test_timings_from_different_machines_are_never_averaged(tmp_path):
 
 def test_a_protocol_rule_of_its_own_code_is_not_called_shortened():
     """IDC's own rule trains DenseNet 400 epochs at IPC >= 50: the record says the protocol set those epochs."""
+    from bench.experiment.record import upgrade_record
     from bench.reporting.tables import protocol_label
 
     assert protocol_label({"name": "B", "epochs": 400, "epochs_from": "protocol"}) == "B"
     assert protocol_label({"name": "B", "epochs": 300, "epochs_from": "matrix"}) == "B @ 300 epochs"
-    assert protocol_label({"name": "A-dcaug", "epochs": 300}) == "A-dcaug @ 300 epochs"   # older records
+    old = upgrade_record({"cell": {}, "protocol": {"name": "A-dcaug", "epochs": 300}})   # a schema-1 record
+    assert protocol_label(old["protocol"]) == "A-dcaug @ 300 epochs"

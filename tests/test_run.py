@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from crafted_records import write_record
 
 from bench.reporting.tables import build_report
 
@@ -54,12 +55,7 @@ def test_tiny_matrix_end_to_end(tmp_path):
 def test_report_pools_seeds_and_marks_paper_values(tmp_path):
     root = tmp_path / "m" / "paper"
     for seed, accs in ((0, [90.0, 92.0]), (1, [94.0, 96.0])):
-        cell_dir = root / f"mnist_ipc1_DC_ConvNet-3_s{seed}"
-        cell_dir.mkdir(parents=True)
-        cell = {"dataset": "mnist", "ipc": 1, "method": "DC", "arch": "ConvNet-3", "seed": seed, "profile": "paper",
-                "id": cell_dir.name}
-        (cell_dir / "result.json").write_text(json.dumps({"cell": cell, "fingerprint": "f", "data_used": "mnist", "scale": "paper",
-                                                          "accuracies": {"ConvNet-3": accs}}))
+        write_record(root, {"dataset": "mnist", "ipc": 1, "method": "DC", "seed": seed}, {"ConvNet-3": accs})
     report = build_report(root)
     text = report.table.loc["DC", "mnist/1"]
     assert text.startswith("93.0 ± 2.2")            # pooled over both seeds and both runs
@@ -98,18 +94,19 @@ def test_max_during_distillation_is_recorded_and_reported_apart(tmp_path):
     """DREAM+'s reported kind of number (the maximum, over the evaluations during distillation, of each one's
     best validation point) is recorded for cells with eval_every and tabulated only in its own labelled table."""
     from bench.experiment.matrix import parse_matrix
+    from bench.experiment.plan import plan_cells
     from bench.experiment.tasks import run_and_store
 
     raw = {"name": "during", "datasets": ["digits"], "ipc": [1], "methods": ["IDC"], "archs": ["ConvNet-3"], "seeds": [0],
            "profiles": {"mini": {"max_per_class": 20, "defaults": {
                "iterations": 2, "steps_per_network": 1, "batch_real": 8, "eval_epochs": 4, "eval_runs": 1, "eval_every": 1}}}}
-    cell = parse_matrix(raw, "during").cells[0]
+    plan = plan_cells(parse_matrix(raw, "during").cells, None)[0]
     root = tmp_path / "during" / "mini"
-    result = run_and_store(cell, root)
-    curve = [row["accuracy"] for row in result["log"] if "accuracy" in row]
+    result = run_and_store(plan, root)
+    curve = [row["accuracy"] for row in result.log if "accuracy" in row]
     assert len(curve) == 3                                    # iterations 0, 1, 2
-    during = result["max_during_distillation"]["ConvNet-3"][0]
-    assert during >= max(result["best_accuracies"]["ConvNet-3"]) and during >= max(curve)   # best >= last per point
+    during = result.max_during_distillation["ConvNet-3"][0]
+    assert during >= max(result.best_accuracies["ConvNet-3"]) and during >= max(curve)   # best >= last per point
     assert "MAXIMUM over the evaluations during distillation" in build_report(root, accuracy="max-during").caption
     assert (root / "table_max-during.md").is_file()
     assert "MAXIMUM" not in build_report(root).caption and "MAXIMUM" not in (root / "table.md").read_text()

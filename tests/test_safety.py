@@ -338,9 +338,9 @@ def test_records_made_from_other_data_are_stale(tmp_path, capsys):
     args = ["--data-root", str(data)]
     assert run(tmp_path, matrix, *args) == 0
     write_mnist(data, n_train=30)                               # same settings, different files
-    import bench.experiment.tasks
+    import bench.experiment.plan
 
-    bench.experiment.tasks._DATA_CACHE.clear()                              # a new process would read the files afresh
+    bench.experiment.plan._DATA.clear()                              # a new process would read the files afresh
     assert run(tmp_path, matrix, *args) == 0
     assert "computed on other data" in capsys.readouterr().out
 

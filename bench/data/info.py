@@ -26,6 +26,8 @@ class IdcValues:
     size_base: int       # lr scaling base size
     n_data: int          # real samples per in-loop network update
     factor: int = 2      # multi-formation factor of the published runs
+    lr_base_at_ipc: tuple[tuple[int, float], ...] = ()   # (ipc, base lr) exceptions of the official table
+    dream_batch_real: int = 128   # DREAM's real images per class per matching step
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class DatasetInfo:
     flip: bool = True                # DSA/DC strategies keep 'flip' (not on digit sets)
     paper_name: str | None = None    # the column spelling of the paper's tables (None: not in the paper)
     stats_dc: Stats | None = None    # DC/DSA/DM's own constants where they differ from IDC's (CIFAR-100)
+    dm_lr_img_at_ipc: tuple[int, float] | None = None   # DM's larger image lr from this ipc on (main_DM.py)
+    class_names: tuple[str, ...] = ()   # for figures; empty: class indices
 
     @property
     def dsa_strategy(self) -> str:

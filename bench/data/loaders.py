@@ -238,7 +238,7 @@ def _env_flag(name: str) -> bool:
 def load_dataset(
     name: str,
     root: str | os.PathLike[str] | None = None,
-    download: bool = False,
+    download: bool | None = None,
     *,
     verify: bool | None = None,
     max_per_class: int | None = None,
@@ -246,7 +246,8 @@ def load_dataset(
 ) -> ImageDataset:
     """Load a registered dataset into memory as an :class:`ImageDataset`.
 
-    ``download`` fetches missing files through torchvision (never by default). ``verify=None`` means md5
+    ``download`` fetches missing files through torchvision (never by default; None: ``DREAMBENCH_DOWNLOAD=1``,
+    which ``dreambench run --download`` sets). ``verify=None`` means md5
     checks on unless ``DREAMBENCH_SKIP_MD5=1``. ``max_per_class`` keeps the first n training images per
     class. ``cifar100_stats`` ('idc' default, or 'dc') picks CIFAR-100's normalisation constants and is
     ignored by other datasets. Raises :class:`UnknownDatasetError` or :class:`DatasetNotFoundError`.
@@ -255,6 +256,8 @@ def load_dataset(
     cifar100_stats_choice(cifar100_stats)
     if verify is None:
         verify = not _env_flag("DREAMBENCH_SKIP_MD5")
+    if download is None:
+        download = _env_flag("DREAMBENCH_DOWNLOAD")
     ds = loader(resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats)
     if max_per_class is not None:
         ds = ds.subsample(max_per_class)
@@ -265,7 +268,8 @@ def load_dataset(
 # Helpers
 # --------------------------------------------------------------------------------------------------
 
-_HOW = "pass --download (download=True), or set DREAMBENCH_DATA to a folder holding {what}"
+_HOW = ("put the published files there ({what}), or point --data-root DIR / DREAMBENCH_DATA=DIR at a folder "
+        "holding them, or add --download (DREAMBENCH_DOWNLOAD=1) to fetch them with torchvision")
 # Exceptions that torchvision / pickle / scipy / PIL raise on unreadable or truncated files.
 _READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, AssertionError, pickle.UnpicklingError)
 
@@ -277,7 +281,8 @@ def _not_found(name: str, path: Path, what: str) -> DatasetNotFoundError:
 def _corrupt(name: str, path: Path, detail: str) -> DatasetNotFoundError:
     hint = ", or set DREAMBENCH_SKIP_MD5=1 if they are deliberately modified copies" if detail == "md5 mismatch" else ""
     return DatasetNotFoundError(
-        f"{name} files at {path} are corrupt or incomplete ({detail}); delete them and pass --download{hint}"
+        f"{name} files at {path} are corrupt or incomplete ({detail}); delete them and copy them again, or add "
+        f"--download{hint}"
     )
 
 
@@ -411,7 +416,8 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
     cls = getattr(datasets, cls_name)
     raw = root / cls_name / "raw"
     files = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
-    what = f"{cls_name}/raw/train-images-idx3-ubyte(.gz) etc."
+    what = f"{cls_name}/raw/: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "\
+           "t10k-labels-idx1-ubyte.gz"
 
     def missing() -> list[str]:
         return [f for f in files if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
@@ -420,7 +426,7 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
         # torchvision downloads and extracts into <root>/<cls_name>/raw, the folder the user chose
         _open_torchvision(cls, cls_name, raw, files, what, True, True, root=str(root), train=True)
     if missing():
-        raise _not_found(cls_name, raw / missing()[0], what)
+        raise _not_found(cls_name, raw / f"{missing()[0]}.gz", what)
     if verify:   # the published .gz files have known md5s (torchvision's list); decompressed copies have none
         for gz_name, md5 in cls.resources:
             gz = raw / gz_name
@@ -502,8 +508,8 @@ def _load_cifar100(root: Path, *, download: bool, verify: bool, cifar100_stats: 
     return _load_cifar("CIFAR100", "cifar100", root, download, verify, cifar100_stats_choice(cifar100_stats))
 
 
-_TINY_HOW = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it there, or set DREAMBENCH_DATA "
-             "to a folder holding tiny-imagenet-200/ (torchvision has no TinyImageNet downloader)")
+_TINY_HOW = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it there, or point --data-root DIR / "
+             "DREAMBENCH_DATA=DIR at a folder holding tiny-imagenet-200/ (torchvision has no TinyImageNet downloader)")
 
 
 def _read_rgb(path: Path) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench.core.registry import Registry
-from bench.experiment.matrix import Cell
+from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
 
 PHASES = (("distill", "continual"), ("evaluate",))   # tasks that must finish before the next phase starts
@@ -25,7 +25,7 @@ class Executor(Protocol):
 
     def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None: ...
 
-    def run(self, cells: list[Cell], resume: bool = False) -> list[str]: ...
+    def run(self, cells: list[CellPlan], resume: bool = False) -> list[str]: ...
 
 
 EXECUTORS: Registry[type[Executor]] = Registry("executor", ExecutorError)

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from bench.execution.base import PHASES
 from bench.execution.pool import run_packed
 from bench.execution.recorded import CellInProgress, run_recorded
-from bench.experiment.matrix import Cell
+from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
 from bench.experiment.tasks import timing_line
 
@@ -20,7 +20,7 @@ class LocalExecutor:
     def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
         self.root, self.data_root, self.launcher = root, data_root, launcher
 
-    def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
+    def run(self, cells: list[CellPlan], resume: bool = False) -> list[str]:
         if self.launcher.workers > 1 and len(cells) > 1:
             failures = []
             for phase in PHASES:   # evaluation cells read the sets their distillation cells store

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from bench.execution.recorded import CellInProgress, run_recorded
-from bench.experiment.matrix import Cell
+from bench.experiment.plan import CellPlan
 from bench.experiment.tasks import cell_preparation, prepare_cell, timing_line
 
 
@@ -50,9 +50,9 @@ def exit_with_parent(parent: int) -> None:
 def run_task(task: "PackedTask", root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any] | None:
     """What a worker does with a task: train a shared preparation (returns None) or run a cell (its record)."""
     if task.prepares is not None:
-        prepare_cell(task.cell, Path(root), data_root)
+        prepare_cell(task.plan, Path(root), data_root)
         return None
-    return run_recorded(task.cell, Path(root), data_root, checkpoint_every, show_iterations=False)
+    return run_recorded(task.plan, Path(root), data_root, checkpoint_every, show_iterations=False)
 
 
 TaskRunner = Callable[["PackedTask", str, "str | None", int], "dict[str, Any] | None"]
@@ -62,22 +62,22 @@ WORKER_DEATHS_ALLOWED = 1   # a task running when its worker pool died this many
 @dataclass
 class PackedTask:
     """One job for a worker: a cell (``needs``: the preparation it waits for) or a preparation (``prepares``:
-    its key; ``cell`` is the first cell that needs it). ``deaths``: worker-pool deaths it was running through."""
+    its key; ``plan`` is the first cell that needs it). ``deaths``: worker-pool deaths it was running through."""
 
-    cell: Cell
+    plan: CellPlan
     prepares: tuple[Any, ...] | None = None
     needs: tuple[Any, ...] | None = None
     deaths: int = 0
 
     @property
     def name(self) -> str:
-        return self.cell.id if self.prepares is None else " ".join(str(part) for part in self.prepares if part is not None)
+        return self.plan.id if self.prepares is None else " ".join(str(part) for part in self.prepares if part is not None)
 
 
-def packed_tasks(cells: list[Cell]) -> list[PackedTask]:
+def packed_tasks(cells: list[CellPlan]) -> list[PackedTask]:
     """Each shared preparation once, ahead of the cells (in their order) that wait for it."""
     needs = {c.id: cell_preparation(c) for c in cells}
-    first: dict[tuple[Any, ...], Cell] = {}
+    first: dict[tuple[Any, ...], CellPlan] = {}
     for c in cells:
         if needs[c.id] is not None:
             first.setdefault(needs[c.id], c)
@@ -96,15 +96,15 @@ class _PackedRun:
     """The queue and outcome of one packed run; :meth:`drain` feeds one worker pool until the queue is empty or
     the pool dies (a worker killed, e.g. for memory, takes the whole pool down with it)."""
 
-    def __init__(self, cells: list[Cell], report: Callable[[str], None], bar: tqdm) -> None:
+    def __init__(self, cells: list[CellPlan], report: Callable[[str], None], bar: tqdm) -> None:
         self.queue = packed_tasks(cells)
         self.report, self.bar = report, bar
         self.prepared: set[tuple[Any, ...]] = set()
         self.failures: list[str] = []
 
     def fail_cell(self, task: PackedTask, why: str) -> None:
-        self.report(f"cell {task.cell.id} failed: {why}")
-        self.failures.append(task.cell.id)
+        self.report(f"cell {task.plan.id} failed: {why}")
+        self.failures.append(task.plan.id)
         self.bar.update(1)
 
     def preparation_failed(self, task: PackedTask, why: str) -> None:
@@ -192,7 +192,7 @@ class _PackedRun:
         self.report(f"a worker died; {len(again)} interrupted task(s) restart, one at a time, in new workers")
 
 
-def run_packed(cells: list[Cell], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
+def run_packed(cells: list[CellPlan], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
                report: Callable[[str], None] = print, runner: TaskRunner = run_task) -> list[str]:
     """Run cells ``workers`` at a time, each in its own process with an equal share of the CPU threads (one
     device shared by all). Shared preparations (feature networks) run first, once each, and no cell is

@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from bench.core.files import atomic_write_text
 from bench.experiment.checkpoint import CHECKPOINT_DIR, checkpoint_for
-from bench.experiment.matrix import Cell
-from bench.experiment.store import cell_lock, check_record, clean_leftovers
-from bench.experiment.tasks import cell_fingerprint, run_and_store
+from bench.experiment.plan import CellPlan
+from bench.experiment.record import Record
+from bench.experiment.store import cell_lock, check_record, clean_leftovers, own_subfolder
+from bench.experiment.tasks import run_and_store
 
 ERRORS_DIR = ".errors"
 
 
 def error_path(root: Path, cell_id: str) -> Path:
+    """Where a failed cell's traceback is kept (read by status)."""
     return root / ERRORS_DIR / f"{cell_id}.txt"
 
 
@@ -24,19 +25,20 @@ class CellInProgress(RuntimeError):
     """Another run of the same results folder holds this cell's lock: it is computing it now."""
 
 
-def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every: int,
-                 show_iterations: bool = True) -> dict[str, Any]:
+def run_recorded(plan: CellPlan, root: Path, data_root: str | None, checkpoint_every: int,
+                 show_iterations: bool = True) -> Record:
     """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.execution.status``.
 
     A cell another run is computing raises CellInProgress; one another run has finished meanwhile is not
     computed again; leftovers of a killed earlier attempt are removed first.
     """
-    fingerprint = cell_fingerprint(cell)
+    fingerprint, cell = plan.fingerprint, plan.cell
     with cell_lock(root, cell.id) as mine:
         if not mine:
             raise CellInProgress(f"{cell.id} is being computed by another run; skipped here")
         check = check_record(root, cell.id, fingerprint)
         if check.state == "done":
+            assert check.record is not None
             return check.record
         clean_leftovers(root, cell.id)
         clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
@@ -44,8 +46,9 @@ def run_recorded(cell: Cell, root: Path, data_root: str | None, checkpoint_every
         with tqdm(desc=f"{cell.id} iterations", unit="it", leave=False, mininterval=10, dynamic_ncols=True,
                   disable=not show_iterations) as bar:
             try:
-                result = run_and_store(cell, root, data_root, ckpt, progress=lambda done: bar.update(done - bar.n))
+                result = run_and_store(plan, root, data_root, ckpt, progress=lambda done: bar.update(done - bar.n))
             except Exception:
+                own_subfolder(root, ERRORS_DIR)
                 atomic_write_text(error_path(root, cell.id), traceback.format_exc())
                 raise
         ckpt.clear()

@@ -13,7 +13,7 @@ from bench.core.files import atomic_write_text, file_lock
 from bench.execution.base import PHASES
 from bench.execution.pool import packing_width, run_packed
 from bench.execution.recorded import run_recorded
-from bench.experiment.matrix import Cell
+from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
 from bench.experiment.store import LOCK_DIR, check_record
 
@@ -25,7 +25,7 @@ class CellTask(submitit.helpers.Checkpointable):
     GPU). On timeout/preemption submitit requeues the same object and each cell resumes from its checkpoint
     file (the object itself carries no run state)."""
 
-    def __init__(self, cells: list[Cell], root: str, data_root: str | None, checkpoint_every: int) -> None:
+    def __init__(self, cells: list[CellPlan], root: str, data_root: str | None, checkpoint_every: int) -> None:
         self.cells, self.root, self.data_root, self.checkpoint_every = cells, root, data_root, checkpoint_every
 
     def __call__(self) -> list[str]:
@@ -67,14 +67,14 @@ class SubmititExecutor:
         executor.update_parameters(**params)
         return executor
 
-    def run(self, cells: list[Cell], resume: bool = False) -> list[str]:
+    def run(self, cells: list[CellPlan], resume: bool = False) -> list[str]:
         """Distillation cells first, then the evaluation cells that read their stored sets."""
         failures: list[str] = []
         for phase in PHASES:
             failures += self.run_phase([c for c in cells if c.task in phase])
         return failures
 
-    def run_phase(self, cells: list[Cell]) -> list[str]:
+    def run_phase(self, cells: list[CellPlan]) -> list[str]:
         live = live_jobs(self.root)
         todo = [c for c in cells if c.id not in live]
         if len(todo) < len(cells):

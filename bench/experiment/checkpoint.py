@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.files import atomic_save_tensors, load_tensor_file
+from bench.experiment.store import own_subfolder
 
 CHECKPOINT_DIR = ".checkpoints"
 
@@ -33,6 +34,7 @@ class Checkpointer:
         if not isinstance(state, dict) or state.get("fingerprint", "") != self.fingerprint:
             print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
             return None
+        print(f"resuming {self.path.stem} from its checkpoint after iteration {state.get('iteration', '?')}")
         return state
 
     def save(self, state: dict[str, Any]) -> None:
@@ -43,4 +45,5 @@ class Checkpointer:
 
 
 def checkpoint_for(root: Path, cell_id: str, every: int, fingerprint: str = "") -> Checkpointer:
-    return Checkpointer(root / CHECKPOINT_DIR / f"{cell_id}.pt", every, fingerprint)
+    """The checkpoint file of one cell, in the results folder's own (checked) checkpoint folder."""
+    return Checkpointer(own_subfolder(root, CHECKPOINT_DIR) / f"{cell_id}.pt", every, fingerprint)

@@ -157,8 +157,9 @@ def check_name(value: Any, what: str) -> str:
     return text
 
 
-def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
-    """Validate a loaded YAML document and expand it into cells."""
+def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[str, Any] | None = None) -> Matrix:
+    """Validate a loaded YAML document and expand it into cells. ``extra`` settings (``--set key=value``) apply
+    to every cell last, checked like the matrix's own."""
     if not isinstance(raw, dict):
         raise _fail(f"matrix {name!r} must be a YAML mapping with keys {sorted(TOP_KEYS)}")
     for key in raw:
@@ -201,6 +202,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
         _check_arch(a, "'eval_archs'")
 
     defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"))
+    command_line = _check_settings("--set", extra or {})
     per_method: dict[str, dict[str, Any]] = {}
     # real images kept per class: the profile's, or one method's (a cheaper pool for one row of a CPU profile)
     pool_size: dict[str, int | None] = {"": _check_pool_size(f"profiles.{chosen}.max_per_class", prof.get("max_per_class"))}
@@ -233,7 +235,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None) -> Matrix:
                     "(a value may be a list: any of them matches)")
     cells = [
         Cell(matrix_name, chosen, d, ipc, m, a, s, tuple(eval_archs),
-             {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs},
+             {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
              fallback, pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])), v, task)
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
@@ -266,7 +268,7 @@ def split_evaluation(cells: list[Cell]) -> list[Cell]:
     return distill + evaluate
 
 
-def load_matrix(path: str | Path, profile: str | None = None) -> Matrix:
+def load_matrix(path: str | Path, profile: str | None = None, extra: dict[str, Any] | None = None) -> Matrix:
     """Read and validate a matrix file."""
     path = Path(path)
     if not path.is_file():
@@ -277,4 +279,4 @@ def load_matrix(path: str | Path, profile: str | None = None) -> Matrix:
         raise _fail(f"{path}: not a text (UTF-8) file; a matrix is YAML") from None
     except yaml.YAMLError as err:
         raise _fail(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return parse_matrix(raw, path.stem, profile)
+    return parse_matrix(raw, path.stem, profile, extra)

@@ -1,21 +1,23 @@
 """Where a cell's results live, written atomically so an interrupted run never leaves half a cell."""
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from bench.core.files import atomic_write_text, file_lock, follow_umask
 from bench.data.loaders import file_digest
+from bench.experiment.record import Record, RecordError, read_record
 
 RESULT_FILE = "result.json"
 SET_FILE = "synthetic.pt"
@@ -44,70 +46,70 @@ def cell_dir(root: Path, cell_id: str) -> Path:
 
 @dataclass
 class RecordCheck:
-    """What a cell folder holds: 'missing', 'done', 'corrupt' (unreadable or invalid) or 'stale' (other settings)."""
+    """What a cell folder holds: 'missing', 'done', 'corrupt' (unreadable or off the record schema) or 'stale'
+    (computed under another plan). The same rule decides this for run, status and report."""
 
     state: str
     reason: str = ""
-    record: dict[str, Any] | None = None
+    record: Record | None = None
 
 
-def _accuracy_problem(values: Any, what: str, archs: Any) -> str | None:
-    if not isinstance(values, dict) or (not values and archs):
-        return f"{what} missing or empty"
-    for arch, accs in values.items():
-        if not isinstance(accs, list) or not accs:
-            return f"{what}[{arch!r}] is not a non-empty list"
-        for a in accs:
-            if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or not 0.0 <= a <= 100.0:
-                return f"{what}[{arch!r}] holds {a!r}, not a finite accuracy in [0, 100]"
-    return None
-
-
-def validate_record(record: Any, cell_id: str) -> str | None:
-    """The first problem of a result record, or None: schema, accuracies, and its cell block names its folder."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    cell = record.get("cell")
-    if not isinstance(cell, dict) or cell.get("id") != cell_id:
-        named = cell.get("id") if isinstance(cell, dict) else None
-        return f"its cell block names {named!r}, not its folder {cell_id!r}"
-    archs = cell.get("eval_archs")   # a distil-only cell (separate evaluation) evaluates on none
-    problem = _accuracy_problem(record.get("accuracies"), "accuracies", archs)
-    for optional in ("best_accuracies", "max_during_distillation"):
-        if problem is None and optional in record:
-            problem = _accuracy_problem(record[optional], optional, archs if optional == "best_accuracies" else None)
-    if problem is None and not isinstance(record.get("fingerprint"), str):
-        problem = "no settings fingerprint"
-    return problem
+MAX_RECORD_BYTES = 64 * 2**20   # a result.json larger than this is corrupt, not read
 
 
 def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> RecordCheck:
-    """Read and validate ``<root>/<cell_id>/result.json``; with ``fingerprint``, also compare the settings."""
+    """Read and validate ``<root>/<cell_id>/result.json`` against the record schema; with ``fingerprint``,
+    also compare the plan it was computed under."""
     path = root / cell_id / RESULT_FILE
-    if not path.is_file():
-        return RecordCheck("missing")
+    if not path.is_file() or path.is_symlink():
+        return RecordCheck("missing") if not path.exists() and not path.is_symlink() else \
+            RecordCheck("corrupt", f"{path}: not a regular file")
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        return RecordCheck("corrupt", f"{path}: unreadable ({type(err).__name__})")
-    problem = validate_record(record, cell_id)
-    if problem:
-        return RecordCheck("corrupt", f"{path}: {problem}")
-    if fingerprint is not None and record["fingerprint"] != fingerprint:
-        return RecordCheck("stale", f"{path}: computed with other settings (fingerprint {record['fingerprint']} != {fingerprint})", record)
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            return RecordCheck("corrupt", f"{path}: {path.stat().st_size} bytes (at most {MAX_RECORD_BYTES})")
+        record = read_record(json.loads(path.read_text()), cell_id)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        return RecordCheck("corrupt", f"{path}: {err if isinstance(err, RecordError) else 'unreadable (' + type(err).__name__ + ')'}")
+    if fingerprint is not None and record.fingerprint != fingerprint:
+        return RecordCheck("stale", f"{path}: computed with other settings (fingerprint {record.fingerprint} != {fingerprint})",
+                           record)
     return RecordCheck("done", "", record)
 
 
 def move_aside(root: Path, cell_id: str, why: str) -> Path:
-    """Move a corrupt or stale cell folder to ``.aside/`` (kept for inspection, out of every table)."""
-    target = inside(root, root / ASIDE_DIR / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Move a corrupt or stale cell folder to ``.aside/`` (kept for inspection, out of every table; never deleted)."""
+    aside = own_subfolder(root, ASIDE_DIR)
+    target = inside(root, aside / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}.{time.monotonic_ns()}")
     os.replace(root / cell_id, target)
     return target
 
 
-def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict[str, Any] | None) -> Path:
-    """Write every file into a temporary folder, then rename it into place in one step.
+# The folders a run keeps under the results root. Each must be a real folder inside it (a symlink could send
+# checkpoints, error files, locks or feature networks elsewhere, and a later clean-up would delete there).
+OWN_FOLDERS = (".checkpoints", ".errors", ".feature_nets", LOCK_DIR, ASIDE_DIR, ".submitit")
+
+
+def own_subfolder(root: Path, name: str, create: bool = True) -> Path:
+    """``root/name`` proven to be a real folder inside ``root`` (created if absent); ResultsFolderError otherwise."""
+    path = root / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ResultsFolderError(f"refusing to use {path}: it is a symlink or not a folder; "
+                                 "allowed: a real folder inside the results folder (remove it)")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return inside(root, path)
+
+
+def check_folder(root: Path) -> None:
+    """Every folder a run writes under ``root`` is a real folder inside it (one-line ResultsFolderError if not)."""
+    if root.is_symlink():
+        raise ResultsFolderError(f"refusing to use {root}: the results folder is a symlink; allowed: a real folder")
+    for name in OWN_FOLDERS:
+        own_subfolder(root, name, create=False)
+
+
+def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict[str, Any] | None) -> dict[str, Any]:
+    """Write every file into a temporary folder, then rename it into place in one step; returns the record written.
 
     The stored set's sha256 goes into the record's provenance, so a table traces to the exact set.
     """
@@ -120,13 +122,13 @@ def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict
             torch.save(synthetic, tmp / SET_FILE)
             result = {**result, "provenance": {**result.get("provenance", {}), "set_sha256": file_digest(tmp / SET_FILE, "sha256")}}
         (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
-        if final.exists():          # a corrupt/stale folder the caller chose to replace, or a half folder
-            shutil.rmtree(final)
+        if final.exists() or final.is_symlink():   # another run's record, or a corrupt/stale one: kept, never deleted
+            move_aside(root, cell_id, "replaced")
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final
+    return result
 
 
 def clean_leftovers(folder: Path, name: str) -> None:
@@ -156,11 +158,63 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
 
 def cell_lock(root: Path, cell_id: str, wait: bool = False):
     """The lock one run holds while it computes a cell, so two runs of one results folder never both do."""
-    return file_lock(inside(root, root / LOCK_DIR / f"{cell_id}.lock"), wait)
+    return file_lock(inside(root, own_subfolder(root, LOCK_DIR) / f"{cell_id}.lock"), wait)
+
+
+class FolderBusyError(ResultsFolderError):
+    """Another live run uses the results folder with other settings."""
+
+
+ACTIVE_FILE = ".active.json"   # the live runs of a folder: pid -> digest of their plan
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claim_folder(root: Path, fingerprints: dict[str, str]) -> Iterator[None]:
+    """Hold the folder for this run. Runs with the same plan share it (they split the cells through the cell
+    locks); a run whose plan differs from a live run's is refused with one line, so neither replaces the
+    other's plan nor treats the other's records as stale."""
+    digest = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:16]
+    lock = inside(root, own_subfolder(root, LOCK_DIR) / "active.lock")
+    with file_lock(lock):
+        active = _read_active(root)
+        live = {pid: d for pid, d in active.items() if _alive(int(pid)) and int(pid) != os.getpid()}
+        other = next((pid for pid, d in live.items() if d != digest), None)
+        if other is not None:
+            raise FolderBusyError(f"another run (pid {other}) is using {root} with other settings; wait for it to "
+                                  "finish or choose another --results folder")
+        atomic_write_text(root / ACTIVE_FILE, json.dumps({**live, str(os.getpid()): digest}, sort_keys=True))
+    try:
+        yield
+    finally:
+        with file_lock(lock):
+            active = _read_active(root)
+            active.pop(str(os.getpid()), None)
+            atomic_write_text(root / ACTIVE_FILE, json.dumps(active, sort_keys=True))
+
+
+def _read_active(root: Path) -> dict[str, str]:
+    path = root / ACTIVE_FILE
+    try:
+        data = json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else {}
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and k.isdigit() and isinstance(v, str)} \
+        if isinstance(data, dict) else {}
 
 
 def probe_writable(root: Path) -> None:
     """Create the results folder and a file in it now, so an unwritable or full disk stops the run before any work."""
+    check_folder(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".probe.", dir=root)
@@ -176,7 +230,7 @@ def probe_writable(root: Path) -> None:
 def write_plan(root: Path, fingerprints: dict[str, str]) -> None:
     """Record which cells make up the matrix now (and their settings), replacing the previous plan: a cell the
     matrix no longer has is no longer reported, though its folder stays."""
-    with file_lock(root / LOCK_DIR / "plan.lock"):
+    with file_lock(inside(root, own_subfolder(root, LOCK_DIR) / "plan.lock")):
         atomic_write_text(root / PLAN_FILE, json.dumps(fingerprints, indent=1, sort_keys=True))
 
 
@@ -205,7 +259,7 @@ def read_plan(root: Path) -> dict[str, str] | None:
     return plan if isinstance(plan, dict) else None
 
 
-def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[Record]:
     """The valid result records of the cells in ``root``: the cells its plan lists (else its direct sub-folders).
 
     Corrupt records and records whose settings differ from the plan are left out with one warning line each;

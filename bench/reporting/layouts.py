@@ -1,4 +1,4 @@
-"""Table layouts of the paper, each a function (frame, results) -> DataFrame of display strings.
+"""Table layouts of the paper, each a function (frame, records) -> DataFrame of display strings.
 
 Every reproduced value is shown as ``mean ± std (paper value, reproduced - paper)`` where the paper has a
 value; the published numbers are the CSVs in ``bench/reference/`` (facts copied from the paper).
@@ -11,11 +11,11 @@ from typing import Callable
 
 import pandas as pd
 
+from bench.core.names import split_method_name
 from bench.core.registry import Registry
 from bench.data.info import DATASET_INFO
-from bench.reporting.figures import iterations_to_reach, mean_curves
-from methods.base import list_methods
-from methods.components import expand_same_as, split_name
+from bench.experiment.record import Record
+from bench.reporting.curves import iterations_to_reach, mean_curves
 
 
 def paper_name(dataset: str) -> str:
@@ -37,6 +37,9 @@ def published_mean(text: object) -> float | None:
     return float(str(text).split("±")[0])
 
 
+ROW_ORDER = list(reference("table1_main")["method"]) + ["Whole"]
+
+
 def paper_table1() -> pd.DataFrame:
     """Published Table I (top-1 %), indexed by method, columns 'DATASET/IPC'."""
     return reference("table1_main").set_index("method")
@@ -51,10 +54,9 @@ def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> flo
 
 
 def _method_key(name: str) -> tuple[int, str]:
-    """Rows in registration order of their base method (the paper's order); unknown names last."""
-    order = list_methods()
-    base = split_name(name.split(" ")[0])[0]
-    return (order.index(base) if base in order else len(order), name)
+    """Rows in the order of the paper's Table I (by base method); other bases after them, by name."""
+    base = split_method_name(name.split(" ")[0])[0]
+    return (ROW_ORDER.index(base) if base in ROW_ORDER else len(ROW_ORDER), name)
 
 
 def format_cell(accs: list[float], paper: float | None) -> str:
@@ -77,7 +79,7 @@ def row_label(frame: pd.DataFrame, method: str, variant: str, arch: str, eval_ar
     return label
 
 
-def main_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def main_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table I layout: methods x dataset/IPC."""
     paper = paper_table1()
     pooled = frame.groupby(["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc"], sort=False)["accuracies"].sum()
@@ -99,7 +101,7 @@ def _same_data(frame: pd.DataFrame) -> bool:
     return bool((frame["data_used"] == frame["dataset"]).all())
 
 
-def tinyimagenet_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def tinyimagenet_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table II layout: IPC rows; DM, DREAM+ and the whole-dataset accuracy, MTT as published only."""
     paper = reference("table2_tinyimagenet").set_index("ipc")
     comparable = _same_data(frame)
@@ -120,7 +122,7 @@ PAPER_ABLATION_IPC = 10   # Tables III-V of the paper are CIFAR-10 at IPC 10
 ARCH_NAMES = {"ConvNet-3": "Conv-3", "ResNet-10": "Res-10", "ResNetAP-10": "Res-10", "DenseNet-121": "Dense-121"}
 
 
-def cross_arch_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def cross_arch_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table IV layout: (method, distillation arch) rows x evaluation arch columns."""
     paper = reference("table4_cross_arch")
     comparable = _same_data(frame) and set(frame["dataset"]) == {"cifar10"}
@@ -138,16 +140,19 @@ def cross_arch_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     return table.loc[sorted(table.index, key=_method_key)]
 
 
-def subcluster_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def subcluster_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table V layout: (method, samples per sub-cluster) rows x number of sub-clusters columns."""
     paper = reference("table5_subclusters")
     comparable = _same_data(frame) and set(frame["dataset"]) == {"cifar10"}
     several = frame["ipc"].nunique() > 1
     rows: dict[tuple, list[float]] = {}
     for _, r in frame.iterrows():
-        per = int(r["settings"].get("samples_per_cluster", 1))
-        clusters = int(r["settings"].get("batch_real", 128)) // per
-        rows.setdefault((r["method"], per, clusters, r["ipc"]), []).extend(r["accuracies"])  # type: ignore[arg-type]
+        config = r["config"]
+        if not config:   # a schema-1 record: its batch was never recorded, and is not guessed
+            rows.setdefault((r["method"], 0, 0, r["ipc"]), []).extend(r["accuracies"])  # type: ignore[arg-type]
+            continue
+        per = int(config["samples_per_cluster"])
+        rows.setdefault((r["method"], per, int(config["batch_real"]) // per, r["ipc"]), []).extend(r["accuracies"])
     table: dict[str, dict[str, str]] = {}
     for (method, per, clusters, ipc), accs in sorted(rows.items(), key=lambda kv: (_method_key(kv[0][0]), kv[0][1], kv[0][3], kv[0][2])):
         match = paper[(paper["method"] == method) & (paper["samples_per_subcluster"] == per)]
@@ -155,25 +160,26 @@ def subcluster_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         ref = (published_mean(match.iloc[0][column]) if comparable and ipc == PAPER_ABLATION_IPC and len(match)
                and column in paper.columns else None)
         mark = " *" if method == "DREAM" and per > 1 else ""
-        row = f"{method}, {per} per sub-cluster" + (f", IPC {ipc}" if several else "") + mark
-        table.setdefault(row, {})[f"{clusters} sub-clusters"] = format_cell(accs, ref)
+        row = (f"{method}, {per} per sub-cluster" if per else f"{method}, configuration not recorded") + \
+            (f", IPC {ipc}" if several else "") + mark
+        table.setdefault(row, {})[f"{clusters} sub-clusters" if per else "? sub-clusters"] = format_cell(accs, ref)
     out = pd.DataFrame.from_dict(table, orient="index")
     if any(k.endswith(" *") for k in table):
         out.attrs["note"] = ("* DREAM with more than one sample per sub-cluster: only DREAM+'s official script "
                              "(condense_improve.py, query_match) supports sub-cluster sampling; dreambench composes it "
                              "onto DREAM, so these rows have no official DREAM code behind them.")
-    return out[sorted(out.columns, key=lambda c: int(c.split()[0]))].fillna("-")
+    return out[sorted(out.columns, key=lambda c: int(c.split()[0]) if c[0].isdigit() else 10**9)].fillna("-")
 
 
-def timing_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def timing_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table VI layout: seconds per inner loop split into clustering and image update, per dataset and method.
     Paper values are GPU seconds; the machine is in the caption."""
     paper = reference("table6_time")
-    rows: dict[tuple[str, str, str, int, str], list[dict]] = {}
+    rows: dict[tuple[str, str, str, int, str], list[Record]] = {}
     for r in results:
-        c = r["cell"]
-        if r.get("seconds_per_inner_loop"):   # never pooled across machines or IPCs: seconds depend on both
-            rows.setdefault((c["dataset"], r.get("data_used", c["dataset"]), c["method"], c["ipc"], r.get("machine", "?")), []).append(r)
+        c = r.cell
+        if r.seconds_per_inner_loop:   # never pooled across machines or IPCs: seconds depend on both
+            rows.setdefault((c.dataset, r.data_used, c.method, c.ipc, r.machine), []).append(r)
     machines, ipcs = {k[4] for k in rows}, {k[3] for k in rows}
     table = {}
     for (dataset, data_used, method, ipc, machine), rs in rows.items():
@@ -190,12 +196,15 @@ def timing_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
             "inner loop s": _with_ref(clustering + update, ref_row, "inner_loop_s"),
             "runs": str(len(rs)),
         }
-    return pd.DataFrame.from_dict(table, orient="index")
+    out = pd.DataFrame.from_dict(table, orient="index")
+    out.attrs["quantity"] = "Seconds per inner loop of distillation (clustering + image update), as Table VI reports"
+    out.attrs["statistic"] = "mean over runs on one machine; (paper value, GPU seconds) where the paper has one"
+    return out
 
 
-def _inner_loop_split(result: dict) -> tuple[float, float]:
-    total = result["seconds_per_inner_loop"]
-    share = result.get("clustering_share", 0.0)
+def _inner_loop_split(record: Record) -> tuple[float, float]:
+    total = record.seconds_per_inner_loop or 0.0
+    share = record.clustering_share or 0.0
     return total * share, total * (1 - share)
 
 
@@ -206,14 +215,15 @@ def _with_ref(value: float, ref_row: pd.Series | None, column: str) -> str:
     return text
 
 
-def component_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def component_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table III layout: one row per method with its RM/Init/BM switches, accuracy, iterations to reach the
     base method's final accuracy (from the measured curves), and seconds per inner loop."""
     paper = paper_components()
     curves = mean_curves(results)
     rows = []
     for (dataset, data_used, ipc, method), group in frame.groupby(["dataset", "data_used", "ipc", "method"], sort=False):
-        base, parts = expand_same_as(method)
+        recorded = group["parts"].iloc[0]   # the plan's expansion (DREAM -> IDC, rm, init); schema 1: as written
+        base, *parts = recorded if recorded else (split_method_name(method)[0], *split_method_name(method)[1])
         base_curve = curves.get((dataset, ipc, base))
         curve = curves.get((dataset, ipc, method))
         target = base_curve[-1][1] if base_curve else None
@@ -242,37 +252,39 @@ def paper_components() -> dict[tuple[str, int, int, int], tuple[float, int | Non
     return out
 
 
-def _timing(results: list[dict], dataset: str, ipc: int, method: str) -> str:
+def _timing(results: list[Record], dataset: str, ipc: int, method: str) -> str:
     """Seconds per inner loop (clustering share), one entry per machine: timings are never pooled across them."""
     by_machine: dict[str, list[tuple[float, float]]] = {}
     for r in results:
-        c = r["cell"]
-        if (c["dataset"], c["ipc"], c["method"]) == (dataset, ipc, method) and r.get("seconds_per_inner_loop"):
-            by_machine.setdefault(r.get("machine", "?"), []).append((r["seconds_per_inner_loop"], r.get("clustering_share", 0.0)))
+        c = r.cell
+        if (c.dataset, c.ipc, c.method) == (dataset, ipc, method) and r.seconds_per_inner_loop:
+            by_machine.setdefault(r.machine, []).append((r.seconds_per_inner_loop, r.clustering_share or 0.0))
     if not by_machine:
         return "-"
     text = {m: f"{statistics.fmean(t for t, _ in v):.3f} ({100 * statistics.fmean(s for _, s in v):.0f}%)" for m, v in by_machine.items()}
     return next(iter(text.values())) if len(text) == 1 else "; ".join(f"{v} on {m}" for m, v in sorted(text.items()))
 
 
-Layout = Callable[[pd.DataFrame, list[dict]], pd.DataFrame]
+Layout = Callable[[pd.DataFrame, list[Record]], pd.DataFrame]
 
-def step_means(results: list[dict]) -> dict[str, list[list[float]]]:
+def step_means(results: list[Record]) -> dict[str, list[list[float]]]:
     """method -> per step, the accuracies of every seed/order."""
     out: dict[str, list[list[float]]] = {}
     for r in results:
-        if "step_accuracies" in r:
-            per_step = out.setdefault(r["cell"]["method"], [[] for _ in r["step_accuracies"]])
-            for k, acc in enumerate(r["step_accuracies"]):
+        if r.step_accuracies is not None:
+            per_step = out.setdefault(r.cell.method, [[] for _ in r.step_accuracies])
+            for k, acc in enumerate(r.step_accuracies):
                 per_step[k].append(acc)
     return out
 
 
-def continual_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def continual_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Fig. 11 as a table: accuracy on all seen classes after each step, mean ± std over seeds/orders."""
     table = {method: {f"step {k + 1}": format_cell(accs, None) for k, accs in enumerate(steps)}
              for method, steps in step_means(results).items()}
     out = pd.DataFrame.from_dict(table, orient="index")
+    out.attrs["quantity"] = "Top-1 test accuracy (%) on all classes seen so far, after each class-incremental step"
+    out.attrs["statistic"] = "mean ± std over seeds (class orders); the paper gives Fig. 11 as a plot only"
     return out.loc[sorted(out.index, key=_method_key)]
 
 
@@ -320,7 +332,7 @@ def changed_settings(group: pd.DataFrame) -> str:
     return ", ".join(f"{k}={'/'.join(sorted(v))}" for k, v in sorted(values.items()))
 
 
-def fidelity_table(frame: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table I on real data, judged: per method x dataset/IPC the mean over distinct sets ± standard error (n
     sets), the paper's value, and whether the reproduction lies within ±2 points (or two standard errors) of it;
     a row run with changed settings says which, beside its verdict."""

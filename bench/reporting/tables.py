@@ -7,27 +7,20 @@ every results folder (:mod:`bench.cli.report`).
 """
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 
 from bench.core.files import atomic_write_text
-from bench.experiment.settings import view
+from bench.data.info import DATASET_INFO
+from bench.experiment.record import Record
 from bench.experiment.store import SET_FILE, read_matrix_info, read_results
-from bench.learning.evaluation import PROTOCOLS
 from bench.learning.provenance import PROTOCOL_SUMMARY
-from bench.reporting.figures import (
-    mean_curves,
-    plot_curves,
-    plot_steps,
-    plot_synthetic_grid,
-)
-from bench.reporting.layouts import LAYOUTS, step_means
-from methods.base import Budget
+from bench.reporting.curves import curve_bands
+from bench.reporting.figures import plot_curves, plot_steps, plot_synthetic_grid
+from bench.reporting.layouts import LAYOUTS, paper_table1, paper_value, step_means
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
@@ -39,54 +32,85 @@ ACCURACY_KINDS = {
 }
 
 
-def results_frame(results: list[dict], accuracy: str = "last") -> pd.DataFrame:
-    """One row per (cell, evaluation architecture) with its accuracies of the chosen kind (last or best)."""
-    field_name = ACCURACY_KINDS[accuracy][0]
+def results_frame(records: list[Record], accuracy: str = "last") -> pd.DataFrame:
+    """One row per (cell, evaluation network) with its accuracies of the chosen kind, and what ran (from the
+    record's plan: protocol, epochs, method parts, feature network, configuration)."""
     rows = []
-    for r in results:
-        cell = r["cell"]
-        protocol, choice = protocol_label(r.get("protocol", {})), r.get("protocol_choice", "?")
+    for r in records:
+        cell = r.cell
+        protocol, choice = protocol_label(r.protocol or {}), r.protocol_choice or "-"
+        if r.continual_protocol:
+            choice = f"continual protocol {r.continual_protocol}"
         if " @ " in protocol and choice == "published":
             choice = "published protocol, other epochs"
-        for arch, accs in r.get(field_name, {}).items():
+        for arch, accs in r.accuracies_of(accuracy).items():
             rows.append({
-                "dataset": cell["dataset"], "data_used": r.get("data_used", cell["dataset"]), "ipc": cell["ipc"],
-                "method": cell["method"], "arch": cell["arch"], "eval_arch": arch, "seed": cell["seed"],
-                "variant": cell.get("variant", ""), "settings": cell.get("settings", {}),
-                "scale": r.get("scale", cell.get("profile")), "machine": r.get("machine", "?"), "accuracies": accs,
-                "distill_seconds": r.get("distill_seconds", float("nan")),
-                "protocol": protocol, "protocol_choice": choice,
-                "max_per_class": cell.get("max_per_class"), "set": r.get("provenance", {}).get("set_sha256") or cell.get("id"),
+                "dataset": cell.dataset, "data_used": r.data_used, "ipc": cell.ipc, "method": cell.method,
+                "arch": cell.arch, "eval_arch": arch, "seed": cell.seed, "variant": cell.variant,
+                "settings": cell.settings, "scale": r.scale, "machine": r.machine, "accuracies": accs,
+                "distill_seconds": r.distill_seconds, "protocol": protocol, "protocol_choice": choice,
+                "protocol_name": (r.protocol or {}).get("name", "-"), "protocol_epochs": (r.protocol or {}).get("epochs"),
+                "max_per_class": cell.max_per_class, "set": r.set_id, "cell_id": cell.id,
+                "parts": r.method_parts, "feature_network": r.feature_network, "config": r.config,
+                "fingerprint": r.fingerprint, "commit": r.provenance.get("git_commit", "unknown"),
+                "schema_version": r.schema_version,
             })
     return pd.DataFrame(rows)
 
 
 @dataclass
 class Report:
+    """A rebuilt table: the data behind it, the display table, its caption and the figures written with it."""
+
     frame: pd.DataFrame
     table: pd.DataFrame
     caption: str
     figures: list[Path] = field(default_factory=list)
+    label: str = "tab:dreambench"
 
     @property
     def markdown(self) -> str:
-        figures = "".join(f"\n![{p.stem}]({p.name})" for p in self.figures)
-        return f"{self.caption}\n\n{self.table.to_markdown()}\n{figures}\n"
+        figures = "".join(f"\n![{p.stem}]({p.name})" for p in dict.fromkeys(self.figures))
+        return f"{self.caption}\n\n{markdown_safe(self.table).to_markdown()}\n{figures}\n"
 
     @property
     def latex(self) -> str:
-        body = self.table.to_latex(escape=True, index_names=False)
-        comment = "\n".join(f"% {line}" for line in self.caption.splitlines())
-        return f"{comment}\n{body}"
+        """A complete ``table`` environment (booktabs rules, caption, label) that ``\\input`` takes as is; needs
+        ``\\usepackage{booktabs}``."""
+        if self.table.empty:
+            return f"% {self.caption}\n"
+        body = self.table.to_latex(escape=True, index_names=False).strip()
+        caption = latex_escape(" ".join(self.caption.splitlines()))
+        return ("\\begin{table}[t]\n\\centering\n\\small\n" + body + "\n"
+                f"\\caption{{{caption}}}\n\\label{{{self.label}}}\n\\end{{table}}\n")
+
+
+def markdown_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with '|' escaped in its index, columns and cells (a name holding one would split a column)."""
+    escape = lambda v: v.replace("|", "\\|") if isinstance(v, str) else v
+    out = table.rename(index=escape, columns=escape)
+    return out.map(escape) if hasattr(out, "map") else out.applymap(escape)
+
+
+def latex_escape(text: str) -> str:
+    """Text safe inside a LaTeX caption."""
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
+               "≤": r"$\leq$", "≥": r"$\geq$", "×": r"$\times$"}
+    return "".join(special.get(ch, ch) for ch in text)
 
 
 def protocol_label(protocol: dict) -> str:
-    """The protocol's name, with its epochs when a matrix shortened or lengthened it (``eval_epochs``). Records
-    say where their epochs came from; for older ones, epochs other than the protocol's count as the matrix's."""
-    name, epochs = protocol.get("name", "?"), protocol.get("epochs")
-    by_matrix = (protocol["epochs_from"] == "matrix" if "epochs_from" in protocol else
-                 name in PROTOCOLS and epochs is not None and epochs != PROTOCOLS.get(name).epochs)
-    return f"{name} @ {epochs} epochs" if by_matrix else name
+    """The protocol's name, with its epochs when a matrix shortened or lengthened it (``eval_epochs``); records
+    say where their epochs came from (schema-1 records: inferred once, by ``upgrade_record``)."""
+    name, epochs = protocol.get("name", "-"), protocol.get("epochs")
+    return f"{name} @ {epochs} epochs" if protocol.get("epochs_from") == "matrix" else name
+
+
+def class_names(dataset: str) -> list[str] | None:
+    """Class names of a dataset for figures (None: show class indices)."""
+    names = DATASET_INFO.get(dataset).class_names if dataset in DATASET_INFO else ()
+    return list(names) or None
 
 
 def protocol_lines(frame: pd.DataFrame) -> str:
@@ -96,8 +120,9 @@ def protocol_lines(frame: pd.DataFrame) -> str:
     names = sorted({n.split(" @ ")[0] for p in used["protocol"] for n in p.split("/")})
     legend = "; ".join(f"{n} = {PROTOCOL_SUMMARY[n]}" for n in names if n in PROTOCOL_SUMMARY)
     shortened = any(" @ " in p for p in used["protocol"])
-    return f"Evaluation per row: {rows}.\nProtocols: {legend}. 'published' = the protocol of the paper the row's " \
-           f"number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row." + \
+    return f"Evaluation per row: {rows}.\n" + (f"Protocols: {legend}. " if legend else "") + \
+           "'published' = the protocol of the paper the row's " \
+           "number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row." + \
            (" 'X @ N epochs' = protocol X with its epochs changed to N by the matrix (eval_epochs): not the published "
             "evaluation." if shortened else "")
 
@@ -106,18 +131,21 @@ FEATURE_NETWORK_LAYOUTS = {"table1", "fidelity"}   # layouts whose coreset rows 
 
 
 def feature_network_line(frame: pd.DataFrame) -> str:
-    """Which feature network the rows that select with one (Herding, K-Center, Forgetting) used: the published
-    rows never stated theirs (docs/provenance.md), so the caption names ours. Empty when no row needs one."""
+    """Which feature network the rows that select with one (Herding, K-Center, Forgetting) used, as their records
+    state it: the published rows never stated theirs (docs/provenance.md), so the caption names ours. Empty when
+    no row used one."""
     used: dict[str, set[str]] = {}
-    for method, dataset, ipc, settings in zip(frame["method"], frame["data_used"], frame["ipc"], frame["settings"]):
-        rule = _feature_network_rule(method, dataset, int(ipc))
-        chosen = rule(view(Budget, settings), 0) if rule is not None else None
-        if chosen is None:   # selects without a feature network (Random, distillation methods)
+    for method, schema, network, settings in zip(frame["method"], frame["schema_version"], frame["feature_network"],
+                                                 frame["settings"]):
+        if schema < 2:
+            used.setdefault(method, set()).add("not recorded (a schema-1 record)")
             continue
-        _, epochs = chosen
-        seed = settings.get("feature_seed")
+        if not network:   # selects without a feature network (Random, distillation methods)
+            continue
+        epochs = network["epochs"]
         length = "untrained (0 epochs)" if epochs == 0 else f"{epochs} epoch{'' if epochs == 1 else 's'}"
-        used.setdefault(method, set()).add(f"{length}, " + ("the cell's seed" if seed is None else f"seed {seed}"))
+        seed = "the cell's seed" if settings.get("feature_seed") is None else f"seed {network['seed']}"
+        used.setdefault(method, set()).add(f"{length}, {seed}")
     if not used:
         return ""
     rows = "; ".join(f"{m}: {' / '.join(sorted(v))}" for m, v in used.items())
@@ -125,26 +153,22 @@ def feature_network_line(frame: pd.DataFrame) -> str:
             "the published rows' recipe is unknown.")
 
 
-@functools.lru_cache(maxsize=None)
-def _feature_network_rule(method: str, dataset: str, ipc: int) -> Callable[[Budget, int], Any] | None:
-    """The method's (budget, seed) -> (seed, epochs) | None rule for its feature network; None for methods without one."""
-    from methods.components import create_method
-
-    try:
-        chosen = create_method(method, dataset, ipc, {})
-    except (KeyError, ValueError):   # a method or dataset this version no longer knows
-        return None
-    return getattr(chosen, "feature_network_settings", None)
-
-
-def layout_of(root: Path, results: list[dict]) -> str:
+def layout_of(root: Path, results: list[Record]) -> str:
     """The layout ``bench.cli.run`` recorded for the folder; for folders made before that, the matrix's name
     when it names a layout, else Table I's."""
     recorded = read_matrix_info(root).get("layout")
     if recorded in LAYOUTS:
         return recorded
-    matrix = str(results[0]["cell"].get("matrix", ""))
+    matrix = results[0].cell.matrix
     return matrix if matrix in LAYOUTS else "table1"
+
+
+NO_PROTOCOL_LAYOUTS = {"table6"}   # timing tables: no evaluation protocol to name
+
+
+def relative_source(root: Path) -> str:
+    """The folder as ``<matrix>/<profile>``: captions and titles never carry the user's absolute paths."""
+    return "/".join(root.resolve().parts[-2:])
 
 
 def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Report:
@@ -165,18 +189,22 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))
     statistic = table.attrs.get("statistic", "mean ± std over seeds x evaluation runs; "
                                              "(paper value, reproduced - paper) where the paper has one")
-    caption = (f"Top-1 test accuracy (%), {ACCURACY_KINDS[accuracy][1]}; {statistic}.\n"
+    quantity = table.attrs.get("quantity", f"Top-1 test accuracy (%), {ACCURACY_KINDS[accuracy][1]}")
+    source = relative_source(root)
+    caption = (f"{quantity}; {statistic}.\n"
                f"Scale: {scales}. Data: {', '.join(sorted(frame['data_used'].unique()))}. "
-               f"Machine: {machines}. Source: {root}.")
+               f"Machine: {machines}. Source: {source}.")
     if "mini" in scales:
         caption += "\nMini-scale runs: not comparable to the paper's full-scale numbers."
     if table.attrs.get("note"):
         caption += "\n" + table.attrs["note"]
-    caption += "\n" + protocol_lines(frame)
+    if layout not in NO_PROTOCOL_LAYOUTS:
+        caption += "\n" + protocol_lines(frame)
     features = feature_network_line(frame) if layout in FEATURE_NETWORK_LAYOUTS else ""
     caption += f"\n{features}" if features else ""
-    figures = write_figures(root, results, caption.splitlines()[1]) if write and accuracy == "last" else []
-    report = Report(frame, table, caption, figures)
+    figures = write_figures(root, results, f"{source} ({scales} scale, {machines})") \
+        if write and accuracy == "last" else []
+    report = Report(frame, table, caption, figures, label=f"tab:{safe_name(source.replace('/', '-'))}")
     if write:
         stem = "table" if accuracy == "last" else f"table_{accuracy}"
         atomic_write_text(root / f"{stem}.md", report.markdown)
@@ -184,25 +212,29 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     return report
 
 
-def write_figures(root: Path, results: list[dict], label: str) -> list[Path]:
-    """Accuracy curves (when cells logged any) and a synthetic-image grid per method (first seed)."""
+def write_figures(root: Path, results: list[Record], label: str) -> list[Path]:
+    """Accuracy curves (when cells logged any; a band over seeds, the paper's value dashed), continual steps, and
+    a grid of stored images per method (first seed)."""
     figures = []
-    curves = mean_curves(results)
-    if curves:
-        figures.append(plot_curves(curves, root / "curves.png", label))
+    bands = curve_bands(results)
+    if bands:
+        paper = {key: value for key in bands if (value := paper_value(paper_table1(), *key)) is not None
+                 and all(r.data_used == r.cell.dataset for r in results if (r.cell.dataset, r.cell.ipc) == key[:2])}
+        figures.append(plot_curves(bands, root / "curves.png", label, paper))
     steps = step_means(results)
     if steps:
         figures.append(plot_steps(steps, root / "continual.png", label))
     seen = set()
-    for r in sorted(results, key=lambda r: r["cell"]["seed"]):
-        c = r["cell"]
-        key = (c["dataset"], c["ipc"], c["method"])
-        set_file = root / str(c.get("id", "")) / SET_FILE
-        if key in seen or "id" not in c or not set_file.is_file() or c["ipc"] > 10:
+    for r in sorted(results, key=lambda r: r.cell.seed):
+        c = r.cell
+        key = (c.dataset, c.ipc, c.method, c.variant)
+        set_file = root / c.id / SET_FILE
+        if key in seen or not set_file.is_file() or c.ipc > 10:
             continue
         seen.add(key)
-        name = safe_name(f"grid_{c['dataset']}_ipc{c['ipc']}_{c['method']}.png")
-        figures.append(plot_synthetic_grid(set_file, root / name, f"{c['method']} {c['dataset']} IPC {c['ipc']} ({label})"))
+        name = safe_name(f"grid_{c.dataset}_ipc{c.ipc}_{c.method}{'_' + c.variant if c.variant else ''}.png")
+        title = f"{c.method} on {r.data_used}, IPC {c.ipc}" + (f" [{c.variant}]" if c.variant else "")
+        figures.append(plot_synthetic_grid(set_file, root / name, title, class_names=class_names(r.data_used)))
     return figures
 
 
