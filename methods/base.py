@@ -114,6 +114,7 @@ class MethodSpec:
     eval_protocol: str
     configure: Callable[[str, int], EngineConfig] | None = None
     same_as: str | None = None
+    description: str = ""   # one line for `dreambench ls methods`
 
     def __post_init__(self) -> None:
         if (self.kind == "engine") != (self.configure is not None):

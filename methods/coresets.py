@@ -278,6 +278,15 @@ CORESETS = {
     "Whole": CoresetSpec(False, _whole, None, "Whole"),
 }
 
+DESCRIPTIONS = {
+    "Random": "real images drawn at random per class",
+    "Herding": "the real images nearest the class mean in a trained network's features (the rule Table I's rows match)",
+    "Herding-greedy": "greedy herding: each pick brings the running mean closest to the class mean (Welling 2009)",
+    "K-Center": "greedy k-center in a trained network's features, starting from Herding's first pick",
+    "Forgetting": "the images forgotten least often while a network trains (Toneva et al. 2019)",
+    "Whole": "the whole training set (the upper bound of Table II)",
+}
+
 for _name, _spec in CORESETS.items():
     register_method(MethodSpec(_name, "coreset", lambda dataset, ipc, config=None, _n=_name, _s=_spec: Coreset(_n, _s),
-                               published_protocol(_spec.table_row)))
+                               published_protocol(_spec.table_row), description=DESCRIPTIONS.get(_name, "")))

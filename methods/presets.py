@@ -98,7 +98,15 @@ PRESETS: dict[str, Callable[[str, int], EngineConfig]] = {
     "DREAM": dream_config,
     "DREAM+": dream_plus_config,
 }
-SAME_AS = {"DREAM": "IDC+rm+init", "DREAM+": "IDC+rm+init+bm+wu"}   # the paper's claim, as the component tables read it
+SAME_AS = {"DREAM": "IDC+rm+init", "DREAM+": "IDC+rm+init+bm+wu"}
+DESCRIPTIONS = {
+    "DC": "gradient matching on random real batches (Zhao et al., ICLR 2021)",
+    "DSA": "DC with differentiable Siamese augmentation (Zhao & Bilen, ICML 2021)",
+    "DM": "distribution (feature-mean) matching with fresh networks (Zhao & Bilen, WACV 2023)",
+    "IDC": "gradient matching with multi-formation, factor 2 (Kim et al., ICML 2022)",
+    "DREAM": "IDC with representative matching and cluster initialisation = IDC+rm+init (Liu et al., ICCV 2023)",
+    "DREAM+": "DREAM with bidirectional matching and warm-up = IDC+rm+init+bm+wu (the paper this harness reproduces)",
+}   # the paper's claim, as the component tables read it
 
 
 def _spec(name: str, configure: Callable[[str, int], EngineConfig]) -> MethodSpec:
@@ -107,7 +115,7 @@ def _spec(name: str, configure: Callable[[str, int], EngineConfig]) -> MethodSpe
     def build(dataset: str, ipc: int, config: EngineConfig | None = None) -> Preset:
         return Preset(name, config or configure(dataset, ipc), protocol)
 
-    return MethodSpec(name, "engine", build, protocol, configure, SAME_AS.get(name))
+    return MethodSpec(name, "engine", build, protocol, configure, SAME_AS.get(name), DESCRIPTIONS.get(name, ""))
 
 
 for _name, _configure in PRESETS.items():

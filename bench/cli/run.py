@@ -7,8 +7,8 @@ command after an interruption does only the missing work.
 from __future__ import annotations
 
 import argparse
-import os
 import dataclasses
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path

@@ -7,19 +7,26 @@ from collections import Counter
 from pathlib import Path
 
 from bench.execution.status import cell_states
+from bench.experiment.store import is_run_folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.status", description=__doc__.splitlines()[0].split(': ', 1)[1])
-    parser.add_argument("root", help="results/<matrix>/<profile>")
+    parser = argparse.ArgumentParser(prog="dreambench status", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("root", help="a run's folder: results/<matrix>/<profile>")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():
         print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
         return 2
+    if not is_run_folder(root):
+        below = sorted({p.parent for p in root.glob("*/*/.cells.json")} | {p.parent for p in root.glob("*/.cells.json")})
+        hint = f"; run folders below it: {', '.join(str(p) for p in below[:5])}" if below else ""
+        print(f"error: {str(root)!r} is not a run folder (no .cells.json); allowed: results/<matrix>/<profile>{hint}",
+              file=sys.stderr)
+        return 2
     states = cell_states(root)
     for cell_id, (state, detail) in states.items():
-        print(f"{state:8s} {cell_id}  {detail}")
+        print(f"{state:8s} {cell_id}  {detail}".rstrip())
     counts = Counter(state for state, _ in states.values())
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cells")
     return 0

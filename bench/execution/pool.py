@@ -2,8 +2,10 @@
 (feature networks) done once ahead of the cells that need them, and recovery from a worker pool that dies."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,6 +32,7 @@ def available_cores() -> int:
 
 def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle: it stops the workers
     exit_with_parent(parent)
 
 
@@ -38,9 +41,6 @@ def exit_with_parent(parent: int) -> None:
     interrupted ``bench.cli.run`` leaves no orphan computing cells on the user's cores. Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
-
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:   # the parent died before the request took effect
@@ -209,12 +209,27 @@ def run_packed(cells: list[CellPlan], root: Path, data_root: str | None, checkpo
             suspects = any(t.deaths for t in state.queue)
             width = 1 if suspects else workers
             threads = max(1, available_cores() // width)
-            with ProcessPoolExecutor(width, mp_context=context, initializer=_worker_init,
-                                     initargs=(threads, os.getpid())) as pool:
+            pool = ProcessPoolExecutor(width, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid()))
+            try:
                 died, interrupted, finished_here = state.drain(pool, width, runner, args, suspects_only=suspects)
+            except KeyboardInterrupt:   # stop the workers now (their cells resume from checkpoints on a re-run)
+                stop_workers(pool)
+                raise
+            pool.shutdown(wait=True)
             if died:
                 state.requeue(interrupted, finished_here)
     return state.failures
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's workers without waiting for their tasks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def packing_width(requested: int, per_cell_gb: float = 2.0) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -159,6 +160,25 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
 def cell_lock(root: Path, cell_id: str, wait: bool = False):
     """The lock one run holds while it computes a cell, so two runs of one results folder never both do."""
     return file_lock(inside(root, own_subfolder(root, LOCK_DIR) / f"{cell_id}.lock"), wait)
+
+
+def cell_running(root: Path, cell_id: str) -> bool:
+    """Whether a run holds the cell's lock now (read-only: a lock file that does not exist is not created)."""
+    path = root / LOCK_DIR / f"{cell_id}.lock"
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def is_run_folder(root: Path) -> bool:
+    """A folder ``dreambench run`` made: it holds a plan or a matrix file."""
+    return (root / PLAN_FILE).is_file() or (root / MATRIX_FILE).is_file()
 
 
 class FolderBusyError(ResultsFolderError):

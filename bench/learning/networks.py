@@ -394,16 +394,19 @@ class NetworkBuilder:
 
 @register_network("ConvNet")
 def _convnet(channels: int, num_classes: int, image_size: ImageSize, **kwargs: object) -> ConvNet:
+    """DC's ConvNet, its depth from the image size (128 channels, instance norm, average pooling)."""
     return ConvNet(channels, num_classes, image_size, **kwargs)  # type: ignore[arg-type]
 
 
 @register_network("ConvNet-3")
 def _convnet3(channels: int, num_classes: int, image_size: ImageSize, **kwargs: object) -> ConvNet:
+    """DC's ConvNet with 3 blocks: the paper's distillation and evaluation network."""
     return ConvNet(channels, num_classes, image_size, depth=3, **kwargs)  # type: ignore[arg-type]
 
 
 @register_network("ConvNet-4")
 def _convnet4(channels: int, num_classes: int, image_size: ImageSize, **kwargs: object) -> ConvNet:
+    """DC's ConvNet with 4 blocks (for 64x64 images such as TinyImageNet)."""
     return ConvNet(channels, num_classes, image_size, depth=4, **kwargs)  # type: ignore[arg-type]
 
 
@@ -411,6 +414,7 @@ def _convnet4(channels: int, num_classes: int, image_size: ImageSize, **kwargs: 
 def _resnet10(
     channels: int, num_classes: int, image_size: ImageSize, variant: str = "cifar", norm: str = "batch"
 ) -> ResNet:
+    """ResNet-10 with batch norm (Table IV's cross-architecture network)."""
     return ResNet(channels, num_classes, image_size, variant=variant, norm=norm, pool_downsample=False)
 
 
@@ -418,11 +422,13 @@ def _resnet10(
 def _resnet_ap10(
     channels: int, num_classes: int, image_size: ImageSize, variant: str = "cifar", norm: str = "instance"
 ) -> ResNet:
+    """ResNet-10 with instance norm and average-pool downsampling (IDC's distillation ResNet)."""
     return ResNet(channels, num_classes, image_size, variant=variant, norm=norm, pool_downsample=True)
 
 
 @register_network("DenseNet-121")
 def _densenet121(channels: int, num_classes: int, image_size: ImageSize) -> DenseNet:
+    """DenseNet-121 (growth 12), Table IV's evaluation network."""
     return DenseNet(channels, num_classes, image_size, block_config=(6, 12, 24, 16), growth=12, reduction=0.5)
 
 

@@ -80,6 +80,8 @@ class Report:
         if self.table.empty:
             return f"% {self.caption}\n"
         body = self.table.to_latex(escape=True, index_names=False).strip()
+        for symbol, command in UNICODE_MATH.items():   # pdflatex takes no unicode math in a tabular
+            body = body.replace(symbol, command)
         caption = latex_escape(" ".join(self.caption.splitlines()))
         return ("\\begin{table}[t]\n\\centering\n\\small\n" + body + "\n"
                 f"\\caption{{{caption}}}\n\\label{{{self.label}}}\n\\end{{table}}\n")
@@ -92,11 +94,13 @@ def markdown_safe(table: pd.DataFrame) -> pd.DataFrame:
     return out.map(escape) if hasattr(out, "map") else out.applymap(escape)
 
 
+UNICODE_MATH = {"±": r"$\pm$", "Δ": r"$\Delta$", "≤": r"$\leq$", "≥": r"$\geq$", "×": r"$\times$"}
+
+
 def latex_escape(text: str) -> str:
     """Text safe inside a LaTeX caption."""
     special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-               "≤": r"$\leq$", "≥": r"$\geq$", "×": r"$\times$"}
+               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", **UNICODE_MATH}
     return "".join(special.get(ch, ch) for ch in text)
 
 

@@ -1,0 +1,60 @@
+"""``dreambench validate matrices/<name>.yaml``: check a matrix, its settings and its data, do no work.
+
+Exit code 0 when every cell could run here; 2 with one line naming the first problem otherwise (every missing
+dataset is named at once). Nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+
+import torch
+
+from bench.cli.run import check_layout, parse_set
+from bench.data.loaders import DatasetNotFoundError
+from bench.execution.launch import select
+from bench.experiment.matrix import MatrixError, load_matrix
+from bench.experiment.plan import load_data, plan_cells
+from bench.experiment.store import ResultsFolderError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dreambench validate", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("matrix", help="path to a matrix YAML file")
+    parser.add_argument("-p", "--profile", default=None, help="profile to check (default: the matrix's)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: $DREAMBENCH_DATA or ./data)")
+    parser.add_argument("--only", action="append", help="check only cells whose id matches (glob or substring)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="settings for every cell, as `run --set`")
+    parser.add_argument("--no-data", action="store_true", help="check the matrix and its settings only, not the data")
+    args = parser.parse_args(argv)
+    os.environ.pop("DREAMBENCH_DOWNLOAD", None)   # validating never downloads
+    try:
+        matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
+        check_layout(matrix.layout)
+        cells = select(matrix.cells, args.only)
+        if not cells:
+            raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")
+        if args.no_data:
+            print(f"ok: {matrix.name} [{matrix.profile}]: {len(cells)} cells; data not checked (--no-data)")
+            return 0
+        plans = plan_cells(cells, args.data_root)
+        for plan in plans:
+            data = load_data(plan.data_used, args.data_root, plan.cell.max_per_class)
+            smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
+            if plan.cell.ipc > smallest:
+                raise MatrixError(f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of "
+                                  f"the smallest class of {plan.data_used}; allowed: ipc <= {smallest}")
+    except (MatrixError, DatasetNotFoundError, ResultsFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    used = Counter(p.data_used if p.data_used == p.cell.dataset else f"{p.cell.dataset} -> {p.data_used} (fallback)"
+                   for p in plans)
+    print(f"ok: {matrix.name} [{matrix.profile}]: {len(plans)} cells; data: "
+          + ", ".join(f"{name} ({n} cells)" for name, n in sorted(used.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
