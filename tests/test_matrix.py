@@ -169,3 +169,34 @@ def test_every_shipped_matrix_dry_runs_at_every_profile(path, tmp_path, capsys):
         assert code == 0, err
         assert "estimated hours still to do" in out and f"[{profile}]" in out and "CPU-h" in out
     assert not (tmp_path / "r").exists()          # a dry run writes nothing
+
+
+def test_settings_in_sections_equal_the_flat_form_which_gets_one_note():
+    nested = {**GOOD, "profiles": {"mini": {
+        "defaults": {"budget": {"iterations": 3}, "evaluation": {"epochs": 5, "runs": 1}, "engine": {"batch_real": 8}},
+        "methods": {"DC": {"engine": {"lr_img": 0.05}, "per_ipc": {1: {"budget": {"iterations": 2}}}}}}}}
+    flat = {**GOOD, "profiles": {"mini": {"defaults": {"iterations": 3, "eval_epochs": 5, "eval_runs": 1, "batch_real": 8},
+                                          "methods": {"DC": {"lr_img": 0.05}, "DC/ipc1": {"iterations": 2}}}}}
+    a, b = parse_matrix(nested, "t", "mini"), parse_matrix(flat, "t", "mini")
+    assert [(c.id, c.settings) for c in a.cells] == [(c.id, c.settings) for c in b.cells]
+    dc = next(c for c in a.cells if c.method == "DC" and c.ipc == 1)
+    assert dc.settings["iterations"] == 2 and dc.settings["lr_img"] == 0.05 and dc.settings["eval_epochs"] == 5
+    assert a.notes == []
+    assert any("deprecated" in n and "budget:" in n for n in b.notes)
+    assert any("per_ipc" in n for n in b.notes)
+
+
+@pytest.mark.parametrize("defaults, needle", [
+    ({"evaluation": {"iterations": 3}}, "belongs under budget:"),
+    ({"budget": {"iterations": 3}, "iterations": 4}, "sets 'iterations' twice"),
+    ({"engine": [1]}, "engine must be a mapping"),
+])
+def test_a_setting_in_the_wrong_section_is_one_line(defaults, needle):
+    with pytest.raises(MatrixError, match=needle):
+        parse_matrix({**GOOD, "profiles": {"mini": {"defaults": defaults}}}, "t", "mini")
+
+
+def test_shipped_matrices_use_sections_only():
+    for path in sorted((ROOT / "matrices").glob("*.yaml")):
+        for profile in yaml.safe_load(path.read_text()).get("profiles") or {}:
+            assert load_matrix(path, profile).notes == [], (path.name, profile)

@@ -41,20 +41,32 @@ def check_layout(name: str) -> None:
         raise MatrixError(f"layout = {name!r}: {LAYOUTS.unknown_message(name)}")
 
 
+def print_notes(notes: list[str]) -> None:
+    """A matrix's deprecation notes, as one line."""
+    if notes:
+        more = f" (and {len(notes) - 1} more like it)" if len(notes) > 1 else ""
+        print(notes[0] + more, file=sys.stderr)
+
+
 def parse_set(pairs: list[str] | None) -> dict[str, Any]:
-    """``--set key=value`` pairs as settings; values are read as YAML scalars (``4``, ``0.1``, ``null``)."""
+    """``--set key=value`` pairs as settings (``--set evaluation.epochs=5`` or the flat ``--set eval_epochs=5``);
+    values are read as YAML scalars (``4``, ``0.1``, ``null``)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise MatrixError(f"--set {pair!r}; allowed: key=value, e.g. --set iterations=2")
+            raise MatrixError(f"--set {pair!r}; allowed: key=value, e.g. --set budget.iterations=2")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             raise MatrixError(f"--set {pair!r}: the value is not a YAML scalar") from None
         if isinstance(value, (dict, list)):
             raise MatrixError(f"--set {pair!r}: the value must be a single number, string, true/false or null")
-        out[key.strip()] = value
+        section, dot, name = key.strip().partition(".")
+        if dot:
+            out.setdefault(section, {})[name] = value
+        else:
+            out[key.strip()] = value
     return out
 
 
@@ -131,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
+            print_notes(matrix.notes)
             cells = select(matrix.cells, args.only)
             if not cells:
                 raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")

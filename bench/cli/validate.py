@@ -12,7 +12,7 @@ from collections import Counter
 
 import torch
 
-from bench.cli.run import check_layout, parse_set
+from bench.cli.run import check_layout, parse_set, print_notes
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.launch import select
 from bench.experiment.matrix import MatrixError, load_matrix
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("DREAMBENCH_DOWNLOAD", None)   # validating never downloads
     try:
         matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
+        print_notes(matrix.notes)
         check_layout(matrix.layout)
         cells = select(matrix.cells, args.only)
         if not cells:

@@ -16,8 +16,13 @@ from typing import Any
 
 import yaml
 
+from bench.core.registry import suggestion
 from bench.data.loaders import LOADERS, list_datasets
 from bench.experiment.settings import (
+    BUDGET_KEYS,
+    CONTINUAL_KEYS,
+    ENGINE_KEYS,
+    EVAL_KEYS,
     ContinualSettings,
     EvalSettings,
     Launcher,
@@ -92,12 +97,16 @@ def safe_id(text: str) -> str:
 
 @dataclass
 class Matrix:
+    """A parsed matrix: its cells under the chosen profile, the launcher, the table layout, and one-line notes
+    (deprecated forms it used) for the command to print."""
+
     name: str
     profile: str
     cells: list[Cell]
     launcher: Launcher
     raw: dict[str, Any]
     layout: str = "table1"   # the report's table layout (bench.reporting.layouts.LAYOUTS), checked by bench.cli.run
+    notes: list[str] = field(default_factory=list)
 
 
 def _fail(msg: str) -> MatrixError:
@@ -118,11 +127,78 @@ def _check_list(raw: dict[str, Any], key: str, kind: type) -> list[Any]:
     return value
 
 
-def _check_settings(where: str, settings: Any) -> dict[str, Any]:
+# The typed sections a settings mapping is written in: section -> {name inside the section: flat setting key}.
+SECTIONS: dict[str, dict[str, str]] = {
+    "budget": {key: key for key in BUDGET_KEYS},
+    "evaluation": {name: key for key, name in EVAL_KEYS.items()},
+    "engine": {key: key for key in sorted(ENGINE_KEYS - set(BUDGET_KEYS))},
+    "continual": {name: key for key, name in CONTINUAL_KEYS.items()},
+}
+
+
+def flatten_sections(where: str, settings: Any, notes: list[str] | None = None) -> Any:
+    """``{budget: {iterations: 4}, evaluation: {epochs: 30}}`` -> ``{iterations: 4, eval_epochs: 30}``. Flat keys
+    are still accepted (a deprecation note is added to ``notes``); a key in the wrong section, or given twice,
+    is a MatrixError."""
+    if not isinstance(settings, dict):
+        return settings
+    flat: dict[str, Any] = {}
+    loose = [k for k in settings if k not in SECTIONS]
+    for section, names in SECTIONS.items():
+        body = settings.get(section)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise _fail(f"{where}.{section} must be a mapping of settings, got {type(body).__name__}")
+        for name, value in body.items():
+            if name not in names:
+                home = next((s for s, n in SECTIONS.items() if name in n), None)
+                hint = f" (it belongs under {home}:)" if home else suggestion(str(name), list(names))
+                raise _fail(f"{where}.{section} has unknown setting {name!r}{hint}; allowed: {sorted(names)}")
+            flat[names[name]] = value
+    for key in loose:
+        if key in flat:
+            raise _fail(f"{where} sets {key!r} twice (flat and in its section); allowed: once")
+        flat[key] = settings[key]
+    if loose and notes is not None:
+        notes.append(f"note: {where} uses flat setting keys ({', '.join(map(str, loose[:4]))}"
+                     f"{', ...' if len(loose) > 4 else ''}), which are deprecated; group them under "
+                     "budget:, evaluation:, engine: or continual: (docs/matrices.md)")
+    return flat
+
+
+def _check_settings(where: str, settings: Any, notes: list[str] | None = None) -> dict[str, Any]:
     try:
-        return check_settings(where, settings, EVAL_PROTOCOLS)
+        return check_settings(where, flatten_sections(where, settings, notes), EVAL_PROTOCOLS)
     except SettingError as err:
         raise _fail(str(err)) from None
+
+
+def method_entries(where: str, source: dict[Any, Any], methods: list[str],
+                   notes: list[str]) -> list[tuple[str, Any]]:
+    """A profile's ``methods:`` entries as (key, settings), key = ``<method>`` or ``<method>/ipc<N>`` internally.
+    Per-IPC settings are written ``DC: {budget: {...}, per_ipc: {10: {budget: {...}}}}``; the older key form
+    ``DC/ipc10`` is still accepted with a deprecation note."""
+    out: list[tuple[str, Any]] = []
+    for key, settings in source.items():
+        method, sep, ipc_part = str(key).partition("/ipc")
+        if method not in methods or (sep and not ipc_part.isdigit()):
+            raise _fail(f"{where} names {key!r}, not a method of 'methods'{suggestion(str(key), methods)}; "
+                        f"allowed: {methods}")
+        if sep:
+            notes.append(f"note: {where}.{key}: '<method>/ipc<N>' keys are deprecated; write "
+                         f"{method}: {{per_ipc: {{{ipc_part}: ...}}}}")
+        if isinstance(settings, dict) and "per_ipc" in settings:
+            if sep:
+                raise _fail(f"{where}.{key}.per_ipc: a per-IPC entry cannot nest another; allowed: under '{method}'")
+            settings = dict(settings)
+            per_ipc = settings.pop("per_ipc")
+            if not isinstance(per_ipc, dict) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                                                        for k in per_ipc):
+                raise _fail(f"{where}.{key}.per_ipc must map IPC values (integers >= 1) to settings, got {per_ipc!r:.80}")
+            out.extend((f"{method}/ipc{ipc}", body) for ipc, body in per_ipc.items())
+        out.append((str(key), settings))
+    return out
 
 
 def _check_pool_size(where: str, value: Any) -> int | None:
@@ -201,7 +277,8 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     for a in eval_archs:
         _check_arch(a, "'eval_archs'")
 
-    defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"))
+    notes: list[str] = []
+    defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"), notes)
     command_line = _check_settings("--set", extra or {})
     per_method: dict[str, dict[str, Any]] = {}
     # real images kept per class: the profile's, or one method's (a cheaper pool for one row of a CPU profile)
@@ -209,15 +286,11 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     for source, where in ((raw.get("overrides") or {}, "overrides"), (prof.get("methods") or {}, f"profiles.{chosen}.methods")):
         if not isinstance(source, dict):
             raise _fail(f"{where} must map method names to settings")
-        for key, settings in source.items():
-            method, _, ipc_part = str(key).partition("/ipc")
-            if method not in grid["methods"] or (ipc_part and not ipc_part.isdigit()):
-                raise _fail(f"{where} names {key!r}, not a method of 'methods' (optionally '<method>/ipc<N>'); "
-                            f"allowed: {grid['methods']}")
+        for key, settings in method_entries(where, source, grid["methods"], notes):
             if isinstance(settings, dict) and "max_per_class" in settings:
                 settings = dict(settings)
-                pool_size[str(key)] = _check_pool_size(f"{where}.{key}.max_per_class", settings.pop("max_per_class"))
-            per_method.setdefault(str(key), {}).update(_check_settings(f"{where}.{key}", settings))
+                pool_size[key] = _check_pool_size(f"{where}.{key}.max_per_class", settings.pop("max_per_class"))
+            per_method.setdefault(key, {}).update(_check_settings(f"{where}.{key}", settings, notes))
     fallback = prof.get("data_fallback")
     if fallback is not None and fallback not in allowed_datasets:
         raise _fail(f"profiles.{chosen}.data_fallback = {fallback!r}; allowed: {allowed_datasets}")
@@ -228,7 +301,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     variants = raw.get("variants") or {"": {}}
     if not isinstance(variants, dict):
         raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
-    variants = {check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v) for k, v in variants.items()}
+    variants = {check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v, notes) for k, v in variants.items()}
     exclude = [*(raw.get("exclude") or []), *(prof.get("exclude") or [])]
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude):
         raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
@@ -256,7 +329,7 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     layout = raw.get("layout", "table1")
     if not isinstance(layout, str):
         raise _fail(f"'layout' must be a layout name, got {layout!r}")
-    return Matrix(matrix_name, chosen, cells, launcher, raw, layout)
+    return Matrix(matrix_name, chosen, cells, launcher, raw, layout, list(dict.fromkeys(notes)))
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:
