@@ -1,22 +1,49 @@
-"""``dreambench report`` / ``python -m bench.report results/<matrix>[/<profile>]``: rebuild a table from finished cells."""
+"""``dreambench report`` / ``python -m bench.report results/<matrix>[/<profile>]``: rebuild a table from finished cells.
+
+Writes ``table.md``, ``table.tex`` (a complete LaTeX ``table``), ``results.csv`` / ``results.json`` (one row per
+evaluation run, judged against the paper) and the figures. ``--publish docs/results/<name>`` also copies them
+into a committed page; ``--index docs/results`` regenerates the reproduction-status index from every page.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from bench.experiment.store import PLAN_FILE
+from bench.experiment.store import PLAN_FILE, read_matrix_info
+from bench.reporting.pages import PageMeta, publish, write_index
 from bench.reporting.tables import ACCURACY_KINDS, build_report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0].split(': ', 1)[1])
-    parser.add_argument("root", help="results/<matrix>/<profile>, or with --all any folder above several")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreambench report", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("root", nargs="?", help="results/<matrix>/<profile>, or with --all any folder above several")
     parser.add_argument("--all", action="store_true", help="rebuild every results folder found below root")
     parser.add_argument("--accuracy", choices=sorted(ACCURACY_KINDS), default="last",
                         help="last epoch (default, the headline), best of the validation points, or the maximum over "
                              "evaluations during distillation (both labelled)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--publish", metavar="FOLDER", default=None,
+                        help="also copy the results, table and figures into FOLDER (e.g. docs/results/<name>) and write "
+                             "its page; then rewrite FOLDER's parent index")
+    parser.add_argument("--title", default=None, help="the published page's title (default: <matrix>/<profile>)")
+    parser.add_argument("--description", default="", help="one line for the published page")
+    parser.add_argument("--index", metavar="FOLDER", default=None,
+                        help="only regenerate FOLDER/index.md (the reproduction status) from the pages in FOLDER")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.index:
+        folder = Path(args.index)
+        if not folder.is_dir():
+            print(f"error: pages folder {str(folder)!r} does not exist", file=sys.stderr)
+            return 2
+        print(f"wrote {write_index(folder)}")
+        return 0
+    if args.root is None:
+        print("error: a results folder is needed (or --index FOLDER)", file=sys.stderr)
+        return 2
     root = Path(args.root)
     if not root.is_dir():
         print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
@@ -27,11 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     if not roots:
         print(f"error: no finished cells below {str(root)!r}", file=sys.stderr)
         return 2
+    if args.publish and len(roots) > 1:
+        print("error: --publish takes one results folder, not --all", file=sys.stderr)
+        return 2
     for r in roots:
         report = build_report(r, accuracy=args.accuracy)
         stem = "table" if args.accuracy == "last" else f"table_{args.accuracy}"
         print(report.markdown)
-        print(f"wrote {r / (stem + '.md')} and {r / (stem + '.tex')}")
+        print(f"wrote {r / (stem + '.md')}, {r / (stem + '.tex')} and {r / 'results.csv'}")
+    if args.publish:
+        info = read_matrix_info(roots[0])
+        title = args.title or f"{info.get('name', roots[0].parent.name)}/{info.get('profile', roots[0].name)}"
+        command = info.get("command", "not recorded (a run made before commands were recorded)")
+        page = publish(roots[0], Path(args.publish), PageMeta(title, command, args.description))
+        print(f"wrote {page} and {write_index(Path(args.publish).parent)}")
     return 0
 
 

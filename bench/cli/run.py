@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -168,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 pending, checks = classify(plans, root, args.keep_stale, md5s)
                 done_before = len(plans) - len(pending)
                 settle(pending, checks, root, args.keep_stale, fingerprints)
-                write_matrix_info(root, {"name": matrix.name, "profile": matrix.profile, "layout": matrix.layout})
+                write_matrix_info(root, {"name": matrix.name, "profile": matrix.profile, "layout": matrix.layout,
+                                         "command": shlex.join(["dreambench", "run", *(sys.argv[1:] if argv is None
+                                                                                        else argv)])})
                 print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(plans)} cells to run -> {root}")
                 failures = executor.run(pending, resume=args.resume)
         except (FolderBusyError, DatasetNotFoundError, ExecutorError) as err:

@@ -55,3 +55,22 @@ def published_protocol(method: str) -> str:
     if method not in TABLE1:
         raise KeyError(f"no provenance for method {method!r}; allowed: {sorted(TABLE1)}")
     return TABLE1[method].protocol
+
+
+# Distinct sets each source's published mean is over (from ``runs`` above; None where the source does not say).
+SETS: dict[str, int | None] = {"Random": 5, "Herding": 5, "K-Center": 5, "Forgetting": 5, "DC": 5, "DSA": 5, "DM": 5,
+                               "IDC": None, "DREAM": None, "DREAM+": None, "Whole": None}
+# The published ± (a standard deviation over the source's sets) per (method, dataset, ipc), filled only with
+# values checked against the source paper; empty: none has been checked yet, so verdicts treat the paper's
+# error as equal to ours (docs/verdicts.md).
+SPREADS: dict[tuple[str, str, int], float] = {}
+
+
+def row_sets(method: str, dataset: str) -> int | None:
+    """The number of distinct sets behind a published row (None when its source does not state it)."""
+    return SETS.get(method)
+
+
+def published_spread(method: str, dataset: str, ipc: int) -> float | None:
+    """The published ± of a row where it has been checked against its source (None otherwise)."""
+    return SPREADS.get((method, dataset, ipc))

@@ -5,52 +5,19 @@ value; the published numbers are the CSVs in ``bench/reference/`` (facts copied 
 """
 from __future__ import annotations
 
+import json
 import statistics
-from importlib import resources
 from typing import Callable
 
 import pandas as pd
 
 from bench.core.names import split_method_name
 from bench.core.registry import Registry
-from bench.data.info import DATASET_INFO
 from bench.experiment.record import Record
 from bench.reporting.curves import iterations_to_reach, mean_curves
-
-
-def paper_name(dataset: str) -> str:
-    """How the paper's tables spell a dataset (the name itself for datasets the paper has no column for)."""
-    return (DATASET_INFO.get(dataset).paper_name if dataset in DATASET_INFO else None) or dataset
-
-
-
-def reference(name: str) -> pd.DataFrame:
-    """A published table from bench/reference/<name>.csv."""
-    with resources.files("bench").joinpath(f"reference/{name}.csv").open() as fh:
-        return pd.read_csv(fh)
-
-
-def published_mean(text: object) -> float | None:
-    """'67.5±0.5' -> 67.5; empty -> None."""
-    if text is None or (isinstance(text, float) and pd.isna(text)) or str(text).strip() == "":
-        return None
-    return float(str(text).split("±")[0])
-
-
-ROW_ORDER = list(reference("table1_main")["method"]) + ["Whole"]
-
-
-def paper_table1() -> pd.DataFrame:
-    """Published Table I (top-1 %), indexed by method, columns 'DATASET/IPC'."""
-    return reference("table1_main").set_index("method")
-
-
-def paper_value(table: pd.DataFrame, dataset: str, ipc: int, method: str) -> float | None:
-    column = f"{paper_name(dataset)}/{ipc}"
-    if method not in table.index or column not in table.columns:
-        return None
-    value = table.loc[method, column]
-    return None if pd.isna(value) else float(value)
+from bench.reporting.export import GROUP, judge_rows
+from bench.reporting.paper import ROW_ORDER, paper_name, paper_table1, paper_value, published_mean, reference
+from bench.reporting.verdicts import RULE_TEXT, standard_error
 
 
 def _method_key(name: str) -> tuple[int, str]:
@@ -82,12 +49,17 @@ def row_label(frame: pd.DataFrame, method: str, variant: str, arch: str, eval_ar
 def main_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table I layout: methods x dataset/IPC."""
     paper = paper_table1()
-    pooled = frame.groupby(["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc"], sort=False)["accuracies"].sum()
+    keys = ["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc", "protocol", "settings_key"]
+    pooled = frame.groupby(keys, sort=False)["accuracies"].sum()   # never across settings or protocols
+    several = frame.groupby(["method", "variant", "arch", "eval_arch", "dataset", "ipc"])["settings_key"].nunique()
     cells: dict[str, dict[str, str]] = {}
-    for (method, variant, arch, eval_arch, dataset, data_used, ipc), accs in pooled.items():
+    for (method, variant, arch, eval_arch, dataset, data_used, ipc, protocol, settings), accs in pooled.items():
         label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
         ref = paper_value(paper, dataset, ipc, method) if data_used == dataset and not variant else None
-        cells.setdefault(row_label(frame, method, variant, arch, eval_arch), {})[f"{label}/{ipc}"] = format_cell(list(accs), ref)
+        row = row_label(frame, method, variant, arch, eval_arch)
+        if several[(method, variant, arch, eval_arch, dataset, ipc)] > 1:
+            row += f" {settings}"
+        cells.setdefault(row, {})[f"{label}/{ipc}"] = format_cell(list(accs), ref)
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("missing")
     table = table.loc[sorted(table.index, key=_method_key)]
     return table[sorted(table.columns, key=lambda c: (c.rsplit("/", 1)[0], int(c.rsplit("/", 1)[1])))]
@@ -288,66 +260,27 @@ def continual_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     return out.loc[sorted(out.index, key=_method_key)]
 
 
-FIDELITY_TOLERANCE = 2.0   # points; Table I of the DREAM+ paper gives no ± for its rows
-
-
-# Settings that do not change what a fidelity row estimates: how many networks evaluate a set, and the feature
-# network of the coresets (its recipe was never published). Any other setting a matrix gives is listed in the
-# row's fit, so a reader sees what the verdict was measured under (a shrunken budget measures that budget).
-NEUTRAL_SETTINGS = frozenset({"eval_runs", "feature_epochs", "feature_seed"})
-
-
-def _signed(delta: float) -> str:
-    """The distance to the paper; two decimals where one would round it onto the tolerance (2.04 -> +2.04)."""
-    text = f"{delta:+.1f}"
-    return f"{delta:+.2f}" if abs(float(text)) == FIDELITY_TOLERANCE and abs(delta) != FIDELITY_TOLERANCE else text
-
-
-def fidelity_verdict(set_means: list[float], paper: float | None) -> str:
-    """'ok -1.2' within the tolerance, 'ok≤2SE -3.4' outside it but within two standard errors, else 'off -5.3'."""
-    if paper is None:
-        return "no paper value"
-    mean = statistics.fmean(set_means)
-    delta = mean - paper
-    se = statistics.stdev(set_means) / len(set_means) ** 0.5 if len(set_means) > 1 else 0.0
-    if abs(delta) <= FIDELITY_TOLERANCE:
-        return f"ok {_signed(delta)}"
-    return f"ok≤2SE {_signed(delta)}" if abs(delta) <= 2 * se else f"off {_signed(delta)}"
-
-
-def set_means(group: pd.DataFrame) -> list[float]:
-    """One mean per distinct set: cells that hold the same images (same stored set) pool their networks, so n
-    counts sets, not seeds (e.g. one feature network's Herding set under three seeds is one set)."""
-    return [statistics.fmean(accs) for accs in group.groupby("set", sort=False)["accuracies"].sum()]
-
-
-def changed_settings(group: pd.DataFrame) -> str:
-    """What a row's cells set away from the method's defaults (matrix overrides, subsampled data)."""
-    values: dict[str, set[str]] = {}
-    for settings, per_class in zip(group["settings"], group["max_per_class"]):
-        subsampled = {"max_per_class": int(per_class)} if pd.notna(per_class) and per_class else {}
-        for key, value in {**settings, **subsampled}.items():
-            if key not in NEUTRAL_SETTINGS:
-                values.setdefault(key, set()).add(str(value))
-    return ", ".join(f"{k}={'/'.join(sorted(v))}" for k, v in sorted(values.items()))
-
-
 def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
-    """Table I on real data, judged: per method x dataset/IPC the mean over distinct sets ± standard error (n
-    sets), the paper's value, and whether the reproduction lies within ±2 points (or two standard errors) of it;
-    a row run with changed settings says which, beside its verdict."""
-    paper = paper_table1()
+    """Table I on real data, judged (docs/verdicts.md): per method x dataset/IPC the mean over distinct sets ±
+    standard error (n sets), the paper's value, and the verdict; cells pool only when everything that can move
+    accuracy is equal, so a method run under two settings gets two rows."""
+    judged = judge_rows(frame_rows(frame))
     rows: dict[str, dict[str, str]] = {}
-    for (method, variant, arch, eval_arch, dataset, data_used, ipc), group in frame.groupby(
-            ["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc"], sort=False):
-        means = set_means(group)
+    last = judged[judged["accuracy_kind"] == "last"]
+    keys = last.groupby(["method", "variant", "arch", "eval_arch"], sort=False)["settings"].nunique()
+    for _, group in last.groupby(GROUP, sort=False, dropna=False):
+        first = group.iloc[0]
+        means = [statistics.fmean(v) for v in group.groupby("set", sort=False)["value"].apply(list)]
+        dataset, data_used, ipc = first["dataset"], first["data_used"], int(first["ipc"])
         label = f"{dataset}/{ipc}" if data_used == dataset else f"{dataset} (ran on {data_used})/{ipc}"
-        ref = paper_value(paper, dataset, ipc, method) if data_used == dataset and not variant else None
-        spread = f" ± {statistics.stdev(means) / len(means) ** 0.5:.1f}" if len(means) > 1 else ""
-        row = rows.setdefault(row_label(frame, method, variant, arch, eval_arch), {})
-        row[label] = f"{statistics.fmean(means):.1f}{spread} (n={len(means)})" + (f" [{ref:.1f}]" if ref is not None else "")
-        changed = changed_settings(group)
-        row[f"{label} fit"] = fidelity_verdict(means, ref) + (f"; changed: {changed}" if changed and ref is not None else "")
+        row = row_label(frame, first["method"], first["variant"], first["arch"], first["eval_arch"])
+        if keys[(first["method"], first["variant"], first["arch"], first["eval_arch"])] > 1 and first["changed"]:
+            row += f" {{{first['changed']}}}"
+        spread = f" ± {standard_error(means):.1f}" if len(means) > 1 else ""
+        paper = "" if pd.isna(first["paper"]) else f" [{first['paper']:.1f}]"
+        cells = rows.setdefault(row, {})
+        cells[label] = f"{statistics.fmean(means):.1f}{spread} (n={len(means)}){paper}"
+        cells[f"{label} fit"] = first["verdict_text"]
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")
     table = table.loc[sorted(table.index, key=_method_key)]
 
@@ -358,12 +291,21 @@ def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     table = table[sorted(table.columns, key=column_key)]
     table.attrs["statistic"] = ("mean over distinct sets (cells holding the same images count once) ± standard error "
                                 "(shown for n > 1), n sets, [paper]")
-    table.attrs["note"] = (f"fit: 'ok' = within ±{FIDELITY_TOLERANCE:g} points of the paper (which gives no ±), 'ok≤2SE' = "
-                           "outside that but within two standard errors of the mean, 'off' = further; the number is "
-                           "reproduced - paper. 'changed: ...' = what the matrix sets away from the method's defaults (the "
-                           "official code's): budget, evaluation epochs, subsampled data; where those shrink the work, "
-                           "the verdict measures that budget, not fidelity.")
+    table.attrs["note"] = RULE_TEXT + "."
     return table
+
+
+def frame_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The report frame (a row per cell x evaluation network) as results rows (a row per evaluation run)."""
+    rows = []
+    for _, r in frame.iterrows():
+        for run, value in enumerate(r["accuracies"]):
+            rows.append({"dataset": r["dataset"], "data_used": r["data_used"], "ipc": r["ipc"], "method": r["method"],
+                         "variant": r["variant"], "arch": r["arch"], "eval_arch": r["eval_arch"], "seed": r["seed"],
+                         "protocol": r["protocol_name"], "epochs": r["protocol_epochs"], "accuracy_kind": "last",
+                         "run": run, "value": value, "set": r["set"],
+                         "settings": json.dumps(r["settings"], sort_keys=True), "max_per_class": r["max_per_class"]})
+    return pd.DataFrame(rows)
 
 
 LAYOUTS: Registry[Layout] = Registry("table layout")

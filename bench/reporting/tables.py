@@ -1,12 +1,13 @@
 """Rebuild a results folder's table and figures from its finished cells (``dreambench report``).
 
-The layout follows the matrix (``bench/layouts.py``: Table I by default, Tables II-VI, curves, continual
+The layout follows the matrix (``bench/reporting/layouts.py``: Table I by default, Tables II-VI, curves, continual
 learning); each cell shows ``reproduced ± std (paper value, delta)`` where the paper has a value. Pooled
 accuracies are last-epoch accuracies of every evaluation run of every seed. ``--all results/`` rebuilds
 every results folder (:mod:`bench.cli.report`).
 """
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ from bench.experiment.record import Record
 from bench.experiment.store import SET_FILE, read_matrix_info, read_results
 from bench.learning.provenance import PROTOCOL_SUMMARY
 from bench.reporting.curves import curve_bands
+from bench.reporting.export import results_rows, write_results
 from bench.reporting.figures import plot_curves, plot_steps, plot_synthetic_grid
-from bench.reporting.layouts import LAYOUTS, paper_table1, paper_value, step_means
+from bench.reporting.layouts import LAYOUTS, step_means
+from bench.reporting.paper import paper_table1, paper_value
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
@@ -47,7 +50,7 @@ def results_frame(records: list[Record], accuracy: str = "last") -> pd.DataFrame
             rows.append({
                 "dataset": cell.dataset, "data_used": r.data_used, "ipc": cell.ipc, "method": cell.method,
                 "arch": cell.arch, "eval_arch": arch, "seed": cell.seed, "variant": cell.variant,
-                "settings": cell.settings, "scale": r.scale, "machine": r.machine, "accuracies": accs,
+                "settings": cell.settings, "settings_key": json.dumps(cell.settings, sort_keys=True), "scale": r.scale, "machine": r.machine, "accuracies": accs,
                 "distill_seconds": r.distill_seconds, "protocol": protocol, "protocol_choice": choice,
                 "protocol_name": (r.protocol or {}).get("name", "-"), "protocol_epochs": (r.protocol or {}).get("epochs"),
                 "max_per_class": cell.max_per_class, "set": r.set_id, "cell_id": cell.id,
@@ -213,6 +216,7 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
         stem = "table" if accuracy == "last" else f"table_{accuracy}"
         atomic_write_text(root / f"{stem}.md", report.markdown)
         atomic_write_text(root / f"{stem}.tex", report.latex)
+        write_results(root, results_rows(results))
     return report
 
 
