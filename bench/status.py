@@ -1,7 +1,7 @@
 """``python -m bench.status``: per-cell state of a results folder (:mod:`bench.cli.status`, also ``dreambench status``)."""
 import sys
 
-from bench.cli.status import main
+from bench.cli.main import run_subcommand
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_subcommand("status", sys.argv[1:]))

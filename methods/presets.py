@@ -27,7 +27,7 @@ DM_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 def idc_image_lr(dataset: str, ipc: int) -> float:
     """IDC ``tune_lr_img``: base * (ipc / 10) * (size / size_base)^2."""
     info = dataset_info(dataset)
-    base = 1e-6 if info.name == "tinyimagenet" and ipc == 50 else info.idc.lr_base   # the official TinyImageNet ipc-50 value
+    base = dict(info.idc.lr_base_at_ipc).get(ipc, info.idc.lr_base)   # e.g. TinyImageNet's official ipc-50 value
     return base * (ipc / 10) * (info.image_size / info.idc.size_base) ** 2
 
 
@@ -55,7 +55,8 @@ def dsa_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def dm_config(dataset: str, ipc: int) -> EngineConfig:
-    lr = 10.0 if dataset_info(dataset).name == "cifar10" and ipc >= 100 else 1.0
+    larger = dataset_info(dataset).dm_lr_img_at_ipc   # main_DM.py: CIFAR-10 from ipc 100 on
+    lr = larger[1] if larger is not None and ipc >= larger[0] else 1.0
     return EngineConfig(
         space="normalized", init="real_random", sampler="random", batch_real=256,
         objective=Objective(gradient_weight=0.0, feature_weight=1.0, feature_metric="mse"),
@@ -80,7 +81,7 @@ def idc_config(dataset: str, ipc: int) -> EngineConfig:
 
 
 def dream_config(dataset: str, ipc: int) -> EngineConfig:
-    batch = 64 if dataset_info(dataset).name == "tinyimagenet" else 128
+    batch = dataset_info(dataset).idc.dream_batch_real
     return idc_config(dataset, ipc).replace(sampler="representative", batch_real=batch, interval=10, init="cluster")
 
 

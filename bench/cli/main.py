@@ -40,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}{suggestion(name, list(SUBCOMMANDS))}; allowed: "
               f"{', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
+    return run_subcommand(name, rest)
+
+
+def run_subcommand(name: str, argv: list[str] | None = None) -> int:
+    """Run one subcommand; Ctrl-C ends it with one line and exit code 130 (``run`` says how far it got)."""
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: dreambench {name} stopped; nothing it was writing was left half-written",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

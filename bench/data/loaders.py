@@ -81,6 +81,9 @@ def cifar100_stats_choice(choice: str) -> Stats:
 
 
 CIFAR10_STATS: Stats = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))   # docs/official-code.md §2.1
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGITS_IMAGE_SIZE = 16  # 8x8 upsampled so a depth-3 ConvNet fits: 16 -> 8 -> 4 -> 2.
 
 
@@ -454,7 +457,7 @@ def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str
 
 @register_dataset(DatasetInfo("fashionmnist", 10, 1, 28, ((0.2861,), (0.3530,)),
                              IdcValues("l1", 1e-4, 32, 500),   # size base 32 at 28 px: the official quirk
-                             paper_name="FashionMNIST"))
+                             paper_name="FashionMNIST", class_names=FASHION_CLASSES))
 def _load_fashionmnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """Fashion-MNIST (28x28 grey) from ``<root>/FashionMNIST/raw`` (``.gz`` as published, or decompressed)."""
     return _load_mnist_like("FashionMNIST", "fashionmnist", root, download, verify)
@@ -494,7 +497,8 @@ def _load_cifar(cls_name: str, key: str, root: Path, download: bool, verify: boo
     return ImageDataset(key, *splits[True], *splits[False], n, stats[0], stats[1], tuple(d.classes))
 
 
-@register_dataset(DatasetInfo("cifar10", 10, 3, 32, CIFAR10_STATS, IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR10"))
+@register_dataset(DatasetInfo("cifar10", 10, 3, 32, CIFAR10_STATS, IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR10",
+                             dm_lr_img_at_ipc=(100, 10.0), class_names=CIFAR10_CLASSES))
 def _load_cifar10(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """CIFAR-10 (32x32 RGB) via torchvision.datasets.CIFAR10 from ``<root>/cifar-10-batches-py``."""
     return _load_cifar("CIFAR10", "cifar10", root, download, verify, DATASET_INFO.get("cifar10").stats)
@@ -548,7 +552,8 @@ def _load_tiny_pt(path: Path, mean: tuple[float, ...], std: tuple[float, ...]) -
 
 
 @register_dataset(DatasetInfo("tinyimagenet", 200, 3, 64, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-                             IdcValues("mse", 5e-3, 32, 1000), paper_name="TinyImageNet"))
+                             IdcValues("mse", 5e-3, 32, 1000, lr_base_at_ipc=((50, 1e-6),), dream_batch_real=64),
+                             paper_name="TinyImageNet"))
 def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """TinyImageNet (64x64 RGB, 200 classes; val = test split) from ``tiny-imagenet-200/`` or ``tinyimagenet.pt``.
 

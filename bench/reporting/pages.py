@@ -81,7 +81,8 @@ def verdict_table(last: pd.DataFrame) -> str:
         data = first["dataset"] if first["data_used"] == first["dataset"] else \
             f"{first['dataset']} (ran on {first['data_used']})"
         rows.append({"method": label, "data / IPC": f"{data}/{first['ipc']}",
-                     "protocol": f"{first['protocol']} @ {first['epochs']}", "n": int(first["n_sets"]),
+                     "protocol": "-" if pd.isna(first["protocol"]) else f"{first['protocol']} @ {first['epochs']:.0f}",
+                     "n": int(first["n_sets"]),
                      "mean": f"{first['group_mean']:.1f}",
                      "paper": "-" if pd.isna(first["paper"]) else f"{first['paper']:.1f}",
                      "verdict": first["verdict_text"]})
@@ -108,7 +109,7 @@ def _evidence(frame: pd.DataFrame, method: str, dataset: str, ipc: int) -> Evide
     """Among the judged groups of ``method`` on ``dataset`` at ``ipc``: the one at paper settings with the most
     sets, else a reduced one, else one on stand-in data; 'not run' when none."""
     rows = frame[(frame["method"] == method) & (frame["dataset"] == dataset) & (frame["ipc"] == ipc)
-                 & (frame["accuracy_kind"] == "last") & (frame["variant"].fillna("") == "")]
+                 & (frame["accuracy_kind"] == "last") & (frame["variant"].astype(str).isin(["", "nan"]))]
     if rows.empty:
         return Evidence("not run", "", 0, "")
     best: tuple[int, int, str, str, str] | None = None
@@ -141,7 +142,8 @@ def load_pages(results_dir: Path) -> pd.DataFrame:
     """Every published page's rows, with the page's folder name."""
     frames = []
     for csv in sorted(results_dir.glob("*/results.csv")):
-        frame = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"variant": str})
+        frame["variant"] = frame["variant"].fillna("")
         frame["page"] = csv.parent.name
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["page", *GROUP])

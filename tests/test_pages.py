@@ -1,0 +1,45 @@
+"""Committed result pages: written from a run folder's records, judged, and indexed; the committed index is
+exactly what the committed CSVs generate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from crafted_records import write_record
+
+from bench.reporting.pages import PageMeta, build_index, publish
+from bench.reporting.tables import build_report
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "docs" / "results"
+
+
+def test_the_committed_index_regenerates_byte_identically_from_the_committed_csvs() -> None:
+    assert (PAGES / "index.md").read_text() == build_index(PAGES)
+
+
+def test_every_committed_page_has_its_data(tmp_path: Path) -> None:
+    for page in sorted(p for p in PAGES.iterdir() if p.is_dir()):
+        frame = pd.read_csv(page / "results.csv")
+        assert not frame.empty and {"verdict", "n_sets", "commit", "machine", "scale"} <= set(frame.columns)
+        assert (page / "README.md").is_file() and (page / "page.json").is_file()
+
+
+def test_a_published_page_is_judged_and_indexed(tmp_path: Path) -> None:
+    root = tmp_path / "results" / "fidelity" / "sets"
+    for seed, value in enumerate([63.0, 64.0, 65.0, 66.0]):
+        write_record(root, {"dataset": "mnist", "ipc": 1, "method": "Random", "seed": seed}, {"ConvNet-3": [value]})
+    write_record(root, {"dataset": "mnist", "ipc": 10, "method": "DC", "settings": {"iterations": 5}}, {"ConvNet-3": [80.0]})
+    build_report(root)
+    frame = pd.read_csv(root / "results.csv")
+    random = frame[(frame["method"] == "Random") & (frame["accuracy_kind"] == "last")]
+    assert set(random["n_sets"]) == {4} and set(random["verdict"]) == {"reproduced"}
+    pages = tmp_path / "pages"
+    page = publish(root, pages / "random-mnist", PageMeta("Random on MNIST", "dreambench run x.yaml"))
+    text = page.read_text()
+    assert "dreambench run x.yaml" in text and "reproduced -0.4 (n=4" in text and "changed: Δ" in text
+    index = build_index(pages)
+    row = next(line for line in index.splitlines() if line.startswith("| Random |"))
+    assert "reproduced -0.4 (n=4" in row and "(random-mnist/)" in row
+    dc = next(line for line in index.splitlines() if line.startswith("| DC |"))
+    assert "reduced: changed" in dc and dc.count("not run") == 14
