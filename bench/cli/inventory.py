@@ -13,9 +13,8 @@ import yaml
 import methods  # noqa: F401  (registers the built-in methods)
 from bench.data.info import DATASET_INFO
 from bench.execution.base import EXECUTORS
-from bench.learning.evaluation import PROTOCOLS
+from bench.learning.evaluation import PER_DATASET, PROTOCOLS, SUMMARIES
 from bench.learning.networks import NETWORKS
-from bench.learning.provenance import PROTOCOL_SUMMARY
 from bench.reporting.layouts import LAYOUTS
 from methods.base import METHODS
 from methods.components import COMPONENTS
@@ -43,8 +42,7 @@ def list_archs() -> list[tuple[str, str]]:
 
 
 def list_protocols() -> list[tuple[str, str]]:
-    rows = [(name, PROTOCOL_SUMMARY.get(name, f"{p.epochs} epochs, batch {p.batch_size}")) for name, p in PROTOCOLS.items()]
-    return rows + [("A-dc", "DC's own rule: A-dcaug on digit datasets, A-noaug elsewhere")]
+    return [(name, SUMMARIES.get(name, "")) for name in PROTOCOLS.names()] + list(PER_DATASET.items())
 
 
 def list_layouts() -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,56 @@ def load_tensor_file(path: Path | str) -> Any:
         raise UnsafeFileError(f"{path}: refused to load (weights_only): {detail}") from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise UnsafeFileError(f"{path}: not a readable tensor file ({type(err).__name__})") from None
+
+
+class RefusedFileError(OSError):
+    """A path that is not a regular file (a FIFO, device, socket or directory, or a link to one) or is too large
+    to read; the message is one line naming the path and what is allowed."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular_file(path: Path | str, max_bytes: int | None = None) -> os.stat_result:
+    """``os.stat`` of ``path`` (links followed), refusing anything but a regular file of at most ``max_bytes``
+    with :class:`RefusedFileError`; a missing path raises FileNotFoundError. Never opens the path, so a FIFO
+    or a device cannot block or be touched."""
+    info = os.stat(path)
+    _check_stat(path, info, max_bytes)
+    return info
+
+
+def _check_stat(path: Path | str, info: os.stat_result, max_bytes: int | None) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise RefusedFileError(f"{path}: {_kind(info.st_mode)}; allowed: a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise RefusedFileError(f"{path}: {info.st_size} bytes; allowed: a file of at most {max_bytes} bytes")
+
+
+def read_regular_text(path: Path | str, max_bytes: int, encoding: str = "utf-8") -> str:
+    """The text of a regular file of at most ``max_bytes`` bytes.
+
+    Anything else (a FIFO, device, socket or directory, or a symbolic link to one) and larger files raise
+    :class:`RefusedFileError` (an OSError with a one-line message) without blocking: the path is checked before
+    it is opened, opened non-blocking, and checked again on the open descriptor (so a swap in between is caught).
+    A missing file raises FileNotFoundError; undecodable bytes raise UnicodeDecodeError (a ValueError).
+    """
+    check_regular_file(path, max_bytes)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        _check_stat(path, os.fstat(fh.fileno()), max_bytes)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:   # it grew after the check
+        raise RefusedFileError(f"{path}: more than {max_bytes} bytes; allowed: a file of at most {max_bytes} bytes")
+    return data.decode(encoding)
 
 
 def _umask() -> int:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench.core.files import RefusedFileError, read_regular_text
 from bench.core.registry import suggestion
+from bench.core.safe_yaml import MAX_BYTES as MAX_YAML_BYTES
+from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.loaders import LOADERS, list_datasets
 from bench.experiment.settings import (
     BUDGET_KEYS,
@@ -342,14 +343,21 @@ def split_evaluation(cells: list[Cell]) -> list[Cell]:
 
 
 def load_matrix(path: str | Path, profile: str | None = None, extra: dict[str, Any] | None = None) -> Matrix:
-    """Read and validate a matrix file."""
+    """Read and validate a matrix file: a regular file of at most 1 MiB of UTF-8 YAML, read with
+    ``bench.core.safe_yaml`` (duplicate keys, alias bombs and deep nesting are refused in one line)."""
     path = Path(path)
-    if not path.is_file():
-        raise _fail(f"matrix file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_regular_text(path, MAX_YAML_BYTES)
+    except FileNotFoundError:
+        raise _fail(f"matrix file {str(path)!r} does not exist") from None
+    except RefusedFileError as err:
+        raise _fail(f"matrix file {err}") from None
     except UnicodeDecodeError:
         raise _fail(f"{path}: not a text (UTF-8) file; a matrix is YAML") from None
-    except yaml.YAMLError as err:
-        raise _fail(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise _fail(f"matrix file {str(path)!r} cannot be read ({err.strerror or type(err).__name__})") from None
+    try:
+        raw = load_yaml_text(text, str(path))
+    except YamlError as err:
+        raise _fail(str(err)) from None
     return parse_matrix(raw, path.stem, profile, extra)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from bench.core.files import atomic_write_text, file_lock, follow_umask
+from bench.core.files import atomic_write_text, file_lock, follow_umask, read_regular_text
 from bench.data.loaders import file_digest
 from bench.experiment.record import Record, RecordError, read_record
 
@@ -261,20 +261,19 @@ def write_matrix_info(root: Path, info: dict[str, str]) -> None:
 
 def read_matrix_info(root: Path) -> dict[str, str]:
     """What :func:`write_matrix_info` wrote; {} for folders made before it existed or unreadable files."""
-    try:
-        info = json.loads((root / MATRIX_FILE).read_text())
-    except (OSError, ValueError):
+    try:   # a regular file of at most 1 MiB only: a FIFO or device named .matrix.json must not block the report
+        info = json.loads(read_regular_text(root / MATRIX_FILE, 1 << 20))
+    except (OSError, ValueError, RecursionError):
         return {}
     return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(info, dict) else {}
 
 
 def read_plan(root: Path) -> dict[str, str] | None:
-    path = root / PLAN_FILE
-    if not path.is_file():
-        return None
+    """What :func:`write_plan` wrote; None when there is none or it is unreadable (a regular file only, at most
+    64 MiB: a FIFO or device in its place is refused without blocking)."""
     try:
-        plan = json.loads(path.read_text())
-    except (OSError, ValueError):
+        plan = json.loads(read_regular_text(root / PLAN_FILE, 64 << 20))
+    except (OSError, ValueError, RecursionError):
         return None
     return plan if isinstance(plan, dict) else None
 

@@ -51,16 +51,28 @@ class Protocol:
 
 
 PROTOCOLS: Registry[Protocol] = Registry("evaluation protocol")
-for _protocol in (
-    Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
-    Protocol("A-dm", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single",
-             strategy="color_crop_cutout_flip_scale_rotate"),   # main_DM.py's default, flip on every dataset
-    Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
-    Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
-    Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
-             drop_cutout=True, cutmix_p=0.5, validations=4),
-):
-    PROTOCOLS.add(_protocol.name, _protocol)
+SUMMARIES: dict[str, str] = {}   # one line per protocol, for captions and `dreambench ls protocols`
+
+
+def register_protocol(protocol: Protocol, summary: str) -> Protocol:
+    """Register an evaluation protocol with its one-line summary (the one place a protocol is added)."""
+    SUMMARIES[protocol.name] = summary
+    return PROTOCOLS.add(protocol.name, protocol)
+
+
+register_protocol(Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
+                  "DSA augmentation, 1000 epochs, batch 256, lr x0.1 at half")
+register_protocol(Protocol("A-dm", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single",
+                           strategy="color_crop_cutout_flip_scale_rotate"),   # main_DM.py's default, flip everywhere
+                  "as A but DSA with flip on every dataset (main_DM.py's default strategy)")
+register_protocol(Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
+                  "DC's crop/scale/rotate augmentation, 1000 epochs, batch 256, lr x0.1 at half")
+register_protocol(Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
+                  "no augmentation, 300 epochs, batch 256, lr x0.1 at half")
+register_protocol(Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
+                           drop_cutout=True, cutmix_p=0.5, validations=4),
+                  "DSA (no cutout) + CutMix, 1000 epochs, batch 64, lr x0.2 at 2/3 and 5/6, 4 validations (best and "
+                  "last logged)")
 PER_DATASET = {"A-dc": "DC's rule: A-dcaug on MNIST, A-noaug elsewhere"}
 
 

@@ -18,7 +18,7 @@ from bench.core.files import atomic_write_text
 from bench.experiment.record import Record
 from bench.learning.provenance import published_spread, row_sets
 from bench.reporting.paper import paper_table1, paper_value
-from bench.reporting.verdicts import NEUTRAL_SETTINGS, PaperValue, judge
+from bench.reporting.verdicts import NEUTRAL_SETTINGS, UNPUBLISHED_SETTINGS, PaperValue, judge, pooling_key
 
 COLUMNS = [
     "dataset", "data_used", "ipc", "method", "variant", "arch", "eval_arch", "seed", "protocol", "epochs",
@@ -41,7 +41,8 @@ def paper_reference(method: str, dataset: str, ipc: int) -> PaperValue | None:
 
 def changed_settings(settings: dict[str, Any], max_per_class: Any) -> dict[str, str]:
     """What a cell sets away from the method's published configuration (budget, evaluation, engine, data)."""
-    changed = {k: str(v) for k, v in settings.items() if k not in NEUTRAL_SETTINGS and v is not None}
+    changed = {k: str(v) for k, v in settings.items()
+               if k not in NEUTRAL_SETTINGS and k not in UNPUBLISHED_SETTINGS and v is not None}
     if max_per_class is not None and not pd.isna(max_per_class):
         changed["max_per_class"] = str(int(max_per_class))
     return changed
@@ -94,9 +95,10 @@ def judge_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def pooled_settings(settings: str) -> str:
-    """The settings that decide what a row estimates (NEUTRAL_SETTINGS, e.g. eval_runs, left out), as JSON."""
-    values = json.loads(settings or "{}")
-    return json.dumps({k: v for k, v in values.items() if k not in NEUTRAL_SETTINGS}, sort_keys=True)
+    """The settings that decide what a row estimates (``verdicts.pooling_key``: NEUTRAL_SETTINGS such as
+    eval_runs and null values left out), as JSON."""
+    moving = pooling_key(json.loads(settings or "{}"), "", None, "", None).settings
+    return json.dumps(dict(moving), sort_keys=True)
 
 
 def results_rows(records: list[Record]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.core.files import load_tensor_file  # noqa: E402
+from bench.core.files import follow_umask, load_tensor_file  # noqa: E402
 
 Band = list[tuple[int, float, float, float]]   # (iteration, mean, min, max) over seeds
 
@@ -94,17 +94,24 @@ def _style(ax: Any, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def _save(fig: Any, path: Path, dpi: int = 110) -> Path:
-    """Draw into a temporary file beside ``path`` and rename it into place (nothing is left on failure)."""
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    """Draw into a temporary file beside ``path`` and rename it into place: a failed layout, draw or write (a full
+    disk) leaves neither a partial PNG nor the temporary file, and an existing figure at ``path`` stays as it was.
+    The figure is closed in every case; the file gets the user's umask, like every other written file."""
+    tmp: Path | None = None
     try:
-        fig.savefig(tmp, dpi=dpi)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, dpi=dpi, format="png")
+            fh.flush()
+            os.fsync(fh.fileno())
+        follow_umask(tmp, directory=False)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
     finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         plt.close(fig)
     return path

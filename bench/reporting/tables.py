@@ -18,7 +18,7 @@ from bench.core.files import atomic_write_text
 from bench.data.info import DATASET_INFO
 from bench.experiment.record import Record
 from bench.experiment.store import SET_FILE, read_matrix_info, read_results
-from bench.learning.provenance import PROTOCOL_SUMMARY
+from bench.learning.evaluation import SUMMARIES
 from bench.reporting.curves import curve_bands
 from bench.reporting.export import results_rows, write_results
 from bench.reporting.figures import plot_curves, plot_steps, plot_synthetic_grid
@@ -125,7 +125,7 @@ def protocol_lines(frame: pd.DataFrame) -> str:
     used = frame.groupby("method", sort=False)[["protocol", "protocol_choice"]].agg(lambda v: "/".join(sorted(set(v))))
     rows = "; ".join(f"{m}: {p} ({c})" for m, (p, c) in used.iterrows())
     names = sorted({n.split(" @ ")[0] for p in used["protocol"] for n in p.split("/")})
-    legend = "; ".join(f"{n} = {PROTOCOL_SUMMARY[n]}" for n in names if n in PROTOCOL_SUMMARY)
+    legend = "; ".join(f"{n} = {SUMMARIES[n]}" for n in names if n in SUMMARIES)
     shortened = any(" @ " in p for p in used["protocol"])
     return f"Evaluation per row: {rows}.\n" + (f"Protocols: {legend}. " if legend else "") + \
            "'published' = the protocol of the paper the row's " \
