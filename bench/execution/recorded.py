@@ -25,6 +25,22 @@ class CellInProgress(RuntimeError):
     """Another run of the same results folder holds this cell's lock: it is computing it now."""
 
 
+class PhaseBar:
+    """A cell's progress bar, one phase at a time (select / distil / evaluate / continual), each with its total,
+    so tqdm shows a rate and an ETA; ``bar(done)`` moves the current phase to ``done``."""
+
+    def __init__(self, bar: tqdm, label: str) -> None:
+        self.bar, self.label = bar, label
+
+    def phase(self, name: str, total: int | None, unit: str = "it") -> None:
+        self.bar.reset(total=total)
+        self.bar.unit = unit
+        self.bar.set_description_str(f"{self.label} {name}")
+
+    def __call__(self, done: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+
 def run_recorded(plan: CellPlan, root: Path, data_root: str | None, checkpoint_every: int,
                  show_iterations: bool = True) -> Record:
     """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.execution.status``.
@@ -43,10 +59,9 @@ def run_recorded(plan: CellPlan, root: Path, data_root: str | None, checkpoint_e
         clean_leftovers(root, cell.id)
         clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
         ckpt = checkpoint_for(root, cell.id, checkpoint_every, fingerprint)
-        with tqdm(desc=f"{cell.id} iterations", unit="it", leave=False, mininterval=10, dynamic_ncols=True,
-                  disable=not show_iterations) as bar:
+        with tqdm(desc=cell.id, leave=False, mininterval=5, dynamic_ncols=True, disable=not show_iterations) as bar:
             try:
-                result = run_and_store(plan, root, data_root, ckpt, progress=lambda done: bar.update(done - bar.n))
+                result = run_and_store(plan, root, data_root, ckpt, progress=PhaseBar(bar, cell.id))
             except Exception:
                 own_subfolder(root, ERRORS_DIR)
                 atomic_write_text(error_path(root, cell.id), traceback.format_exc())

@@ -241,20 +241,21 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
         raise _fail(f"matrix {name!r} must be a YAML mapping with keys {sorted(TOP_KEYS)}")
     for key in raw:
         if key not in TOP_KEYS:
-            raise _fail(f"unknown key {key!r}; allowed: {sorted(TOP_KEYS)}")
+            raise _fail(f"unknown key {key!r}{suggestion(str(key), sorted(TOP_KEYS))}; allowed: {sorted(TOP_KEYS)}")
     matrix_name = check_name(raw.get("name", name), "name")
     profiles = raw.get("profiles") or {"default": {}}
     if not isinstance(profiles, dict):
         raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
     chosen = check_name(profile or raw.get("profile") or next(iter(profiles)), "profile")
     if chosen not in profiles:
-        raise _fail(f"unknown profile {chosen!r}; allowed: {sorted(profiles)}")
+        raise _fail(f"unknown profile {chosen!r}{suggestion(chosen, [str(p) for p in profiles])}; allowed: {sorted(profiles)}")
     prof = profiles[chosen] or {}
     if not isinstance(prof, dict):
         raise _fail(f"profile {chosen!r} must be a mapping")
     for key in prof:
         if key not in PROFILE_KEYS:
-            raise _fail(f"profiles.{chosen} has unknown key {key!r}; allowed: {sorted(PROFILE_KEYS)}")
+            raise _fail(f"profiles.{chosen} has unknown key {key!r}{suggestion(str(key), sorted(PROFILE_KEYS))}; "
+                        f"allowed: {sorted(PROFILE_KEYS)}")
     grid_override = prof.get("grid") or {}
     if not isinstance(grid_override, dict) or not set(grid_override) <= set(GRID_KEYS):
         raise _fail(f"profiles.{chosen}.grid may only set {sorted(GRID_KEYS)}, got {grid_override!r}")

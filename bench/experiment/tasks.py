@@ -9,7 +9,8 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +51,24 @@ def provenance(plan: CellPlan, data: ImageDataset) -> dict[str, Any]:
             "cuda": torch.version.cuda, "device": machine_label(), "dataset_md5": data_md5(data)}
 
 
+class Progress(typing.Protocol):
+    """Where a task reports how far it is: ``phase(name, total, unit)`` starts a phase, ``progress(done)``."""
+
+    def phase(self, name: str, total: int | None, unit: str = "it") -> None: ...
+
+    def __call__(self, done: int) -> None: ...
+
+
+class NoProgress:
+    """Reports nowhere."""
+
+    def phase(self, name: str, total: int | None, unit: str = "it") -> None:
+        pass
+
+    def __call__(self, done: int) -> None:
+        pass
+
+
 @dataclass
 class RunContext:
     """Where a cell runs: its results folder (evaluate cells read their source set there), data, hooks."""
@@ -57,7 +76,7 @@ class RunContext:
     root: Path = Path(".")
     data_root: str | None = None
     checkpoint: Any = None
-    progress: Callable[[int], None] | None = None
+    progress: Progress = field(default_factory=NoProgress)
 
 
 def new_record(plan: CellPlan, data: ImageDataset, accuracies: dict[str, list[float]], **measured: Any) -> dict[str, Any]:
@@ -82,6 +101,7 @@ def execute_continual(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any], 
     protocol = plan.continual_training
     assert protocol is not None
     eval_arch = settings["eval_arch"]
+    ctx.progress.phase("continual (distil and train per step)", None)
     start = time.perf_counter()
     outcome = run_continual(data, plan.method, cell.ipc, settings["steps"],
                             lambda subset: network_factory(cell.arch, subset), network_factory(eval_arch, data),
@@ -113,17 +133,20 @@ def execute_distillation(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any
         hooks["evaluate"] = curve_point
     if ctx.checkpoint is not None:
         hooks["checkpoint"] = ctx.checkpoint
-    if ctx.progress is not None:
-        hooks["progress"] = ctx.progress
+    hooks["progress"] = ctx.progress
+    iterations = plan.config["iterations"] if plan.config else None
+    ctx.progress.phase("distil" if plan.config else "select", iterations, "iteration" if plan.config else "it")
     start = time.perf_counter()
     distilled = plan.method.distill(data, cell.ipc, network_factory(cell.arch, data), budget, cell.seed, **hooks)
     distill_seconds = time.perf_counter() - start - distilled.timings.get("evaluation", 0.0)
     images, labels = distilled.decoded()
     evaluations, best = {}, {}
     eval_start = time.perf_counter()
-    for arch in cell.eval_archs:
+    ctx.progress.phase("evaluate", len(cell.eval_archs) * plan.eval_runs, "network")
+    for k, arch in enumerate(cell.eval_archs):
         outcome = evaluate_set(images, labels, data, arch, plan.protocols[arch], plan.eval_runs, cell.seed)
         evaluations[arch], best[arch] = outcome.accuracies, outcome.best
+        ctx.progress((k + 1) * plan.eval_runs)
     during = None
     resumed = distilled.meta.get("resumed_from", 0)
     # DREAM+'s reported kind (docs/provenance.md), kept apart from the headline; not after a resume, whose
@@ -157,6 +180,7 @@ def execute_evaluation(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any],
     images, labels = stored.decoded()
     arch = cell.eval_archs[0]
     protocol = plan.protocols[arch]
+    ctx.progress.phase("evaluate", plan.eval_runs, "network")
     start = time.perf_counter()
     outcome = evaluate_set(images, labels, data, arch, protocol, plan.eval_runs, cell.seed)
     result = new_record(plan, data, {arch: outcome.accuracies}, **_protocol_record(plan, protocol),
@@ -199,9 +223,9 @@ def timing_line(record: Record) -> str:
 
 
 def run_and_store(plan: CellPlan, root: Path, data_root: str | None = None, checkpoint: Any = None,
-                  progress: Callable[[int], None] | None = None) -> Record:
+                  progress: Progress | None = None) -> Record:
     """Run a planned cell and write it atomically under ``root/<cell id>``; returns the record as read back."""
     with keeping_freed_memory():
-        result, distilled = TASKS[plan.cell.task](plan, RunContext(root, data_root, checkpoint, progress))
+        result, distilled = TASKS[plan.cell.task](plan, RunContext(root, data_root, checkpoint, progress or NoProgress()))
     written = write_cell(root, plan.id, result, distilled.state() if distilled is not None else None)
     return read_record(json.loads(json.dumps(written, default=str)), plan.id)   # as a reader will see it
