@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.experiment.store import PLAN_FILE, read_matrix_info
+from bench.reporting.claims import write_claims
 from bench.reporting.pages import PageMeta, publish, write_index
 from bench.reporting.tables import ACCURACY_KINDS, build_report
 
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--title", default=None, help="the published page's title (default: <matrix>/<profile>)")
     parser.add_argument("--description", default="", help="one line for the published page")
     parser.add_argument("--index", metavar="FOLDER", default=None,
-                        help="only regenerate FOLDER/index.md (the reproduction status) from the pages in FOLDER")
+                        help="only regenerate FOLDER/index.md (the reproduction status) and FOLDER/claims.md (the "
+                             "paper's claims against the evidence) from the pages in FOLDER")
     return parser
 
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"error: pages folder {str(folder)!r} does not exist", file=sys.stderr)
             return 2
-        print(f"wrote {write_index(folder)}")
+        print(f"wrote {write_index(folder)} and {write_claims(folder)}")
         return 0
     if args.root is None:
         print("error: a results folder is needed (or --index FOLDER)", file=sys.stderr)
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         title = args.title or f"{info.get('name', roots[0].parent.name)}/{info.get('profile', roots[0].name)}"
         command = info.get("command", "not recorded (a run made before commands were recorded)")
         page = publish(roots[0], Path(args.publish), PageMeta(title, command, args.description))
-        print(f"wrote {page} and {write_index(Path(args.publish).parent)}")
+        pages = Path(args.publish).parent
+        print(f"wrote {page}, {write_index(pages)} and {write_claims(pages)}")
     return 0
 
 

@@ -110,3 +110,25 @@ def write_results(root: Path, frame: pd.DataFrame) -> None:
     """``results.csv`` and ``results.json`` in ``root`` (written atomically)."""
     atomic_write_text(root / "results.csv", frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     atomic_write_text(root / "results.json", frame.to_json(orient="records", indent=1, double_precision=6) + "\n")
+
+
+CURVE_COLUMNS = ["dataset", "data_used", "ipc", "method", "variant", "arch", "seed", "iteration", "accuracy", "scale",
+                 "machine", "commit", "settings", "cell_id"]
+
+
+def curve_rows(records: list[Record]) -> pd.DataFrame:
+    """Accuracy during distillation (cells run with ``eval_every``): one row per logged evaluation point."""
+    rows = [{"dataset": r.cell.dataset, "data_used": r.data_used, "ipc": r.cell.ipc, "method": r.cell.method,
+             "variant": r.cell.variant, "arch": r.cell.arch, "seed": r.cell.seed, "iteration": int(point["iteration"]),
+             "accuracy": float(point["accuracy"]), "scale": r.scale, "machine": r.machine,
+             "commit": r.provenance.get("git_commit", "unknown"), "settings": json.dumps(r.cell.settings, sort_keys=True),
+             "cell_id": r.cell.id}
+            for r in records for point in r.log if "accuracy" in point]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def write_curves(root: Path, records: list[Record]) -> None:
+    """``curves.csv`` in ``root`` when any cell logged accuracy during distillation (written atomically)."""
+    frame = curve_rows(records)
+    if not frame.empty:
+        atomic_write_text(root / "curves.csv", frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))

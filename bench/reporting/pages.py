@@ -37,7 +37,7 @@ class PageMeta:
 def publish(root: Path, target: Path, meta: PageMeta) -> Path:
     """Copy a run folder's judged ``results.csv``, table and figures into ``target`` and write its page."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("results.csv", "table.md", "table.tex"):
+    for name in ("results.csv", "curves.csv", "table.md", "table.tex"):
         if (root / name).is_file():
             shutil.copyfile(root / name, target / name)
     for png in sorted(root.glob("*.png")):

@@ -20,7 +20,7 @@ from bench.experiment.record import Record
 from bench.experiment.store import SET_FILE, read_matrix_info, read_results
 from bench.learning.evaluation import SUMMARIES
 from bench.reporting.curves import curve_bands
-from bench.reporting.export import results_rows, write_results
+from bench.reporting.export import results_rows, write_curves, write_results
 from bench.reporting.figures import plot_curves, plot_steps, plot_synthetic_grid
 from bench.reporting.layouts import LAYOUTS, step_means
 from bench.reporting.paper import paper_table1, paper_value
@@ -217,6 +217,7 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
         atomic_write_text(root / f"{stem}.md", report.markdown)
         atomic_write_text(root / f"{stem}.tex", report.latex)
         write_results(root, results_rows(results))
+        write_curves(root, results)
     return report
 
 
