@@ -200,3 +200,27 @@ def test_shipped_matrices_use_sections_only():
     for path in sorted((ROOT / "matrices").glob("*.yaml")):
         for profile in yaml.safe_load(path.read_text()).get("profiles") or {}:
             assert load_matrix(path, profile).notes == [], (path.name, profile)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"seeds": list(range(20)), "ipc": list(range(1, 101)), "methods": ["DC", "DM", "Random"] * 1,
+      "archs": ["ConvNet-3"] * 1, "datasets": ["digits"]}, None),
+    ({"seeds": [2**64]}, "'seeds' has"),
+    ({"ipc": [10**9]}, "'ipc' has"),
+    ({"eval_archs": []}, "'eval_archs'"),
+    ({"eval_archs": [3]}, "'eval_archs'"),
+])
+def test_grid_values_are_bounded(changes, needle):
+    if needle is None:
+        assert len(parse_matrix({**GOOD, **changes}, "t", "mini").cells) == 20 * 100 * 3
+        with pytest.raises(MatrixError, match="expands to 6000 cells before 'exclude'; allowed: at most 100 "):
+            parse_matrix({**GOOD, **changes}, "t", "mini", max_cells=100)
+        return
+    with pytest.raises(MatrixError, match=needle):
+        parse_matrix({**GOOD, **changes}, "t", "mini")
+
+
+def test_a_small_file_that_expands_to_millions_of_cells_is_one_line():
+    huge = {**GOOD, "seeds": list(range(1000)), "ipc": list(range(1, 1001)), "archs": ["ConvNet-3"] * 1}
+    with pytest.raises(MatrixError, match="allowed: at most 100000"):
+        parse_matrix(huge, "t", "mini")

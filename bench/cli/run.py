@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a setting for every cell, checked like the matrix's and recorded (repeatable), "
                         "e.g. --set iterations=2 --set eval_epochs=5 for a smoke run")
+    p.add_argument("--max-cells", type=int, default=None, metavar="N",
+                   help="refuse a matrix that expands to more than N cells (default 100000, or $DREAMBENCH_MAX_CELLS)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the matrix and its data, list the cells and their estimated cost, run nothing")
     p.add_argument("--executor", default=None, choices=EXECUTORS.names(), help="where cells run (default: local)")
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     root: Path | None = None
     try:
         try:
-            matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
+            matrix = load_matrix(args.matrix, args.profile, parse_set(args.set), args.max_cells)
             print_notes(matrix.notes)
             cells = select(matrix.cells, args.only)
             if not cells:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,8 @@ TOP_KEYS = {"name", "description", "layout", "profile", "profiles", "overrides",
 TASKS = ("distill", "continual")   # 'evaluate' cells are derived, never named in a matrix
 PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid", "exclude"}
 EVAL_PROTOCOLS = sorted(protocol_names())
+MAX_IPC = 100_000
+MAX_CELLS = int(os.environ.get("DREAMBENCH_MAX_CELLS", "0") or 0) or 100_000   # cells one matrix may expand to
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,8 @@ def check_name(value: Any, what: str) -> str:
     return text
 
 
-def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[str, Any] | None = None) -> Matrix:
+def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[str, Any] | None = None,
+                 max_cells: int | None = None) -> Matrix:
     """Validate a loaded YAML document and expand it into cells. ``extra`` settings (``--set key=value``) apply
     to every cell last, checked like the matrix's own."""
     if not isinstance(raw, dict):
@@ -265,8 +270,11 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
         if d not in allowed_datasets:
             raise _fail(f"'datasets': {LOADERS.unknown_message(d)}")
     for ipc in grid["ipc"]:
-        if ipc < 1:
-            raise _fail(f"'ipc' has {ipc}; allowed: integers >= 1")
+        if not 1 <= ipc <= MAX_IPC:
+            raise _fail(f"'ipc' has {ipc}; allowed: integers from 1 to {MAX_IPC}")
+    for seed in grid["seeds"]:
+        if not 0 <= seed < 2**31:
+            raise _fail(f"'seeds' has {seed}; allowed: integers from 0 to {2**31 - 1}")
     for m in grid["methods"]:
         try:
             check_method_name(m)
@@ -274,6 +282,8 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
             raise _fail(f"'methods': {err}") from None
     eval_archs = raw.get("eval_archs", grid["archs"])
     eval_archs = eval_archs if isinstance(eval_archs, list) else [eval_archs]
+    if not eval_archs or not all(isinstance(a, str) and a for a in eval_archs):
+        raise _fail(f"'eval_archs' = {eval_archs!r:.80}; allowed: a non-empty list of architecture names")
     for a in grid["archs"]:
         _check_arch(a, "'archs'")
     for a in eval_archs:
@@ -308,6 +318,11 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude):
         raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
                     "(a value may be a list: any of them matches)")
+    size = math.prod(len(grid[k]) for k in GRID_KEYS) * len(variants)
+    limit = max_cells if max_cells is not None else MAX_CELLS
+    if size > limit:
+        raise _fail(f"the matrix expands to {size} cells before 'exclude'; allowed: at most {limit} "
+                    f"(raise it with --max-cells or DREAMBENCH_MAX_CELLS)")
     cells = [
         Cell(matrix_name, chosen, d, ipc, m, a, s, tuple(eval_archs),
              {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
@@ -343,7 +358,8 @@ def split_evaluation(cells: list[Cell]) -> list[Cell]:
     return distill + evaluate
 
 
-def load_matrix(path: str | Path, profile: str | None = None, extra: dict[str, Any] | None = None) -> Matrix:
+def load_matrix(path: str | Path, profile: str | None = None, extra: dict[str, Any] | None = None,
+                max_cells: int | None = None) -> Matrix:
     """Read and validate a matrix file: a regular file of at most 1 MiB of UTF-8 YAML, read with
     ``bench.core.safe_yaml`` (duplicate keys, alias bombs and deep nesting are refused in one line)."""
     path = Path(path)
@@ -361,4 +377,4 @@ def load_matrix(path: str | Path, profile: str | None = None, extra: dict[str, A
         raw = load_yaml_text(text, str(path))
     except YamlError as err:
         raise _fail(str(err)) from None
-    return parse_matrix(raw, path.stem, profile, extra)
+    return parse_matrix(raw, path.stem, profile, extra, max_cells)

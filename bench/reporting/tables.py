@@ -127,6 +127,9 @@ def protocol_lines(frame: pd.DataFrame) -> str:
     names = sorted({n.split(" @ ")[0] for p in used["protocol"] for n in p.split("/")})
     legend = "; ".join(f"{n} = {SUMMARIES[n]}" for n in names if n in SUMMARIES)
     shortened = any(" @ " in p for p in used["protocol"])
+    if all(c.startswith("continual protocol") for c in used["protocol_choice"]):
+        return f"Training per row: {rows}; 'idc' = IDC's class-incremental protocol (a head of the seen classes, "\
+               "distillation loss), 'dc' = DC's (a fixed head, protocol A)."
     return f"Evaluation per row: {rows}.\n" + (f"Protocols: {legend}. " if legend else "") + \
            "'published' = the protocol of the paper the row's " \
            "number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row." + \
