@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 from crafted_records import write_record
 
-from bench.reporting.pages import PageMeta, build_index, publish
+from bench.reporting.claims import build_claims
+from bench.reporting.pages import PageMeta, build_index, publish, readme_with_status
 from bench.reporting.tables import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +17,9 @@ PAGES = ROOT / "docs" / "results"
 
 def test_the_committed_index_regenerates_byte_identically_from_the_committed_csvs() -> None:
     assert (PAGES / "index.md").read_text() == build_index(PAGES)
+    assert (PAGES / "claims.md").read_text() == build_claims(PAGES)
+    readme = (ROOT / "README.md").read_text()
+    assert readme == readme_with_status(readme, PAGES)       # the README's status summary is the generated one
 
 
 def test_every_committed_page_has_its_data(tmp_path: Path) -> None:

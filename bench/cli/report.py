@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.core.files import atomic_write_text
 from bench.experiment.store import PLAN_FILE, read_matrix_info
 from bench.reporting.claims import write_claims
-from bench.reporting.pages import PageMeta, publish, write_index
+from bench.reporting.pages import PageMeta, publish, readme_with_status, write_index
 from bench.reporting.tables import ACCURACY_KINDS, build_report
 
 
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", metavar="FOLDER", default=None,
                         help="only regenerate FOLDER/index.md (the reproduction status) and FOLDER/claims.md (the "
                              "paper's claims against the evidence) from the pages in FOLDER")
+    parser.add_argument("--readme", metavar="FILE", default=None,
+                        help="with --index: also regenerate FILE's status block (between its status markers)")
     return parser
 
 
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: pages folder {str(folder)!r} does not exist", file=sys.stderr)
             return 2
         print(f"wrote {write_index(folder)} and {write_claims(folder)}")
+        if args.readme:
+            readme = Path(args.readme)
+            atomic_write_text(readme, readme_with_status(readme.read_text(), folder))
+            print(f"wrote the status block of {readme}")
         return 0
     if args.root is None:
         print("error: a results folder is needed (or --index FOLDER)", file=sys.stderr)

@@ -3,7 +3,7 @@
 glibc's malloc serves every allocation above 32 MiB (at first above 128 KiB) with a fresh ``mmap`` and unmaps
 it on free. A ConvNet-3 training step on MNIST allocates activations of ~50 MiB (100 images x 128 channels x
 32 x 32, the first layer pads 28 to 32), so every step faulted in and zeroed those pages again: 1.28x slower per
-evaluation step on the 2-core development machine (README, "Speed on this CPU"). Inside ``keeping_freed_memory``
+evaluation step on the 2-core development machine (docs/performance.md). Inside ``keeping_freed_memory``
 glibc takes every block from its heap and keeps freed pages for the next step; on leaving it, the defaults come
 back and the free pages are returned to the system, so a process that runs many cells holds no more between
 them than before. What is computed does not change. ``DREAMBENCH_KEEP_FREED_MEMORY=0`` turns it off.

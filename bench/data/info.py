@@ -1,7 +1,7 @@
 """Every fact about a dataset in one record: size, classes, normalisation, the paper's spelling, and the
 per-dataset values of the official code (DSA's flip rule, DC's MNIST rule, IDC's ``--reproduce`` table).
 
-A dataset is added in one place: ``@register_dataset(DatasetInfo(...))`` on its loader in ``bench/data.py``
+A dataset is added in one place: ``@register_dataset(DatasetInfo(...))`` on its loader in ``bench/data/loaders.py``
 registers both. Sources are in docs/official-code.md (§2.1 normalisation, §12 IDC/DREAM per-dataset values).
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ def paper_reference(method: str, dataset: str, ipc: int) -> PaperValue | None:
     value = paper_value(paper_table1(), dataset, ipc, method)
     if value is None:
         return None
-    return PaperValue(value, published_spread(method, dataset, ipc), row_sets(method, dataset))
+    return PaperValue(value, published_spread(method, dataset, ipc), row_sets(method, dataset, ipc))
 
 
 def changed_settings(settings: dict[str, Any], max_per_class: Any) -> dict[str, str]:

@@ -213,7 +213,18 @@ def write_index(results_dir: Path) -> Path:
 
 
 def summary_line(results_dir: Path) -> str:
-    """One line for the README: how many Table I cells have evidence of each kind."""
+    """One line for the README: how many Table I cells have evidence of each kind, and the claims' verdicts."""
     text = build_index(results_dir)
     counts = text.split("## Table I (main table)")[1].split("Cells: ")[1].splitlines()[0]
-    return f"Table I, {counts.rstrip('.')}"
+    return f"Table I (the {len(HARNESS_METHODS)} methods the harness runs x 15 columns): {counts.rstrip('.')}."
+
+
+STATUS_START, STATUS_END = "<!-- status:", "<!-- /status -->"
+
+
+def readme_with_status(readme: str, results_dir: Path) -> str:
+    """The README with its status block (between the status markers) regenerated from the pages."""
+    start = readme.index(STATUS_START)
+    head_end = readme.index("\n", start) + 1
+    end = readme.index(STATUS_END, head_end)
+    return readme[:head_end] + summary_line(results_dir) + "\n" + readme[end:]
