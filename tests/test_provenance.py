@@ -6,10 +6,9 @@ import math
 
 import pytest
 
-from bench.learning.evaluation import protocol_names
+from bench.learning.evaluation import PROTOCOLS, SUMMARIES, protocol_names
 from bench.learning.provenance import (
     NOT_RUN,
-    PROTOCOL_SUMMARY,
     SPREADS,
     TABLE1,
     Provenance,
@@ -45,7 +44,7 @@ def test_published_protocols_are_unchanged():
 def test_every_protocol_named_exists():
     known = set(protocol_names()) | {"A-dc"}   # 'A-dc' resolves per dataset to A-dcaug or A-noaug
     assert {r.protocol for r in TABLE1.values()} <= known
-    assert set(PROTOCOL_SUMMARY) <= set(protocol_names())
+    assert set(SUMMARIES) == set(PROTOCOLS.names())       # every protocol registered with its summary
 
 
 def test_sets_are_positive_where_given():

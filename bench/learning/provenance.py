@@ -59,15 +59,6 @@ SETS: dict[str, int | None] = {method: record.sets for method, record in TABLE1.
 # Rows of Table I that dreambench does not run; their numbers come from their own papers.
 NOT_RUN = ("DD", "LD", "CAFE", "MTT", "IDM", "KIP", "RFAD", "HaBa", "FRePo")
 
-PROTOCOL_SUMMARY = {
-    "A": "DSA augmentation, 1000 epochs, batch 256, lr x0.1 at half",
-    "A-dm": "as A but DSA with flip on every dataset (main_DM.py's default strategy)",
-    "A-dcaug": "DC's crop/scale/rotate augmentation, 1000 epochs, batch 256, lr x0.1 at half",
-    "A-noaug": "no augmentation, 300 epochs, batch 256, lr x0.1 at half",
-    "B": "DSA (no cutout) + CutMix, 1000 epochs, batch 64, lr x0.2 at 2/3 and 5/6",
-}
-
-
 def published_protocol(method: str) -> str:
     """The evaluation protocol of the paper that published ``method``'s Table I number (base name)."""
     if method not in TABLE1:
