@@ -21,12 +21,12 @@ from tqdm.auto import trange
 from bench.core.files import (
     UnsafeFileError,
     atomic_save_tensors,
+    clean_leftovers,
     file_lock,
     load_tensor_file,
 )
 from bench.core.version import CODE_VERSION
 from bench.data.loaders import ImageDataset
-from bench.experiment.store import clean_leftovers
 from bench.learning.networks import NetworkBuilder
 from bench.learning.provenance import published_protocol
 from bench.learning.training import build_net, default_device, seeded, train_epoch

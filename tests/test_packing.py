@@ -223,5 +223,5 @@ def test_cells_of_a_failed_preparation_fail_at_once_and_the_others_run(tmp_path:
     failed = run_packed(cells, tmp_path / "r", None, 0, 2, report=said.append, runner=refuse_preparations)
     assert sorted(failed) == sorted(c.id for c in cells if c.cell.method != "Random")
     assert any("no feature network today" in line and "not run" in line for line in said), said
-    assert [p.parent.name for p in (tmp_path / "r").glob("*/result.json")] == [c.id for c in cells if c.method == "Random"]
+    assert [p.parent.name for p in (tmp_path / "r").glob("*/result.json")] == [c.id for c in cells if c.cell.method == "Random"]
     assert not (tmp_path / "r" / ".feature_nets").exists()

@@ -3,8 +3,10 @@ follow the user's umask, and advisory locks. (Results-folder rules live in ``ben
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 import pickle
+import shutil
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -16,7 +18,8 @@ import torch
 
 # numpy scalars (DC's result files store accuracies as numpy floats) rebuild data only, never run code
 _NUMPY_CORE = getattr(np, "_core", None) or np.core
-_DATA_ONLY_GLOBALS = [np.dtype, _NUMPY_CORE.multiarray.scalar, *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")}]
+_DATA_ONLY_GLOBALS = [np.dtype, _NUMPY_CORE.multiarray.scalar,
+                      *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")}]
 
 
 class UnsafeFileError(ValueError):
@@ -47,8 +50,9 @@ class RefusedFileError(OSError):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
         if test(mode):
             return name
     return "not a regular file"
@@ -140,3 +144,13 @@ def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def clean_leftovers(folder: Path, name: str) -> None:
+    """Remove what a killed atomic write of ``name`` left in ``folder`` (``.<name>.<random>`` temp files/folders).
+    Call it only while holding the lock that guards ``name``."""
+    for leftover in folder.glob(f".{glob.escape(name)}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import pickle
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,9 +128,11 @@ class ImageDataset:
         for split in ("train", "test"):
             x, y = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if x.ndim != 4 or x.dtype != torch.float32:
-                raise ValueError(f"{self.name}: {split}_images must be float32 N x C x H x W, got {x.dtype} {tuple(x.shape)}")
+                raise ValueError(f"{self.name}: {split}_images must be float32 N x C x H x W, "
+                                 f"got {x.dtype} {tuple(x.shape)}")
             if y.ndim != 1 or y.dtype != torch.int64 or len(y) != len(x):
-                raise ValueError(f"{self.name}: {split}_labels must be int64 of length {len(x)}, got {y.dtype} {tuple(y.shape)}")
+                raise ValueError(f"{self.name}: {split}_labels must be int64 of length {len(x)}, "
+                                 f"got {y.dtype} {tuple(y.shape)}")
         if self.test_images.shape[1:] != self.train_images.shape[1:]:
             raise ValueError(f"{self.name}: train and test image shapes differ")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
@@ -136,7 +140,8 @@ class ImageDataset:
 
     def __repr__(self) -> str:
         return (f"ImageDataset(name={self.name!r}, train={tuple(self.train_images.shape)}, "
-                f"test={tuple(self.test_images.shape)}, num_classes={self.num_classes}, mean={self.mean}, std={self.std})")
+                f"test={tuple(self.test_images.shape)}, num_classes={self.num_classes}, mean={self.mean}, "
+                f"std={self.std})")
 
     @property
     def channels(self) -> int:
@@ -261,7 +266,8 @@ def load_dataset(
         verify = not _env_flag("DREAMBENCH_SKIP_MD5")
     if download is None:
         download = _env_flag("DREAMBENCH_DOWNLOAD")
-    ds = loader(resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats)
+    ds = _checked(loader(resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats),
+                  resolve_root(root))
     if max_per_class is not None:
         ds = ds.subsample(max_per_class)
     return ds
@@ -274,7 +280,8 @@ def load_dataset(
 _HOW = ("put the published files there ({what}), or point --data-root DIR / DREAMBENCH_DATA=DIR at a folder "
         "holding them, or add --download (DREAMBENCH_DOWNLOAD=1) to fetch them with torchvision")
 # Exceptions that torchvision / pickle / scipy / PIL raise on unreadable or truncated files.
-_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, AssertionError, pickle.UnpicklingError)
+_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, AssertionError,
+                pickle.UnpicklingError)
 
 
 def _not_found(name: str, path: Path, what: str) -> DatasetNotFoundError:
@@ -306,8 +313,53 @@ def _uint8_to_float(x: np.ndarray | torch.Tensor, layout: str) -> torch.Tensor:
     return t.to(torch.float32).div_(255.0).contiguous()
 
 
-def _labels(y: object) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(y), dtype=torch.int64).flatten()
+def _labels(y: object, name: str = "", path: Path | None = None) -> torch.Tensor:
+    """Class labels as int64, refusing (as corrupt files at ``path``) labels that are not integers: fractional,
+    non-finite or non-numeric values are never truncated into a class."""
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.dtype.kind == "f":
+        bad = arr[~(np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2**31))].ravel()
+        if bad.size:
+            raise _corrupt(name, path or Path("."), f"labels must be integers, found {bad[0].item()!r}")
+    elif arr.dtype.kind not in "iu":
+        raise _corrupt(name, path or Path("."), f"labels must be integers, found values of type {arr.dtype}")
+    return torch.as_tensor(arr, dtype=torch.int64).flatten()
+
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def _check_splits(name: str, key: str, path: Path, splits: dict[str, Split], num_classes: int) -> None:
+    """The loaded splits of dataset ``key`` (files at ``path``) are whole: N x C x H x W images of the dataset's
+    channels and size (``DATASET_INFO``), one label per image, labels in [0, classes), no empty split, train and
+    test alike. Anything else is a corrupt copy (DatasetNotFoundError), refused before any work."""
+    info = DATASET_INFO.get(key) if key in DATASET_INFO else None
+    classes = min(num_classes, info.classes) if info is not None else num_classes
+    shapes = {}
+    for split, (x, y) in splits.items():
+        if x.ndim != 4:
+            raise _corrupt(name, path, f"{split} images of shape {tuple(x.shape)}; allowed: N x C x H x W")
+        if y.ndim != 1 or len(y) != len(x):
+            raise _corrupt(name, path, f"{split}: {len(x)} images but labels of shape {tuple(y.shape)}")
+        if len(x) == 0:
+            raise _corrupt(name, path, f"{split}: no images")
+        shape = tuple(int(d) for d in x.shape[1:])
+        if info is not None and shape != (info.channels, info.image_size, info.image_size):
+            raise _corrupt(name, path, f"{split} images of {' x '.join(map(str, shape))}; {key} has "
+                                       f"{info.channels} x {info.image_size} x {info.image_size}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise _corrupt(name, path, f"{split} labels must lie in [0, {classes - 1}], found {low}..{high}")
+        shapes[split] = shape
+    if len(set(shapes.values())) > 1:
+        raise _corrupt(name, path, "train and test images differ in shape ("
+                       + ", ".join(f"{s} {' x '.join(map(str, v))}" for s, v in shapes.items()) + ")")
+
+
+def _checked(ds: ImageDataset, path: Path, name: str | None = None) -> ImageDataset:
+    _check_splits(name or ds.name, ds.name, path, {"train": (ds.train_images, ds.train_labels),
+                                                    "test": (ds.test_images, ds.test_labels)}, ds.num_classes)
+    return ds
 
 
 def _without_md5(cls: type) -> type:
@@ -348,7 +400,8 @@ def _open_torchvision(
 # --------------------------------------------------------------------------------------------------
 
 
-@register_dataset(DatasetInfo("digits", 10, 1, DIGITS_IMAGE_SIZE, None, IdcValues("l1", 1e-4, 16, 500), digit_like=True, flip=False))
+@register_dataset(DatasetInfo("digits", 10, 1, DIGITS_IMAGE_SIZE, None, IdcValues("l1", 1e-4, 16, 500), digit_like=True,
+                             flip=False))
 def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """scikit-learn's bundled 8x8 digits, scaled to [0,1], bilinearly upsampled to 16x16, fixed split.
 
@@ -359,7 +412,8 @@ def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: st
 
     raw = load_digits()
     x = torch.as_tensor(raw.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
-    x = F.interpolate(x, size=(DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=False)
+    x = F.interpolate(x, size=(DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE), mode="bilinear", align_corners=False,
+                      antialias=False)
     x = x.clamp_(0.0, 1.0)
     y = torch.as_tensor(raw.target, dtype=torch.int64)
     rank = torch.zeros_like(y)  # position of each sample within its class
@@ -382,26 +436,37 @@ def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: st
 
 
 _IDX_DTYPES = {0x08: np.uint8}
+_IDX_MAX_VALUES = 1 << 31   # 2 GiB of bytes in one IDX file (MNIST's largest holds 47 million)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     """An IDX file (MNIST's format) read from ``path`` or, when only the published copy exists, ``path.gz``.
 
     Written here (rather than through torchvision) because torchvision only reads the decompressed files and
-    would write them next to the ``.gz`` files; this reads the published files in place, never writing.
+    would write them next to the ``.gz`` files; this reads the published files in place, never writing. The
+    header is checked first (``ndim`` dimensions when given, a bounded size), so a damaged or hostile header is
+    refused before its body is read or decompressed, and the body must hold exactly the values the header gives.
     """
     source = path if path.is_file() else path.with_name(path.name + ".gz")
     opener = gzip.open if source.suffix == ".gz" else open
     with opener(source, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{source.name} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise ValueError(f"{source.name} holds {body.size} values, its header says {dims}")
-    return body.reshape(dims).copy()   # frombuffer is read-only; tensors need writable memory
+        head = fh.read(4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+            raise ValueError(f"{source.name} is not an unsigned-byte IDX file")
+        if ndim is not None and head[3] != ndim:
+            raise ValueError(f"{source.name} has {head[3]} dimensions; allowed: {ndim} ({path.name.split('-')[1]})")
+        raw_dims = fh.read(4 * head[3])
+        if len(raw_dims) < 4 * head[3]:
+            raise ValueError(f"{source.name} ends inside its header")
+        dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(head[3])]
+        total = math.prod(dims)
+        if total > _IDX_MAX_VALUES:
+            raise ValueError(f"{source.name}: its header says {dims}, more than {_IDX_MAX_VALUES} values")
+        raw = fh.read(total + 1)
+    if len(raw) != total:
+        held = f"{len(raw)}" if len(raw) <= total else "more"
+        raise ValueError(f"{source.name} holds {held} values, its header says {dims}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims).copy()   # read-only buffer; tensors need writable memory
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -435,21 +500,19 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
             gz = raw / gz_name
             if gz.is_file() and not (raw / gz_name[:-3]).is_file() and file_digest(gz) != md5:
                 raise _corrupt(cls_name, gz, "md5 mismatch")
-    try:
-        arrays = {f: _read_idx(raw / f) for f in files}
-    except (OSError, EOFError, ValueError) as e:
+    try:   # the published .gz files and decompressed copies alike: headers, sizes, counts, labels, shapes
+        arrays = {f: _read_idx(raw / f, 3 if "images" in f else 1) for f in files}
+    except (OSError, EOFError, ValueError, zlib.error) as e:
         raise _corrupt(cls_name, raw, _describe(e)) from e
-    splits = {s: (_uint8_to_float(arrays[f"{s}-images-idx3-ubyte"], "NHW"), _labels(arrays[f"{s}-labels-idx1-ubyte"]))
-              for s in ("train", "t10k")}
-    for s, (x, y) in splits.items():
-        if len(x) != len(y):
-            raise _corrupt(cls_name, raw, f"{s}: {len(x)} images but {len(y)} labels")
+    splits = {s: (_uint8_to_float(arrays[f"{s}-images-idx3-ubyte"], "NHW"),
+                  _labels(arrays[f"{s}-labels-idx1-ubyte"], cls_name, raw)) for s in ("train", "t10k")}
+    _check_splits(cls_name, key, raw, splits, 10)
     mean, std = DATASET_INFO.get(key).stats
     return ImageDataset(key, *splits["train"], *splits["t10k"], 10, mean, std, tuple(cls.classes))
 
 
-@register_dataset(DatasetInfo("mnist", 10, 1, 28, ((0.1307,), (0.3081,)), IdcValues("l1", 1e-4, 28, 500), digit_like=True,
-                             flip=False, paper_name="MNIST"))
+@register_dataset(DatasetInfo("mnist", 10, 1, 28, ((0.1307,), (0.3081,)), IdcValues("l1", 1e-4, 28, 500),
+                             digit_like=True, flip=False, paper_name="MNIST"))
 def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """MNIST (28x28 grey) from ``<root>/MNIST/raw``: the published ``.gz`` files or decompressed copies."""
     return _load_mnist_like("MNIST", "mnist", root, download, verify)
@@ -461,6 +524,22 @@ def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str
 def _load_fashionmnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """Fashion-MNIST (28x28 grey) from ``<root>/FashionMNIST/raw`` (``.gz`` as published, or decompressed)."""
     return _load_mnist_like("FashionMNIST", "fashionmnist", root, download, verify)
+
+
+def _svhn_raw_labels(path: Path) -> None:
+    """SVHN's ``y`` as stored (torchvision casts it to int64, which would truncate fractions): integers in 1..10."""
+    from scipy.io import loadmat
+
+    try:
+        y = loadmat(str(path), variable_names=["y"]).get("y")
+    except _READ_ERRORS as e:
+        raise _corrupt("SVHN", path, _describe(e)) from e
+    if y is None:
+        raise _corrupt("SVHN", path, "no labels ('y')")
+    labels = _labels(y, "SVHN", path)
+    if len(labels) and (int(labels.min()) < 1 or int(labels.max()) > 10):
+        raise _corrupt("SVHN", path, f"labels must lie in [1, 10] (10 is digit 0), found {int(labels.min())}.."
+                                     f"{int(labels.max())}")
 
 
 @register_dataset(DatasetInfo("svhn", 10, 3, 32, ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
@@ -477,7 +556,9 @@ def _load_svhn(root: Path, *, download: bool, verify: bool, cifar100_stats: str,
     for split in ("train", "test"):
         d = _open_torchvision(SVHN, "SVHN", folder, files, "svhn/train_32x32.mat and svhn/test_32x32.mat",
                               download, verify, root=str(folder), split=split)
-        splits[split] = (_uint8_to_float(d.data, "NCHW"), _labels(d.labels))
+        _svhn_raw_labels(folder / f"{split}_32x32.mat")
+        splits[split] = (_uint8_to_float(d.data, "NCHW"), _labels(d.labels, "SVHN", folder))
+    _check_splits("SVHN", "svhn", folder, splits, 10)
     mean, std = DATASET_INFO.get("svhn").stats
     return ImageDataset("svhn", *splits["train"], *splits["test"], 10, mean, std, tuple(str(c) for c in range(10)))
 
@@ -492,13 +573,14 @@ def _load_cifar(cls_name: str, key: str, root: Path, download: bool, verify: boo
     for train in (True, False):
         d = _open_torchvision(cls, cls_name, folder, files, f"{cls.base_folder}/", download, verify,
                               root=str(root), train=train)
-        splits[train] = (_uint8_to_float(d.data, "NHWC"), _labels(d.targets))
+        splits["train" if train else "test"] = (_uint8_to_float(d.data, "NHWC"), _labels(d.targets, cls_name, folder))
     n = 100 if key == "cifar100" else 10
-    return ImageDataset(key, *splits[True], *splits[False], n, stats[0], stats[1], tuple(d.classes))
+    _check_splits(cls_name, key, folder, splits, n)
+    return ImageDataset(key, *splits["train"], *splits["test"], n, stats[0], stats[1], tuple(d.classes))
 
 
-@register_dataset(DatasetInfo("cifar10", 10, 3, 32, CIFAR10_STATS, IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR10",
-                             dm_lr_img_at_ipc=(100, 10.0), class_names=CIFAR10_CLASSES))
+@register_dataset(DatasetInfo("cifar10", 10, 3, 32, CIFAR10_STATS, IdcValues("mse", 5e-3, 32, 2000),
+                             paper_name="CIFAR10", dm_lr_img_at_ipc=(100, 10.0), class_names=CIFAR10_CLASSES))
 def _load_cifar10(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """CIFAR-10 (32x32 RGB) via torchvision.datasets.CIFAR10 from ``<root>/cifar-10-batches-py``."""
     return _load_cifar("CIFAR10", "cifar10", root, download, verify, DATASET_INFO.get("cifar10").stats)
@@ -507,7 +589,8 @@ def _load_cifar10(root: Path, *, download: bool, verify: bool, cifar100_stats: s
 @register_dataset(DatasetInfo("cifar100", 100, 3, 32, CIFAR10_STATS,   # IDC/DREAM reuse CIFAR-10's constants
                              IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR100",
                              stats_dc=((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762))))
-def _load_cifar100(root: Path, *, download: bool, verify: bool, cifar100_stats: str = "idc", **_: object) -> ImageDataset:
+def _load_cifar100(root: Path, *, download: bool, verify: bool, cifar100_stats: str = "idc",
+                   **_: object) -> ImageDataset:
     """CIFAR-100 fine labels via torchvision.datasets.CIFAR100; stats 'idc' (CIFAR-10's, default) or 'dc'."""
     return _load_cifar("CIFAR100", "cifar100", root, download, verify, cifar100_stats_choice(cifar100_stats))
 
@@ -543,11 +626,17 @@ def _load_tiny_pt(path: Path, mean: tuple[float, ...], std: tuple[float, ...]) -
         parts = []
         for split in ("train", "val"):
             x = d[f"images_{split}"]
+            if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
+                raise ValueError(f"images_{split} must be a uint8 N x C x H x W tensor")
             parts += [_uint8_to_float(x, "NHWC" if x.shape[-1] == 3 and x.shape[1] != 3 else "NCHW"),
-                      _labels(d[f"labels_{split}"])]
+                      _labels(d[f"labels_{split}"], "TinyImageNet", path)]
         classes = tuple(str(c) for c in d.get("classes", ()))
+    except DatasetNotFoundError:
+        raise
     except _READ_ERRORS as e:
         raise _corrupt("TinyImageNet", path, _describe(e)) from e
+    _check_splits("TinyImageNet", "tinyimagenet", path, {"train": (parts[0], parts[1]), "test": (parts[2], parts[3])},
+                  len(classes) or 200)
     return ImageDataset("tinyimagenet", *parts, len(classes) or 200, mean, std, classes)
 
 
@@ -571,7 +660,8 @@ def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_sta
     index = {w: i for i, w in enumerate(wnids)}
     train_paths, train_y = [], []
     for w in wnids:
-        imgs = sorted(p for p in (folder / "train" / w / "images").glob("*") if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+        imgs = sorted(p for p in (folder / "train" / w / "images").glob("*")
+                      if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
         train_paths += imgs
         train_y += [index[w]] * len(imgs)
     test_paths, test_y = [], []
@@ -586,12 +676,15 @@ def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_sta
     for p in test_paths:
         if not p.is_file():
             raise _corrupt("TinyImageNet", folder, f"missing {p}")
+    splits = {"train": (_read_images(train_paths, folder), torch.tensor(train_y, dtype=torch.int64)),
+              "test": (_read_images(test_paths, folder), torch.tensor(test_y, dtype=torch.int64))}
+    _check_splits("TinyImageNet", "tinyimagenet", folder, splits, len(wnids))
     return ImageDataset(
         name="tinyimagenet",
-        train_images=_read_images(train_paths, folder),
-        train_labels=torch.tensor(train_y, dtype=torch.int64),
-        test_images=_read_images(test_paths, folder),
-        test_labels=torch.tensor(test_y, dtype=torch.int64),
+        train_images=splits["train"][0],
+        train_labels=splits["train"][1],
+        test_images=splits["test"][0],
+        test_labels=splits["test"][1],
         num_classes=len(wnids),
         mean=mean,
         std=std,

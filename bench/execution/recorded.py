@@ -6,11 +6,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.core.files import atomic_write_text
+from bench.core.files import atomic_write_text, clean_leftovers
 from bench.experiment.checkpoint import CHECKPOINT_DIR, checkpoint_for
 from bench.experiment.plan import CellPlan
 from bench.experiment.record import Record
-from bench.experiment.store import cell_lock, check_record, clean_leftovers, own_subfolder
+from bench.experiment.store import cell_lock, check_record, own_subfolder
 from bench.experiment.tasks import run_and_store
 
 ERRORS_DIR = ".errors"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from methods.base import Budget
 from methods.engine import CHOICES, EngineConfig
+from methods.objectives import Objective
 
 
 class SettingError(ValueError):
@@ -46,7 +49,7 @@ class Launcher:
     executor: str = "local"
     checkpoint_every: int = 10       # iterations between checkpoints, in-process and on Slurm alike (0: none)
     workers: int = 1                 # local executor: cells at once, each in a process with its share of the threads
-    cells_per_gpu: int = 1           # Slurm / submitit: cells one job runs at once on its GPU (fewer if memory is short)
+    cells_per_gpu: int = 1           # Slurm / submitit: cells a job runs at once on its GPU (fewer if memory is short)
     timeout_min: int = 60
     cpus_per_task: int | None = None
     gpus_per_task: int | None = None
@@ -59,20 +62,30 @@ class Launcher:
     setup: list[str] | None = None
 
     @classmethod
-    def parse(cls, raw: Any) -> "Launcher":
+    def parse(cls, raw: Any) -> Launcher:
         """The launcher of a matrix; unknown keys or wrong types raise SettingError."""
         if raw is None:
             return cls()
         if not isinstance(raw, Mapping):
             raise SettingError(f"'launcher' must be a mapping, got {type(raw).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        kinds = {name: _kind(hint) for name, hint in typing.get_type_hints(cls).items()}
+        given = {}
         for key, value in raw.items():
-            if key not in known:
-                raise SettingError(f"launcher has unknown key {key!r}; allowed: {sorted(known)}")
-            if key in ("checkpoint_every", "timeout_min", "cpus_per_task", "gpus_per_task", "mem_gb", "array_parallelism",
-                       "workers", "cells_per_gpu"):
-                _check_int(f"launcher.{key}", value, 0 if key == "checkpoint_every" else 1)
-        return cls(**raw)
+            if key not in kinds:
+                raise SettingError(f"launcher has unknown key {_show(key)}; allowed: {sorted(kinds)}")
+            if value is None:   # null = unset: the default (None where the field allows it)
+                if kinds[key].nullable:
+                    given[key] = None
+                continue
+            if key == "additional_parameters":
+                _check_parameters(f"launcher.{key}", value)
+            elif key == "setup":
+                _check_lines(f"launcher.{key}", value)
+            else:
+                low = (0 if key == "checkpoint_every" else 1) if kinds[key].type is int else None
+                _check_value(f"launcher.{key}", value, _Spec(kinds[key].type, low=low))
+            given[key] = value
+        return cls(**given)
 
     def slurm_parameters(self) -> dict[str, Any]:
         """submitit's names for the Slurm settings that were given."""
@@ -103,65 +116,205 @@ def view(cls: type, settings: Mapping[str, Any]) -> Any:
 
 def engine_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that replace fields of the method's EngineConfig. ``iterations`` and ``steps_per_network``
-    are the budget's (``Cell.budget()``), applied by the method at run time, not overrides."""
-    return {k: v for k, v in settings.items() if k in ENGINE_KEYS and k not in BUDGET_KEYS}
+    are the budget's (``Cell.budget()``), applied by the method at run time, not overrides. A null is unset (the
+    method's value) except for fields that may be None (``batch_syn_max: null`` is no cap)."""
+    return {k: v for k, v in settings.items() if k in ENGINE_KEYS and k not in BUDGET_KEYS
+            and (v is not None or _ENGINE_NULLABLE[k])}
 
 
 # --- the one place types and ranges are checked -------------------------------------------------------
+#
+# A setting's type comes from its dataclass annotation (EngineConfig, Budget, EvalSettings, ContinualSettings),
+# never from a list kept here; this table adds only ranges. Every number must be finite and every integer lie
+# in (-2**31, 2**31), so seeds and counts stay within what torch, numpy and Slurm accept; strings are bounded.
 
-def _positive(v: float) -> bool:
-    return math.isfinite(v) and v > 0
+INT_LIMIT = 2**31     # |integer| < this
+MAX_TEXT = 1024       # characters in one string setting
+MAX_ITEMS = 100       # entries of a launcher list or mapping
 
 
-def _at_least(low: int) -> Callable[[float], bool]:
-    return lambda v: v >= low
+@dataclass(frozen=True)
+class _Kind:
+    """What an annotation allows: one value type (int, float, str, bool, dict, list or a dataclass), maybe None."""
+
+    type: type
+    nullable: bool
 
 
-RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
-    **{k: (_positive, "a finite number > 0") for k in ("lr_img", "net_lr")},
-    **{k: (_at_least(1), "an integer >= 1") for k in (
+def _kind(hint: Any) -> _Kind:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
+    values = [a for a in args if a is not type(None)]
+    if len(values) != 1:
+        raise TypeError(f"setting annotation {hint!r}: one value type (optionally | None) is supported")
+    return _Kind(typing.get_origin(values[0]) or values[0], len(values) != len(args))
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A setting's value type and range; ``low`` is excluded when ``open_low``."""
+
+    type: type
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    choices: tuple[str, ...] | None = None
+    label: str = ""          # how the range reads in messages, when not derived
+
+
+def _described(spec: _Spec) -> str:
+    if spec.label:
+        return spec.label
+    if spec.choices is not None:
+        return str(list(spec.choices))
+    if spec.type is bool:
+        return "true or false"
+    if spec.type is str:
+        return f"a string of at most {MAX_TEXT} characters"
+    low = "" if spec.low is None else f" {'>' if spec.open_low else '>='} {spec.low:g}"
+    if spec.type is int:
+        return f"an integer{low} and < 2**31" if low else "an integer in (-2**31, 2**31)"
+    high = "" if spec.high is None else f" and <= {spec.high:g}"
+    return f"a finite number{low}{high}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except ValueError:   # an integer too long to print (Python's 4300-digit limit)
+        return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_value(where: str, value: Any, spec: _Spec) -> None:
+    """``value`` has exactly the spec's type (a bool is never a number; an int is a float), is finite, lies in
+    range, or is one of its choices; else one SettingError line ``<where> = <value>; allowed: ...``."""
+    allowed = _described(spec)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    fits = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number,
+            str: isinstance(value, str)}.get(spec.type, isinstance(value, spec.type))
+    if not fits:
+        raise SettingError(f"{where} = {_show(value)} must be {spec.type.__name__}; allowed: {allowed}")
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise SettingError(f"{where} = {_show(value)} ({len(value)} characters); allowed: {allowed}")
+        if spec.choices is not None and value not in spec.choices:
+            raise SettingError(f"{where} = {_show(value)}; allowed: {allowed}")
+    if number:
+        if spec.type is int:
+            ok = -INT_LIMIT < value < INT_LIMIT
+        else:
+            try:
+                ok = math.isfinite(float(value))
+            except OverflowError:   # an integer too large for a float
+                ok = False
+        if ok and spec.low is not None:
+            ok = value > spec.low if spec.open_low else value >= spec.low
+        if ok and spec.high is not None:
+            ok = value <= spec.high
+        if not ok:
+            raise SettingError(f"{where} = {_show(value)}; allowed: {allowed}")
+
+
+def _check_parameters(where: str, value: Any) -> None:
+    """Extra Slurm options: a mapping of option names to one number, string or true/false each."""
+    allowed = f"a mapping of at most {MAX_ITEMS} option names to a number, string or true/false"
+    if not isinstance(value, Mapping) or len(value) > MAX_ITEMS:
+        raise SettingError(f"{where} = {_show(value)}; allowed: {allowed}")
+    for name, item in value.items():
+        _check_value(f"{where} key", name, _Spec(str))
+        if isinstance(item, bool):
+            continue
+        if not isinstance(item, (str, int, float)):
+            raise SettingError(f"{where}.{name} = {_show(item)}; allowed: a number, string or true/false")
+        _check_value(f"{where}.{name}", item, _Spec(type(item)))
+
+
+def _check_lines(where: str, value: Any) -> None:
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        raise SettingError(f"{where} = {_show(value)}; allowed: a list of at most {MAX_ITEMS} lines (strings)")
+    for i, line in enumerate(value):
+        _check_value(f"{where}[{i}]", line, _Spec(str))
+
+
+def _flat_hints() -> dict[str, _Kind]:
+    """Every flat setting key -> its annotation's kind (keys of several views agree on the type; nullable if any
+    view allows None)."""
+    sources: list[tuple[type, dict[str, str]]] = [
+        (Budget, BUDGET_KEYS), (EvalSettings, EVAL_KEYS), (ContinualSettings, CONTINUAL_KEYS),
+        (EngineConfig, {k: k for k in ENGINE_KEYS})]
+    kinds: dict[str, _Kind] = {}
+    for cls, keys in sources:
+        hints = typing.get_type_hints(cls)
+        for key, name in keys.items():
+            kind = _kind(hints[name])
+            if key in kinds:
+                if kinds[key].type is not kind.type:
+                    raise TypeError(f"setting {key!r} is {kinds[key].type.__name__} and {kind.type.__name__}")
+                kind = _Kind(kind.type, kind.nullable or kinds[key].nullable)
+            kinds[key] = kind
+    return kinds
+
+
+_KINDS = _flat_hints()
+_ENGINE_NULLABLE = {k: _kind(h).nullable for k, h in typing.get_type_hints(EngineConfig).items()}
+
+# Ranges (the types come from the annotations): (low, high, low excluded).
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    **{k: (0, None, True) for k in ("lr_img", "net_lr")},
+    **{k: (1, None, False) for k in (
         "iterations", "steps_per_network", "batch_real", "eval_runs", "eval_epochs", "eval_every", "eval_curve_epochs",
         "interval", "samples_per_cluster", "cl_steps", "net_batch", "factor", "batch_syn_max")},
-    **{k: (_at_least(0), "a number >= 0") for k in ("feature_seed", "feature_epochs", "warmup_epochs", "net_update_epochs",
-                                                     "net_update_samples", "momentum_img", "net_momentum",
-                                                     "net_weight_decay")},
-    "cutmix_p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    **{k: (0, None, False) for k in ("feature_seed", "feature_epochs", "warmup_epochs", "net_update_epochs",
+                                     "net_update_samples", "momentum_img", "net_momentum", "net_weight_decay")},
+    "cutmix_p": (0, 1, False),
 }
-_TYPES: dict[str, type] = {**{k: int for k in BUDGET_KEYS}, "eval_runs": int, "eval_epochs": int, "eval_curve_epochs": int,
-                           "cl_steps": int, "eval_protocol": str, "cl_protocol": str, "cl_eval_arch": str}
 
 
-def _check_int(where: str, value: Any, low: int) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-        raise SettingError(f"{where} = {value!r}; allowed: an integer >= {low}")
+def _spec(key: str) -> _Spec:
+    low, high, open_low = _RANGES.get(key, (None, None, False))
+    kind = _KINDS[key]
+    label = {"cutmix_p": "a probability in [0, 1]", "objective": "a mapping of objective fields"}.get(key, "")
+    return _Spec(kind.type, low, high, open_low, CHOICES.get(key), label)
+
+
+SPECS: dict[str, _Spec] = {key: _spec(key) for key in SETTING_KEYS}
+_OBJECTIVE_KINDS = {name: _kind(hint) for name, hint in typing.get_type_hints(Objective).items()}
+
+
+def _check_objective(where: str, value: Any) -> None:
+    """``objective``: a mapping of Objective fields (weights finite and >= 0, metric and layer names known)."""
+    allowed = f"a mapping of {sorted(_OBJECTIVE_KINDS)}"
+    if not isinstance(value, Mapping) or len(value) > len(_OBJECTIVE_KINDS):
+        raise SettingError(f"{where} = {_show(value)}; allowed: {allowed}")
+    for name, item in value.items():
+        if name not in _OBJECTIVE_KINDS:
+            raise SettingError(f"{where} has unknown field {_show(name)}; allowed: {sorted(_OBJECTIVE_KINDS)}")
+        kind = _OBJECTIVE_KINDS[name].type
+        _check_value(f"{where}.{name}", item, _Spec(kind, low=0 if kind is float else None))
+    try:
+        Objective(**value)
+    except (ValueError, TypeError, KeyError) as err:
+        raise SettingError(f"{where}: {' '.join(str(err).split())}") from None
 
 
 def check_settings(where: str, settings: Any, protocols: list[str]) -> dict[str, Any]:
     """Check a flat settings mapping (a profile's defaults, a method's overrides, a variant) and return a copy.
-    ``protocols`` are the names ``eval_protocol`` may take."""
+    ``protocols`` are the names ``eval_protocol`` may take. Null is always allowed: it means unset."""
     if settings is None:
         return {}
     if not isinstance(settings, Mapping):
         raise SettingError(f"{where} must be a mapping of settings, got {type(settings).__name__}")
-    engine_defaults = dataclasses.asdict(EngineConfig())
     for key, value in settings.items():
-        if key not in SETTING_KEYS:
-            raise SettingError(f"{where} has unknown setting {key!r}; allowed: {SETTING_KEYS}")
+        if key not in SPECS:
+            raise SettingError(f"{where} has unknown setting {_show(key)}; allowed: {SETTING_KEYS}")
         if value is None:
             continue
-        expected = _TYPES.get(key)
-        if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
-            raise SettingError(f"{where}.{key} = {value!r} must be {expected.__name__}")
-        if key in ENGINE_KEYS and key != "objective":
-            default = engine_defaults[key]
-            if default is not None and not isinstance(value, type(default)) and not (
-                    isinstance(default, float) and isinstance(value, int)):
-                raise SettingError(f"{where}.{key} = {value!r} must be {type(default).__name__}")
-        check = RANGES.get(key)
-        if check is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and not check[0](value):
-            raise SettingError(f"{where}.{key} = {value!r}; allowed: {check[1]}")
-        if key in CHOICES and value not in CHOICES[key]:
-            raise SettingError(f"{where}.{key} = {value!r}; allowed: {list(CHOICES[key])}")
-        if key == "eval_protocol" and value not in protocols:
-            raise SettingError(f"{where}.eval_protocol = {value!r}; allowed: {protocols}")
+        if key == "objective":
+            _check_objective(f"{where}.{key}", value)
+            continue
+        spec = SPECS[key]
+        if key == "eval_protocol":
+            spec = dataclasses.replace(spec, choices=tuple(protocols))
+        _check_value(f"{where}.{key}", value, spec)
     return dict(settings)

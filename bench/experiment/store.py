@@ -132,16 +132,6 @@ def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict
     return result
 
 
-def clean_leftovers(folder: Path, name: str) -> None:
-    """Remove what a killed atomic write of ``name`` left in ``folder`` (``.<name>.<random>`` temp files/folders).
-    Call it only while holding the lock that guards ``name``."""
-    for leftover in folder.glob(f".{glob.escape(name)}.*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
-
-
 def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
     """Remove temporary files of killed ``atomic_write_text`` calls on the folder's shared files (tables, plan,
     job list, error logs). Only old ones: a fresh one may belong to a write in progress."""
@@ -265,7 +255,9 @@ def read_matrix_info(root: Path) -> dict[str, str]:
         info = json.loads(read_regular_text(root / MATRIX_FILE, 1 << 20))
     except (OSError, ValueError, RecursionError):
         return {}
-    return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(info, dict) else {}
+    if not isinstance(info, dict):
+        return {}
+    return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def read_plan(root: Path) -> dict[str, str] | None:

@@ -1,23 +1,29 @@
 """Evaluation protocols: train a fresh network on a distilled set, report last-epoch test accuracy.
 
-Protocol A (DC/DSA/DM, docs/official-code.md §10A) and protocol B (IDC/DREAM/DREAM+, docs/official-code.md §10B) are registered data;
+Protocol A (DC/DSA/DM, docs/official-code.md §10A) and protocol B (IDC/DREAM/DREAM+, docs/official-code.md §10B) are
+registered data;
 ``A-dc`` resolves to DC's own rule (augmented on digit datasets, else no augmentation and 300 epochs).
 ``load_external_set`` reads a set produced elsewhere (the official IDC/DREAM ``data.pt`` layout included);
-``bench.cli.evaluate`` is its command.
+:func:`evaluate_images` evaluates a set given as tensors (from a notebook, say); ``bench.cli.evaluate`` is the command
+for both. A set is bounded (:data:`MAX_SET_IMAGES` images, :data:`MAX_SET_BYTES` of float32 pixels) and its labels
+must be integers: anything else is one ValueError line, before any training.
 """
 from __future__ import annotations
 
+import math
+import os
 import statistics
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from bench.core.files import load_tensor_file
+from bench.core.files import RefusedFileError, check_regular_file, load_tensor_file
+from bench.core.host_memory import keeping_freed_memory
 from bench.core.registry import Registry
 from bench.data.augment import DCAugment, DiffAugment
 from bench.data.info import DATASET_INFO
-from bench.data.loaders import ImageDataset
+from bench.data.loaders import ImageDataset, load_dataset
 from bench.learning.networks import NetworkBuilder
 from bench.learning.training import (
     LossHook,
@@ -40,7 +46,7 @@ class Protocol:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 after epoch E//2+1 (A)
+    schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 after E//2+1 (A)
     milestones: tuple[float, ...] = (2 / 3, 5 / 6)
     augment: str = "dsa"            # dsa: the dataset's DSA strategy | dc: DC's own crop/scale/rotate | none
     aug_mode: str = "single"
@@ -130,7 +136,8 @@ def _sgd(net: torch.nn.Module, protocol: Protocol, lr: float) -> torch.optim.Opt
 
 
 def fit(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, protocol: Protocol,
-        gen: torch.Generator, loss_fn: LossHook | None = None, after_epoch: Callable[[int], None] | None = None) -> None:
+        gen: torch.Generator, loss_fn: LossHook | None = None,
+        after_epoch: Callable[[int], None] | None = None) -> None:
     """Train ``net`` on a set (pixel space) for the protocol's epochs: its schedule, augmentation and CutMix.
     The one training loop of evaluation and continual learning; ``after_epoch(k)`` runs after epoch k."""
     aug = make_augment(protocol, data.name)
@@ -216,47 +223,151 @@ def evaluate_set(
 ) -> EvalResult:
     """``runs`` independently initialised networks on the same set (which must be finite and well-formed)."""
     check_set(images, labels, data)
-    return EvalResult([train_and_test(images, labels, data, arch, protocol, derive_seed(seed, "evaluation network", r)) for r in range(runs)])
+    return EvalResult([train_and_test(images, labels, data, arch, protocol, derive_seed(seed, "evaluation network", r))
+                       for r in range(runs)])
 
 
-def load_external_set(path: str, data: ImageDataset | None = None, experiment: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _whole_number(value: Any, what: str, low: int, high: int = 2**31 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{what} = {value!r:.40}; allowed: an integer in [{low}, {high}]")
+    return value
+
+
+def evaluate_images(
+    images: torch.Tensor, labels: torch.Tensor, dataset: str | ImageDataset, arch: str = "ConvNet-3",
+    protocol: str | Protocol = "B", runs: int = 5, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
+    epochs: int | None = None,
+) -> EvalResult:
+    """Evaluate a set given as tensors: train ``runs`` fresh ``arch`` networks on it under an evaluation protocol
+    and test each on the dataset's test split (the accuracies ``dreambench evaluate`` prints).
+
+    ``images``: N x C x H x W in [0, 1] pixel space, the dataset's channels and size (decode factorised sets
+    first); ``labels``: N class indices (integers; an integral float tensor is accepted). ``dataset``: a
+    dataset name (loaded from ``data_root``, else ``$DREAMBENCH_DATA``, else ``./data``) or a loaded
+    ImageDataset. ``protocol``: a name of :func:`protocol_names` (``'A-dc'`` resolves for the dataset) or a
+    Protocol; ``epochs`` replaces its epoch count. Bad input (shapes, labels, sizes, names, counts) raises one
+    ValueError / KeyError line before any training. Returns an :class:`EvalResult` (``.accuracies`` last
+    epoch, ``.best``, ``.mean``, ``.std``, one entry per run).
+
+    Example, in a notebook::
+
+        from bench.learning.evaluation import evaluate_images
+        result = evaluate_images(images, labels, "cifar10", arch="ConvNet-3", protocol="B", runs=3)
+        print(f"{result.mean:.2f} +- {result.std:.2f} (n = {len(result.runs)} runs)")
+    """
+    runs = _whole_number(runs, "runs", 1, 10_000)
+    seed = _whole_number(seed, "seed", 0)
+    if epochs is not None:
+        epochs = _whole_number(epochs, "epochs", 1, 1_000_000)
+    data = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, data_root)
+    images, labels = as_set(images, labels, "images")
+    check_set(images, labels, data, "images")
+    if isinstance(protocol, str):
+        protocol = resolve_protocol(protocol, data.name)
+    elif not isinstance(protocol, Protocol):
+        raise ValueError(f"protocol = {protocol!r:.40}; allowed: {', '.join(protocol_names())} or a Protocol")
+    if epochs is not None:
+        protocol = replace(protocol, epochs=epochs)
+    network_factory(arch, data)()   # an unknown or unbuildable architecture fails here, before training
+    with keeping_freed_memory():
+        return evaluate_set(images, labels, data, arch, protocol, runs, seed)
+
+
+# A set to evaluate is bounded: beyond these it is refused before it is converted, decoded or trained on.
+MAX_SET_IMAGES = 1_000_000
+MAX_SET_BYTES = 2 << 30        # 2 GiB of decoded float32 pixels; also the most a set file may hold on disk
+
+
+def check_set_size(count: int, image_shape: tuple[int, ...] | torch.Size, where: str) -> None:
+    """``count`` images of ``image_shape`` fit the bounds (:data:`MAX_SET_IMAGES`, :data:`MAX_SET_BYTES` as
+    float32), else one ValueError line. Call it before decoding (count x factor**2) or converting."""
+    nbytes = count * math.prod(int(d) for d in image_shape) * 4
+    if count > MAX_SET_IMAGES or nbytes > MAX_SET_BYTES:
+        raise ValueError(f"{where}: {count} images of {' x '.join(str(int(d)) for d in image_shape) or 'one value'} "
+                         f"({nbytes / 2**30:.2f} GiB as float32); allowed: at most {MAX_SET_IMAGES} images and "
+                         f"{MAX_SET_BYTES // 2**30} GiB")
+
+
+def as_set(images: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) as float32 and int64 tensors, checked first: tensors of real numbers, at most the bounded
+    size, labels integers (a fractional, infinite or NaN label is refused, never truncated into a class)."""
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{where}: images and labels must be tensors, got {type(images).__name__} and "
+                         f"{type(labels).__name__}")
+    for name, t in (("images", images), ("labels", labels)):
+        if t.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"{where}: {name} of dtype {t.dtype}; allowed: real numbers")
+    check_set_size(images.shape[0] if images.ndim else 1, tuple(images.shape[1:]), where)
+    if labels.numel() > MAX_SET_IMAGES:
+        raise ValueError(f"{where}: {labels.numel()} labels; allowed: at most {MAX_SET_IMAGES}")
+    if labels.is_floating_point():
+        bad = labels[~(torch.isfinite(labels) & (labels == labels.round()) & (labels.abs() < 2**31))]
+        if bad.numel():
+            raise ValueError(f"{where}: labels must be integers (class indices), found {bad.flatten()[0].item()!r}")
+    return images.float(), labels.long()
+
+
+def load_external_set(path: str, data: ImageDataset | None = None,
+                      experiment: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Read a set produced elsewhere as (pixel-space images, labels, decode factor).
 
     Layouts: dreambench's dict (images/labels[/factor]); IDC/DREAM's ``[x, y]`` (stored images of their
     factor-2 runs); DC/DSA/DM's ``{'data': [[images, labels], ...], 'accs_all_exps': ...}``, one pair per
     experiment and images still normalised, so ``data`` (for its mean/std) is needed and ``experiment`` picks one.
+    The file must be a regular file of at most :data:`MAX_SET_BYTES` (checked before it is read), the set within
+    the bounds of :func:`check_set_size` and its labels integers (:func:`as_set`); else one ValueError line.
     """
+    try:
+        check_regular_file(path, MAX_SET_BYTES)
+    except RefusedFileError as err:
+        raise ValueError(str(err).replace("allowed: a file", "allowed: a set file")) from None
     obj = load_tensor_file(path)
     if isinstance(obj, dict) and {"images", "labels"} <= set(obj):
-        images, labels, factor = obj["images"], obj["labels"], int(obj.get("factor", 1))
+        images, labels, factor = obj["images"], obj["labels"], obj.get("factor", 1)
+        if isinstance(factor, torch.Tensor) and factor.numel() == 1 and not factor.is_floating_point():
+            factor = int(factor.item())
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"{path}: factor = {factor!r:.40}; allowed: an integer >= 1")
+        images, labels = as_set(images, labels, path)
     elif isinstance(obj, dict) and isinstance(obj.get("data"), (list, tuple)) and obj["data"]:
         pairs = obj["data"]
-        if not 0 <= experiment < len(pairs) or len(pairs[experiment]) != 2:
-            raise ValueError(f"{path}: DC-style file with {len(pairs)} experiments; --experiment must be in [0, {len(pairs) - 1}]")
+        if not 0 <= experiment < len(pairs) or not isinstance(pairs[experiment], (list, tuple)) or \
+                len(pairs[experiment]) != 2:
+            raise ValueError(f"{path}: DC-style file with {len(pairs)} experiments; --experiment must be in "
+                             f"[0, {len(pairs) - 1}]")
         if data is None:
             raise ValueError(f"{path}: DC-style images are normalised; the dataset is needed to undo it")
-        images, labels, factor = data.denormalize(pairs[experiment][0].float()), pairs[experiment][1], 1
+        images, labels = as_set(pairs[experiment][0], pairs[experiment][1], path)
+        if images.ndim != 4 or images.shape[1] != data.channels:
+            raise ValueError(f"{path}: images of shape {tuple(images.shape)}; {data.name} needs N x {data.channels} "
+                             "x H x W")
+        images, factor = data.denormalize(images), 1
     elif isinstance(obj, (list, tuple)) and len(obj) == 2:
         # IDC/DREAM save the stored (undecoded) images; their published runs use factor 2
-        images, labels, factor = obj[0], obj[1], 2
+        images, labels = as_set(obj[0], obj[1], path)
+        factor = 2
     else:
         raise ValueError(f"{path}: expected a dict with 'images' and 'labels', IDC/DREAM's [images, labels] pair, "
                          "or DC/DSA/DM's {'data': [[images, labels], ...]}")
-    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise ValueError(f"{path}: images and labels must be tensors")
-    return images.float(), labels.long(), factor
+    return images, labels, factor
 
 
 def check_set(images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, where: str = "set") -> None:
-    """A set can train a network of ``data``: non-empty, finite, image shape and labels matching the dataset."""
+    """A set can train a network of ``data``: non-empty, bounded, finite, image shape and integer labels
+    matching the dataset."""
     shape = tuple(data.train_images.shape[1:])
     if images.ndim != 4 or tuple(images.shape[1:]) != shape:
-        raise ValueError(f"{where}: images of shape {tuple(images.shape)}; {data.name} needs N x {' x '.join(map(str, shape))}")
+        raise ValueError(f"{where}: images of shape {tuple(images.shape)}; {data.name} needs N x "
+                         f"{' x '.join(map(str, shape))}")
     if len(images) == 0:
         raise ValueError(f"{where}: the set is empty")
+    check_set_size(len(images), shape, where)
     if labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(f"{where}: {len(images)} images but labels of shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError(f"{where}: labels of dtype {labels.dtype}; allowed: integer class indices")
     if int(labels.min()) < 0 or int(labels.max()) >= data.num_classes:
-        raise ValueError(f"{where}: labels must lie in [0, {data.num_classes - 1}], found {int(labels.min())}..{int(labels.max())}")
+        raise ValueError(f"{where}: labels must lie in [0, {data.num_classes - 1}], found "
+                         f"{int(labels.min())}..{int(labels.max())}")
     if not torch.isfinite(images).all():
         raise ValueError(f"{where}: images hold NaN or infinite values")

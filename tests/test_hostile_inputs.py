@@ -1,0 +1,350 @@
+"""Hostile inputs, second round (issue 27): YAML that repeats keys, explodes through aliases, nests without end or
+is huge; settings that smuggle a bool, None, inf or a huge integer in as a number; dataset copies whose labels,
+counts or shapes are wrong; sets with fractional labels or an unbounded size; figures that fail half-way; FIFOs
+where a file is expected. Each is refused with one line naming what is wrong and what is allowed, quickly, and
+without leaving anything half-written. Real tiny files throughout (tests/fake_datasets.py)."""
+import errno
+import gzip
+import os
+import pickle
+import struct
+import threading
+import time
+from pathlib import Path
+
+import matplotlib.figure
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import yaml
+from fake_datasets import write_cifar10, write_idx, write_mnist
+
+from bench.cli.evaluate import main as evaluate_main
+from bench.core.files import RefusedFileError, read_regular_text
+from bench.core.safe_yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH, YamlError, load_yaml_text
+from bench.data.loaders import DatasetNotFoundError, load_dataset
+from bench.experiment.matrix import MatrixError, load_matrix, parse_matrix
+from bench.experiment.settings import Launcher, SettingError, check_settings, engine_overrides
+from bench.experiment.store import MATRIX_FILE, PLAN_FILE, read_matrix_info, read_plan
+from bench.learning.evaluation import MAX_SET_BYTES, evaluate_images, load_external_set
+from bench.reporting.figures import plot_steps
+
+GRID = {"name": "h", "datasets": ["digits"], "ipc": [1], "methods": ["DC"], "archs": ["ConvNet-3"], "seeds": [0]}
+
+
+def one_line(err: BaseException | str) -> str:
+    text = str(err)
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def returns_within(seconds: float, fn, *args):
+    """Run ``fn`` in a daemon thread; fail (instead of hanging the suite) when it blocks."""
+    out: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn(*args)
+        except BaseException as err:   # noqa: BLE001 - handed back to the test
+            out["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn.__name__} blocked for more than {seconds} s"
+    if "error" in out:
+        raise out["error"]   # type: ignore[misc]
+    return out.get("value")
+
+
+# ------------------------------------------------------------------------------------------------ safe YAML
+
+
+def test_duplicate_keys_are_refused_with_key_and_line(tmp_path):
+    text = yaml.safe_dump(GRID, sort_keys=False) + "profiles:\n  mini: {}\nseeds: [1]\n"   # 'seeds' twice
+    with pytest.raises(YamlError) as info:
+        load_yaml_text(text, "m.yaml")
+    msg = one_line(info.value)
+    assert "duplicate key 'seeds'" in msg and f"line {text.count(chr(10))}" in msg and "allowed" in msg
+    nested = "profiles:\n  mini:\n    defaults: {eval_runs: 1, eval_runs: 2}\n"
+    with pytest.raises(YamlError, match=r"line 3: duplicate key 'eval_runs'"):
+        load_yaml_text(nested, "m.yaml")
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(MatrixError, match="duplicate key 'seeds'"):
+        load_matrix(path)
+    # a merge key that a later key overrides is YAML's own idiom, not a duplicate
+    merged = load_yaml_text("base: &b {x: 1, y: 2}\nuse: {<<: *b, x: 3}\n", "m.yaml")
+    assert merged["use"] == {"x": 3, "y": 2}
+
+
+def test_alias_bomb_fails_fast():
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]   # 9**9 values
+    start = time.perf_counter()
+    with pytest.raises(YamlError) as info:
+        load_yaml_text("\n".join(lines) + "\n", "bomb.yaml")
+    assert time.perf_counter() - start < 1.0
+    assert "aliases expanding to more than" in one_line(info.value)
+    many = "a: &a 1\nb: [" + ", ".join(["*a"] * (MAX_ALIASES + 1)) + "]\n"
+    with pytest.raises(YamlError, match=f"more than {MAX_ALIASES} aliases"):
+        load_yaml_text(many, "m.yaml")
+    with pytest.raises(YamlError, match="cycle"):
+        load_yaml_text("a: &a [1, *a]\n", "m.yaml")
+
+
+def test_deep_nesting_and_huge_input_are_refused():
+    deep = "x: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
+    with pytest.raises(YamlError, match=f"nesting deeper than {MAX_DEPTH} levels"):
+        load_yaml_text(deep, "m.yaml")
+    endless = "x: " + "[" * 200_000   # would exhaust the recursion of an unbounded composer
+    with pytest.raises(YamlError, match="nesting deeper"):
+        load_yaml_text(endless, "m.yaml")
+    # aliases cannot get around the depth bound: each level nests the previous one
+    lines = ["l0: &l0 [1]"] + [f"l{i}: &l{i} [*l{i - 1}]" for i in range(1, MAX_DEPTH + 2)]
+    with pytest.raises(YamlError, match="aliases expanded"):
+        load_yaml_text("\n".join(lines) + "\n", "m.yaml")
+    with pytest.raises(YamlError, match=f"allowed: at most {MAX_BYTES} bytes"):
+        load_yaml_text("x: '" + "a" * MAX_BYTES + "'\n", "m.yaml")
+    with pytest.raises(YamlError, match="a value YAML cannot read"):
+        load_yaml_text("x: 1" + "0" * 5000 + "\n", "m.yaml")   # past Python's int digit limit: one line, not a trace
+
+
+def test_big_fifo_and_directory_matrix_files_are_one_line(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\n# " + "x" * (2 * MAX_BYTES) + "\n")
+    with pytest.raises(MatrixError, match="allowed: a file of at most"):
+        load_matrix(big)
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(MatrixError) as info:
+        returns_within(5, load_matrix, fifo)
+    assert "FIFO" in one_line(info.value) and "allowed: a regular file" in str(info.value)
+    with pytest.raises(MatrixError, match="a directory; allowed: a regular file"):
+        load_matrix(tmp_path)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(fifo)
+    with pytest.raises(MatrixError, match="FIFO"):
+        returns_within(5, load_matrix, link)
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize("defaults,needle", [
+    ({"lr_img": False}, "lr_img = False must be float; allowed: a finite number > 0"),
+    ({"eval_runs": True}, "eval_runs = True must be int"),
+    ({"per_class_step": 1}, "per_class_step = 1 must be bool; allowed: true or false"),
+    ({"batch_syn_max": "all"}, "batch_syn_max = 'all' must be int; allowed: an integer >= 1"),
+    ({"batch_syn_max": 2.5}, "batch_syn_max = 2.5 must be int"),
+    ({"momentum_img": float("inf")}, "momentum_img = inf; allowed: a finite number >= 0"),
+    ({"net_weight_decay": float("nan")}, "net_weight_decay = nan; allowed: a finite number >= 0"),
+    ({"feature_seed": 2**40}, "feature_seed = 1099511627776; allowed: an integer >= 0 and < 2**31"),
+    ({"iterations": 2**31}, "iterations = 2147483648; allowed: an integer >= 1 and < 2**31"),
+    ({"match_aug": "crop_" * 300}, "(1500 characters); allowed: a string of at most 1024 characters"),
+    ({"objective": {"gradient_weight": float("inf")}}, "objective.gradient_weight = inf; allowed: a finite number"),
+])
+def test_settings_refuse_bools_wrong_types_non_finite_and_huge_values(defaults, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, "profiles": {"p": {"defaults": defaults}}}, "h")
+    assert needle in one_line(info.value)
+
+
+def test_null_is_unset_except_where_the_field_allows_none():
+    assert check_settings("d", {"batch_syn_max": None, "lr_img": None}, []) == {"batch_syn_max": None, "lr_img": None}
+    assert engine_overrides({"batch_syn_max": None, "lr_img": None, "net_lr": 0.1}) == {"batch_syn_max": None,
+                                                                                         "net_lr": 0.1}
+    assert check_settings("d", {"batch_syn_max": 64, "lr_img": 1}, []) == {"batch_syn_max": 64, "lr_img": 1}
+
+
+def test_yaml_inf_and_huge_integers_from_a_matrix_file(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(GRID) + "profiles:\n  p:\n    defaults:\n      engine: {lr_img: .inf}\n")
+    with pytest.raises(MatrixError, match=r"lr_img = inf; allowed: a finite number > 0"):
+        load_matrix(path)
+    path.write_text(yaml.safe_dump(GRID) + "profiles:\n  p:\n    defaults:\n      budget: {feature_seed: 9999999999}\n")
+    with pytest.raises(MatrixError, match="feature_seed = 9999999999; allowed: an integer >= 0 and < 2\\*\\*31"):
+        load_matrix(path)
+
+
+@pytest.mark.parametrize("launcher,needle", [
+    ({"workers": True}, "launcher.workers = True must be int"),
+    ({"timeout_min": 2**40}, "launcher.timeout_min = 1099511627776; allowed: an integer >= 1 and < 2**31"),
+    ({"partition": 7}, "launcher.partition = 7 must be str"),
+    ({"setup": ["module load cuda", 3]}, "launcher.setup[1] = 3 must be str"),
+    ({"additional_parameters": {"mem": float("inf")}}, "launcher.additional_parameters.mem = inf"),
+])
+def test_launcher_values_are_checked_like_settings(launcher, needle):
+    with pytest.raises(SettingError) as info:
+        Launcher.parse(launcher)
+    assert needle in one_line(info.value)
+    assert Launcher.parse({"executor": None, "mem_gb": None}) == Launcher()
+
+
+# ------------------------------------------------------------------------------------------------ dataset copies
+
+
+def _mnist_with(tmp_path: Path, **files: np.ndarray) -> Path:
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    for name, array in files.items():
+        write_idx(raw / f"{name.replace('_', '-')}-ubyte", array)
+    return raw
+
+
+@pytest.mark.parametrize("files,needle", [
+    ({"t10k_labels_idx1": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], dtype=np.uint8)},
+     "t10k labels must lie in [0, 9], found 0..10"),
+    ({"train_labels_idx1": np.arange(19, dtype=np.uint8) % 10}, "train: 20 images but labels of shape (19,)"),
+    ({"t10k_images_idx3": np.zeros((10, 27, 27), dtype=np.uint8)}, "t10k images of 1 x 27 x 27; mnist has 1 x 28 x 28"),
+    ({"train_labels_idx1": np.zeros((20, 1), dtype=np.uint8)}, "has 2 dimensions; allowed: 1 (labels)"),
+])
+def test_decompressed_mnist_copies_are_checked(tmp_path, files, needle):
+    raw = _mnist_with(tmp_path, **files)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("mnist", root=tmp_path)
+    msg = one_line(info.value)
+    assert needle in msg and str(raw) in msg and "corrupt" in msg
+
+
+def test_train_and_test_must_agree_in_shape(tmp_path):
+    """A train split of 32 x 32 next to a test split of 28 x 28: refused, naming the split and the expected size."""
+    raw = _mnist_with(tmp_path, train_images_idx3=np.zeros((20, 32, 32), dtype=np.uint8))
+    with pytest.raises(DatasetNotFoundError, match="train images of 1 x 32 x 32; mnist has 1 x 28 x 28"):
+        load_dataset("mnist", root=tmp_path)
+    assert (raw / "t10k-images-idx3-ubyte").is_file()
+
+
+def test_a_gzip_header_claiming_billions_of_values_is_refused_before_reading(tmp_path):
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    (raw / "train-images-idx3-ubyte").unlink()
+    header = struct.pack(">I", 0x0803) + struct.pack(">3I", 1 << 24, 28, 28)   # 13 billion bytes promised
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(100)))
+    start = time.perf_counter()
+    with pytest.raises(DatasetNotFoundError, match="more than 2147483648 values"):
+        load_dataset("mnist", root=tmp_path, verify=False)
+    assert time.perf_counter() - start < 2
+
+
+def test_fractional_labels_in_a_cifar_copy_are_refused_not_truncated(tmp_path):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    entry = pickle.loads(batch.read_bytes(), encoding="latin1")
+    entry["labels"] = [x + 0.5 for x in entry["labels"]]
+    batch.write_bytes(pickle.dumps(entry, protocol=2))
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("cifar10", root=tmp_path, verify=False)
+    assert "labels must be integers, found 8.5" in one_line(info.value)   # batch 2's first label, not 8
+
+
+def test_valid_copies_load_unchanged(tmp_path):
+    ref = write_mnist(tmp_path)
+    ds = load_dataset("mnist", root=tmp_path)
+    assert torch.equal(ds.train_images, torch.from_numpy(ref["train_x"]).float().div(255).unsqueeze(1))
+    assert ds.test_labels.tolist() == ref["t10k_y"].tolist()
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+
+def test_evaluate_refuses_fractional_labels_before_training(tmp_path, capsys):
+    path = tmp_path / "set.pt"
+    torch.save({"images": torch.rand(10, 1, 16, 16), "labels": torch.arange(10).float() + 0.5}, path)
+    assert evaluate_main([str(path), "--dataset", "digits", "--epochs", "1", "--runs", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "labels must be integers (class indices), found 0.5" in one_line(captured.err.strip())
+    assert "ConvNet-3:" not in captured.out
+    torch.save({"images": torch.rand(10, 1, 16, 16), "labels": torch.arange(10).float()}, path)
+    images, labels, _ = load_external_set(str(path))
+    assert labels.dtype == torch.int64 and labels.tolist() == list(range(10))   # integral floats are fine
+
+
+def test_evaluate_refuses_oversized_sets_before_loading_or_converting(tmp_path, capsys):
+    big = tmp_path / "big.pt"
+    with open(big, "wb") as fh:   # sparse: 2 GiB + 1 byte on paper, nothing on disk
+        fh.truncate(MAX_SET_BYTES + 1)
+    assert evaluate_main([str(big), "--dataset", "digits"]) == 2
+    assert f"allowed: a set file of at most {MAX_SET_BYTES} bytes" in one_line(capsys.readouterr().err.strip())
+    # a few kilobytes that a stride-0 view turns into 10 million images: refused before .float() allocates 10 GB
+    bomb = tmp_path / "bomb.pt"
+    torch.save({"images": torch.zeros(1, 1, 16, 16).expand(10**7, 1, 16, 16),
+                "labels": torch.zeros(1, dtype=torch.long).expand(10**7)}, bomb)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ValueError, match="10000000 images of 1 x 16 x 16 .*allowed: at most 1000000 images"):
+        load_external_set(str(bomb))
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    assert returns_within(5, evaluate_main, [str(fifo), "--dataset", "digits"]) == 2
+    assert "FIFO" in capsys.readouterr().err
+
+
+def test_evaluate_images_checks_before_training():
+    data = load_dataset("digits", max_per_class=5)
+    images = data.train_images[:10]
+    with pytest.raises(ValueError, match="labels must be integers"):
+        evaluate_images(images, torch.full((10,), 0.5), data, runs=1, epochs=1)
+    with pytest.raises(ValueError, match="runs = 0"):
+        evaluate_images(images, data.train_labels[:10], data, runs=0)
+    with pytest.raises(ValueError, match="unknown evaluation protocol 'Z'"):
+        evaluate_images(images, data.train_labels[:10], data, protocol="Z")
+    result = evaluate_images(images, data.train_labels[:10], data, protocol="A-noaug", runs=1, epochs=1)
+    assert len(result.runs) == 1 and 0 <= result.mean <= 100
+
+
+def test_evaluate_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        evaluate_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--dataset", "--data-root", "--arch", "--protocol", "--epochs", "--runs", "--factor", "--seed",
+                   "--experiment"):
+        start = text.index(option + " ", text.index("options:"))
+        assert len(text[start:start + 60].split()) > 3, option   # each has a help text
+    assert "default: B" in text and "A-noaug" in text and "A-dc" in text and "default: 5" in text
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+
+def test_a_failed_figure_write_leaves_the_old_figure_and_no_temporary_file(tmp_path, monkeypatch):
+    target = tmp_path / "continual.png"
+    old = os.umask(0o022)
+    try:
+        plot_steps({"DC": [[40.0, 42.0], [50.0]]}, target, "first")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644   # the user's umask, not mkstemp's 0600
+    good = target.read_bytes()
+    assert good.startswith(b"\x89PNG")
+
+    def disk_full(self, fname, *args, **kwargs):
+        fname.write(b"\x89PNG half a figure")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        plot_steps({"DC": [[41.0], [51.0]]}, target, "second")
+    monkeypatch.undo()
+    assert target.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["continual.png"]
+    with pytest.raises(ValueError):   # a title matplotlib cannot lay out: fails before any file is made
+        plot_steps({"DC": [[41.0], [51.0]]}, tmp_path / "new.png", r"$\nosuchcommand{$")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["continual.png"] and not plt.get_fignums()
+
+
+# ------------------------------------------------------------------------------------------------ results folder
+
+
+def test_a_fifo_named_like_the_folder_files_does_not_block_the_report(tmp_path):
+    os.mkfifo(tmp_path / MATRIX_FILE)
+    os.mkfifo(tmp_path / PLAN_FILE)
+    assert returns_within(5, read_matrix_info, tmp_path) == {}
+    assert returns_within(5, read_plan, tmp_path) is None
+    with pytest.raises(RefusedFileError, match="FIFO"):
+        returns_within(5, read_regular_text, tmp_path / MATRIX_FILE, 100)
+    (tmp_path / "x.json").write_text("{}" + " " * 200)
+    with pytest.raises(RefusedFileError, match="202 bytes; allowed: a file of at most 100 bytes"):
+        read_regular_text(tmp_path / "x.json", 100)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / MATRIX_FILE).write_text('{"layout": "table1"}')
+    assert read_matrix_info(tmp_path / "m") == {"layout": "table1"}
