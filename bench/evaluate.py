@@ -1,4 +1,5 @@
-"""``python -m bench.evaluate``: evaluate a set made elsewhere (:mod:`bench.cli.evaluate`, also ``dreambench evaluate``)."""
+"""``python -m bench.evaluate``, the same as ``dreambench evaluate`` (:mod:`bench.cli.evaluate`)."""
+
 import sys
 
 from bench.cli.main import run_subcommand

@@ -1,4 +1,5 @@
-"""``python -m bench.report``: rebuild a results folder's table (:mod:`bench.cli.report`, also ``dreambench report``)."""
+"""``python -m bench.report``, the same as ``dreambench report`` (:mod:`bench.cli.report`)."""
+
 import sys
 
 from bench.cli.main import run_subcommand

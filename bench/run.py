@@ -1,4 +1,5 @@
-"""``python -m bench.run``: expand a matrix, run the missing cells, rebuild its table (:mod:`bench.cli.run`, also ``dreambench run``)."""
+"""``python -m bench.run``, the same as ``dreambench run`` (:mod:`bench.cli.run`)."""
+
 import sys
 
 from bench.cli.main import run_subcommand

@@ -1,4 +1,5 @@
-"""``python -m bench.status``: per-cell state of a results folder (:mod:`bench.cli.status`, also ``dreambench status``)."""
+"""``python -m bench.status``, the same as ``dreambench status`` (:mod:`bench.cli.status`)."""
+
 import sys
 
 from bench.cli.main import run_subcommand

@@ -8,6 +8,7 @@ Prints one JSON line per path and one with the images' largest difference.
 
     python benchmarks/batched_accuracy.py --data-root ../shared/data --method DREAM+ --ipc 10 --iterations 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,12 @@ def main() -> None:
     parser.add_argument("--eval-epochs", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--paths", choices=["both", "per-class", "all-classes"], default="both")
-    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                        help="bfloat16: the opt-in bf16 autocast for both paths (its accuracy effect vs a float32 run)")
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="bfloat16: the opt-in bf16 autocast for both paths (its accuracy effect vs a float32 run)",
+    )
     args = parser.parse_args()
     data = load_dataset(args.dataset, args.data_root)
     make = network_factory("ConvNet-3", data)
@@ -55,13 +60,29 @@ def main() -> None:
         protocol = dataclasses.replace(protocol, epochs=args.eval_epochs)
         outcome = evaluate_set(images, labels, data, "ConvNet-3", protocol, args.eval_runs, args.seed)
         accs = outcome.accuracies
-        print(json.dumps({
-            "method": args.method, "dataset": args.dataset, "data": "real", "ipc": args.ipc,
-            "batch_classes": batch_classes, "precision": args.precision, "iterations": args.iterations,
-            "inner_loops": method.inner_loops(budget), "protocol": protocol.name, "eval_epochs": protocol.epochs,
-            "accuracies": accs, "mean": statistics.fmean(accs),
-            "sem": statistics.stdev(accs) / len(accs) ** 0.5 if len(accs) > 1 else None,
-            "distill_s": seconds, "machine": machine_label(), "torch": torch.__version__}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "method": args.method,
+                    "dataset": args.dataset,
+                    "data": "real",
+                    "ipc": args.ipc,
+                    "batch_classes": batch_classes,
+                    "precision": args.precision,
+                    "iterations": args.iterations,
+                    "inner_loops": method.inner_loops(budget),
+                    "protocol": protocol.name,
+                    "eval_epochs": protocol.epochs,
+                    "accuracies": accs,
+                    "mean": statistics.fmean(accs),
+                    "sem": statistics.stdev(accs) / len(accs) ** 0.5 if len(accs) > 1 else None,
+                    "distill_s": seconds,
+                    "machine": machine_label(),
+                    "torch": torch.__version__,
+                }
+            ),
+            flush=True,
+        )
     if len(sets) < 2:
         return
     diff = (sets[False] - sets[True]).abs()

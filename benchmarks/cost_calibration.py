@@ -8,6 +8,7 @@ bench/execution/calibration/<kind>.json, which ``bench.execution.cost`` reads.
     python benchmarks/cost_calibration.py --from-inner-loop benchmarks/measured/h200-2026-11-26-speed-657fddb.jsonl
         # no GPU at hand: derive gpu.json from a measured IDC inner loop (the same rate for every kind of step)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ def seconds_per_image(device: torch.device, batch: int, train: bool, repeats: in
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
+
     def step() -> None:
         if train:
             opt.zero_grad()
@@ -36,6 +38,7 @@ def seconds_per_image(device: torch.device, batch: int, train: bool, repeats: in
         else:
             with torch.no_grad():
                 net(x)
+
     for _ in range(3):
         step()
     if device.type == "cuda":
@@ -54,10 +57,16 @@ def derive_gpu(path: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     line = next(r for r in lines if r["method"] == "IDC" and r.get("batch_classes") and r.get("precision") == "float32")
     per_image = line["inner_loop_s"] / (10 * (64 + 40))
-    record = {"machine": line["machine"], "commit": "see source", "source": f"{path.as_posix()}: IDC, batch_classes, float32",
-              "measured": "2026-11-26", "image": "28x28x1", "network": "ConvNet-3",
-              "note": "matching rate; evaluation and test passes assumed at the same per-image rate (not measured)",
-              "seconds_per_image": {"train_256": per_image, "train_64": per_image, "test_512": per_image / 3}}
+    record = {
+        "machine": line["machine"],
+        "commit": "see source",
+        "source": f"{path.as_posix()}: IDC, batch_classes, float32",
+        "measured": "2026-11-26",
+        "image": "28x28x1",
+        "network": "ConvNet-3",
+        "note": "matching rate; evaluation and test passes assumed at the same per-image rate (not measured)",
+        "seconds_per_image": {"train_256": per_image, "train_64": per_image, "test_512": per_image / 3},
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gpu.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
@@ -78,9 +87,15 @@ def main() -> None:
         "test_512": seconds_per_image(device, 512, False, args.repeats),
     }
     kind = "gpu" if device.type == "cuda" else "cpu"
-    record = {"machine": machine_label(), "commit": code_state()["git_commit"], "threads": torch.get_num_threads(),
-              "measured": time.strftime("%Y-%m-%d"), "image": "28x28x1", "network": "ConvNet-3",
-              "seconds_per_image": figures}
+    record = {
+        "machine": machine_label(),
+        "commit": code_state()["git_commit"],
+        "threads": torch.get_num_threads(),
+        "measured": time.strftime("%Y-%m-%d"),
+        "image": "28x28x1",
+        "network": "ConvNet-3",
+        "seconds_per_image": figures,
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{kind}.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))

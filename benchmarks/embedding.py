@@ -11,6 +11,7 @@ that changes what the sampler picks shows up as more than rounding. JSON lines o
 
     python benchmarks/embedding.py --dataset mnist --repeats 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,9 @@ SHAPES = {"mnist": 60000, "cifar10": 50000}
 def embed_in_batches(net: nn.Module, images: torch.Tensor, batch: int, channels_last: bool) -> torch.Tensor:
     """The sampler's pass with the lever settings as arguments (``methods.sampling.embed_all`` fixes them)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.cat([net.embed(images[i : i + batch].contiguous(memory_format=fmt)) for i in range(0, len(images), batch)])
+    return torch.cat(
+        [net.embed(images[i : i + batch].contiguous(memory_format=fmt)) for i in range(0, len(images), batch)]
+    )
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int, sync: Callable[[], None]) -> tuple[float, torch.Tensor]:
@@ -91,13 +94,21 @@ def main() -> None:
         with mode:
             start = time.perf_counter()
             seconds, features = timed(lambda: embed_in_batches(model, images, batch, channels_last), args.repeats, sync)
-            first_call = time.perf_counter() - start - seconds * args.repeats   # ~ the compile, for the compiled variant
+            first_call = time.perf_counter() - start - seconds * args.repeats  # ~ the compile, for the compiled variant
         features = features.float().clone()
         reference = features if reference is None else reference
-        row = {"dataset": args.dataset, "images": n, "variant": label, "seconds_per_pass": seconds,
-               "seconds_per_inner_loop": seconds / 10, "max_abs_diff": float((features - reference).abs().max()),
-               "feature_scale": float(reference.abs().max()), "machine": machine_label(), "data": "noise stand-in",
-               "first_call_seconds": round(first_call, 2)}
+        row = {
+            "dataset": args.dataset,
+            "images": n,
+            "variant": label,
+            "seconds_per_pass": seconds,
+            "seconds_per_inner_loop": seconds / 10,
+            "max_abs_diff": float((features - reference).abs().max()),
+            "feature_scale": float(reference.abs().max()),
+            "machine": machine_label(),
+            "data": "noise stand-in",
+            "first_call_seconds": round(first_call, 2),
+        }
         print(json.dumps(row), flush=True)
 
 

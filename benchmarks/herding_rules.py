@@ -13,8 +13,10 @@ author's unspecified ``distance`` read as cosine distance) and ``nearest-mean`` 
 samples nearest the class mean, as the baseline is commonly described: "picks samples closest to the cluster
 center").
 
-    python benchmarks/herding_rules.py results/.../.feature_nets/fashionmnist_s0_e0_*.pt --dataset fashionmnist --data-root ../shared/data
+    python benchmarks/herding_rules.py results/.../.feature_nets/fashionmnist_s0_e0_*.pt \
+        --dataset fashionmnist --data-root ../shared/data
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,13 +83,28 @@ def main(argv: list[str] | None = None) -> int:
     features = load_tensor_file(args.feature_file)["features"]
     protocol = resolve_protocol(published_protocol("Herding"), args.dataset)
     for name in args.rules:
-        order = [data.class_indices(c)[RULES[name](features[c].double(), max(args.ipc))] for c in range(data.num_classes)]
-        for ipc in args.ipc:   # each rule's IPC-k set is the first k of its picks
+        order = [
+            data.class_indices(c)[RULES[name](features[c].double(), max(args.ipc))] for c in range(data.num_classes)
+        ]
+        for ipc in args.ipc:  # each rule's IPC-k set is the first k of its picks
             idx = torch.cat([o[:ipc] for o in order])
-            result = evaluate_set(data.train_images[idx], data.train_labels[idx], data, "ConvNet-3", protocol, args.runs, seed=0)
-            print(json.dumps({"rule": name, "dataset": args.dataset, "ipc": ipc, "feature_file": args.feature_file.split("/")[-1],
-                              "protocol": protocol.name, "accuracies": [round(a, 2) for a in result.accuracies],
-                              "machine": machine_label()}), flush=True)
+            result = evaluate_set(
+                data.train_images[idx], data.train_labels[idx], data, "ConvNet-3", protocol, args.runs, seed=0
+            )
+            print(
+                json.dumps(
+                    {
+                        "rule": name,
+                        "dataset": args.dataset,
+                        "ipc": ipc,
+                        "feature_file": args.feature_file.split("/")[-1],
+                        "protocol": protocol.name,
+                        "accuracies": [round(a, 2) for a in result.accuracies],
+                        "machine": machine_label(),
+                    }
+                ),
+                flush=True,
+            )
     return 0
 
 

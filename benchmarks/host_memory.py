@@ -7,6 +7,7 @@ off/on so that a busy machine slows both alike. One step is what protocol A does
 
     python -m benchmarks.host_memory --dataset mnist --threads 1 --rounds 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,16 @@ def measure(dataset: str, keep: bool, steps: int, threads: int) -> float:
 
     def run(n: int) -> None:
         for _ in range(n):
-            train_epoch(net, opt, data.train_images, data.train_labels, batch_size=256, to_input=data.normalize,
-                        gen=gen, aug=aug)
+            train_epoch(
+                net,
+                opt,
+                data.train_images,
+                data.train_labels,
+                batch_size=256,
+                to_input=data.normalize,
+                gen=gen,
+                aug=aug,
+            )
 
     with keeping_freed_memory() if keep else contextlib.nullcontext():
         run(3)
@@ -63,15 +72,40 @@ def main() -> int:
     times: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(args.rounds):
         for mode in times:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.host_memory", "--child", mode, "--dataset", args.dataset,
-                                  "--steps", str(args.steps), "--threads", str(args.threads)],
-                                 check=True, capture_output=True, text=True,
-                                 cwd=Path(__file__).resolve().parent.parent).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.host_memory",
+                    "--child",
+                    mode,
+                    "--dataset",
+                    args.dataset,
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    str(args.threads),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            ).stdout
             times[mode].append(float(out.split()[-1]))
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
-    print(json.dumps({"machine": machine_label(), "dataset_shape": args.dataset, "threads": args.threads,
-                      "ms_per_step": {k: [round(t, 1) for t in v] for k, v in times.items()},
-                      "median_off_ms": round(off, 1), "median_on_ms": round(on, 1), "speedup": round(off / on, 2)}))
+    print(
+        json.dumps(
+            {
+                "machine": machine_label(),
+                "dataset_shape": args.dataset,
+                "threads": args.threads,
+                "ms_per_step": {k: [round(t, 1) for t in v] for k, v in times.items()},
+                "median_off_ms": round(off, 1),
+                "median_on_ms": round(on, 1),
+                "speedup": round(off / on, 2),
+            }
+        )
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ accuracy difference is reported, not asserted). One JSON line on stdout; the iss
 
     python benchmarks/packing.py --data-root DATA --dataset mnist --method DREAM+ --cells 4 --workers 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,40 @@ ROOT = Path(__file__).resolve().parents[1]
 def small_matrix(dataset: str, method: str, cells: int, iterations: int, steps: int, eval_epochs: int) -> dict:
     """One cell per seed; a budget of seconds per cell on a GPU, so the run measures sharing, not one long cell."""
     return {
-        "name": "packing", "datasets": [dataset], "ipc": [10], "methods": [method], "archs": ["ConvNet-3"],
-        "seeds": list(range(cells)), "profile": "short",
-        "profiles": {"short": {"description": "packing benchmark", "defaults": {
-            "iterations": iterations, "steps_per_network": steps, "eval_runs": 1, "eval_epochs": eval_epochs}}},
+        "name": "packing",
+        "datasets": [dataset],
+        "ipc": [10],
+        "methods": [method],
+        "archs": ["ConvNet-3"],
+        "seeds": list(range(cells)),
+        "profile": "short",
+        "profiles": {
+            "short": {
+                "description": "packing benchmark",
+                "defaults": {
+                    "iterations": iterations,
+                    "steps_per_network": steps,
+                    "eval_runs": 1,
+                    "eval_epochs": eval_epochs,
+                },
+            }
+        },
     }
 
 
 def timed_run(matrix: Path, results: Path, data_root: str | None, workers: int) -> float:
     """Wall seconds of ``bench.cli.run`` over the whole matrix (it fails loudly if a cell fails)."""
-    cmd = [sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), "--no-report", "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        str(matrix),
+        "--results",
+        str(results),
+        "--no-report",
+        "--workers",
+        str(workers),
+    ]
     if data_root:
         cmd += ["--data-root", data_root]
     start = time.perf_counter()
@@ -72,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         matrix = Path(tmp) / "packing.yaml"
-        matrix.write_text(yaml.safe_dump(small_matrix(args.dataset, args.method, args.cells, args.iterations, args.steps,
-                                                      args.eval_epochs)))
+        matrix.write_text(
+            yaml.safe_dump(
+                small_matrix(args.dataset, args.method, args.cells, args.iterations, args.steps, args.eval_epochs)
+            )
+        )
         solo = timed_run(matrix, Path(tmp) / "solo", args.data_root, 1)
         packed = timed_run(matrix, Path(tmp) / "packed", args.data_root, args.workers)
         solo_records, packed_records = records(Path(tmp) / "solo"), records(Path(tmp) / "packed")
@@ -82,14 +110,29 @@ def main(argv: list[str] | None = None) -> int:
     if sorted(a) != sorted(b) or len(a) != args.cells:
         raise SystemExit(f"expected {args.cells} records from each run, got {len(a)} and {len(b)}")
     difference = max(abs(x - y) for k in a for x, y in zip(a[k], b[k]))
-    print(json.dumps({
-        "machine": machine_label(), "dataset": args.dataset, "method": args.method, "cells": args.cells,
-        "workers": args.workers, "iterations": args.iterations, "steps": args.steps, "eval_epochs": args.eval_epochs,
-        "threads": os.environ.get("OMP_NUM_THREADS"), "solo_s": round(solo, 1), "packed_s": round(packed, 1),
-        "cells_per_hour_solo": round(3600 * args.cells / solo, 1), "cells_per_hour_packed": round(3600 * args.cells / packed, 1),
-        "gain": round(solo / packed, 2), "max_accuracy_difference": round(difference, 3),
-        "cell_s_solo": round(cell_seconds(solo_records), 1), "cell_s_packed": round(cell_seconds(packed_records), 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "machine": machine_label(),
+                "dataset": args.dataset,
+                "method": args.method,
+                "cells": args.cells,
+                "workers": args.workers,
+                "iterations": args.iterations,
+                "steps": args.steps,
+                "eval_epochs": args.eval_epochs,
+                "threads": os.environ.get("OMP_NUM_THREADS"),
+                "solo_s": round(solo, 1),
+                "packed_s": round(packed, 1),
+                "cells_per_hour_solo": round(3600 * args.cells / solo, 1),
+                "cells_per_hour_packed": round(3600 * args.cells / packed, 1),
+                "gain": round(solo / packed, 2),
+                "max_accuracy_difference": round(difference, 3),
+                "cell_s_solo": round(cell_seconds(solo_records), 1),
+                "cell_s_packed": round(cell_seconds(packed_records), 1),
+            }
+        )
+    )
     return 0
 
 

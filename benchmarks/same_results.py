@@ -3,6 +3,7 @@
 
     python benchmarks/same_results.py /tmp/old/quickstart/mini results/quickstart/mini
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,10 @@ def outcome(folder: Path) -> dict[str, tuple]:
 def main() -> int:
     old, new = (outcome(Path(p)) for p in sys.argv[1:3])
     differ = sorted(cid for cid in old.keys() & new.keys() if old[cid] != new[cid])
-    print(f"{len(old.keys() & new.keys()) - len(differ)} cells identical, {len(differ)} different, "
-          f"{len(old.keys() ^ new.keys())} in one run only")
+    print(
+        f"{len(old.keys() & new.keys()) - len(differ)} cells identical, {len(differ)} different, "
+        f"{len(old.keys() ^ new.keys())} in one run only"
+    )
     for cid in differ:
         print(f"  {cid}: {old[cid][1]} -> {new[cid][1]}")
     return 1 if differ else 0

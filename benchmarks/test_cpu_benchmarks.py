@@ -6,6 +6,7 @@ evaluation run. Not part of the test suite (``tests/`` is); run them with
 and compare runs with ``--benchmark-save`` / ``--benchmark-compare`` (pytest-benchmark). Timings are of this
 machine only; a figure quoted anywhere names the machine it came from.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,9 @@ def test_outer_iteration(benchmark, digits, method: str, ipc: int, batch_classes
     engine = create_method(method, "digits", ipc, {"batch_real": 32, "warmup_epochs": 0})
     budget = Budget(iterations=1, steps_per_network=2 if method in ("IDC", "DREAM+") else None)
     make = network_factory("ConvNet-3", digits)
-    result = benchmark.pedantic(lambda: engine.distill(digits, ipc, make, budget, seed=0, batch_classes=batch_classes),
-                                rounds=3, iterations=1)
+    result = benchmark.pedantic(
+        lambda: engine.distill(digits, ipc, make, budget, seed=0, batch_classes=batch_classes), rounds=3, iterations=1
+    )
     assert torch.isfinite(result.images).all()
 
 
@@ -42,8 +44,11 @@ def test_evaluation_run(benchmark, digits, ipc: int) -> None:
     """One evaluation network, 20 epochs of DC's evaluation (the quickstart's protocol on digits)."""
     idx = torch.cat([digits.class_indices(c)[:ipc] for c in range(digits.num_classes)])
     protocol = dataclasses.replace(resolve_protocol("A-dc", "digits"), epochs=20)
-    run = benchmark.pedantic(lambda: train_and_test(digits.train_images[idx], digits.train_labels[idx], digits,
-                                                    "ConvNet-3", protocol, 0), rounds=3, iterations=1)
+    run = benchmark.pedantic(
+        lambda: train_and_test(digits.train_images[idx], digits.train_labels[idx], digits, "ConvNet-3", protocol, 0),
+        rounds=3,
+        iterations=1,
+    )
     assert 0.0 <= run.last <= 100.0
 
 

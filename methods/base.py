@@ -1,9 +1,10 @@
 """The one interface every method implements, and the registry that names them.
 
 A method turns (real training data, images per class, a distillation-network factory, a budget, a seed)
-into a :class:`DistilledSet`. Methods are registered as :class:`MethodSpec` records (kind, builder, evaluation protocol) like timm
-models; composite names such as ``IDC+rm+init+bm`` are resolved by :mod:`methods.components`.
+into a :class:`DistilledSet`. Methods are registered as :class:`MethodSpec` records (kind, builder, evaluation
+protocol) like timm models; composite names such as ``IDC+rm+init+bm`` are resolved by :mod:`methods.components`.
 """
+
 from __future__ import annotations
 
 import abc
@@ -30,8 +31,8 @@ class DistilledSet:
     images: torch.Tensor
     labels: torch.Tensor
     factor: int = 1
-    log: list[dict[str, float]] = field(default_factory=list)   # (iteration, metric...) points
-    timings: dict[str, float] = field(default_factory=dict)     # seconds per phase
+    log: list[dict[str, float]] = field(default_factory=list)  # (iteration, metric...) points
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
     meta: dict[str, Any] = field(default_factory=dict)
 
     def decoded(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,8 +47,9 @@ class Method(abc.ABC):
     """A distillation or coreset-selection method. Every attribute a caller reads is declared here."""
 
     name: str = "method"
-    eval_protocol: str = "A"   # evaluation protocol name (bench.learning.evaluation); built-ins take theirs from bench.learning.provenance
-    config: EngineConfig | None = None           # engine methods: the full configuration; None for coresets
+    # evaluation protocol name (bench.learning.evaluation); built-ins take theirs from bench.learning.provenance
+    eval_protocol: str = "A"
+    config: EngineConfig | None = None  # engine methods: the full configuration; None for coresets
     selection_rule: dict[str, Any] | None = None  # coresets: rule choices that decide the set (fingerprinted)
     feature_recipe: dict[str, Any] | None = None  # coresets that pick with a trained network: how it is trained
 
@@ -71,8 +73,10 @@ class Method(abc.ABC):
         cfg = self.config.with_budget(budget)
         per_class = cfg.batch_real + min(ipc * cfg.factor**2, cfg.batch_syn_max or 10**9)
         units = cfg.iterations * cfg.steps_per_network * classes * per_class
-        return units, (f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = "
-                       f"{units / 1e6:.2f}M images")
+        return units, (
+            f"{cfg.iterations} nets x {cfg.steps_per_network} steps x {per_class} images/class = "
+            f"{units / 1e6:.2f}M images"
+        )
 
     def feature_network(self, budget: Budget, seed: int) -> tuple[int, int] | None:
         """(seed, epochs) of the network a selection picks with under ``budget``; None for methods without one."""
@@ -114,7 +118,7 @@ class MethodSpec:
     eval_protocol: str
     configure: Callable[[str, int], EngineConfig] | None = None
     same_as: str | None = None
-    description: str = ""   # one line for `dreambench ls methods`
+    description: str = ""  # one line for `dreambench ls methods`
 
     def __post_init__(self) -> None:
         if (self.kind == "engine") != (self.configure is not None):

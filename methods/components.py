@@ -8,6 +8,7 @@ Composition rules (documented in docs/deviations.md, docs/official-code.md §13.
   bases (metric = the base metric, 'mse' for DC's 'ours'), a conv-gradient term to DM.
 - ``wu``: one warm-up epoch on real data for every fresh matching network (DREAM+).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -77,7 +78,7 @@ def check_method_name(name: str) -> None:
 def create_method(name: str, dataset: str, ipc: int, overrides: dict[str, Any] | None = None) -> Method:
     """Build a registered method, apply its component switches, then the caller's config overrides."""
     spec, parts = resolve(name)
-    if spec.configure is None:   # coresets have no engine settings: profile defaults do not apply
+    if spec.configure is None:  # coresets have no engine settings: profile defaults do not apply
         return spec.build(dataset, ipc, None)
     cfg = spec.configure(dataset, ipc)
     for part in parts:

@@ -1,6 +1,7 @@
 """The settings of a run, as data: its budget (how much work) and the engine configuration (every knob of a
 matching-based distillation). Plain dataclasses with no behaviour beyond validation, so every layer can read
 them without importing the engine."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,11 +15,11 @@ from methods.objectives import Objective
 class Budget:
     """How much work a run may do; ``None`` keeps the preset's (paper) value."""
 
-    iterations: int | None = None          # fresh networks (outer iterations)
-    steps_per_network: int | None = None   # image updates per network
-    eval_every: int | None = None          # evaluate the set every K iterations (curves); None = never
-    feature_epochs: int | None = None      # coresets: epochs of the feature / forgetting network (0: untrained)
-    feature_seed: int | None = None        # coresets: seed of that network (None: the cell's seed)
+    iterations: int | None = None  # fresh networks (outer iterations)
+    steps_per_network: int | None = None  # image updates per network
+    eval_every: int | None = None  # evaluate the set every K iterations (curves); None = never
+    feature_epochs: int | None = None  # coresets: epochs of the feature / forgetting network (0: untrained)
+    feature_seed: int | None = None  # coresets: seed of that network (None: the cell's seed)
 
 
 @dataclass
@@ -27,48 +28,52 @@ class EngineConfig:
 
     # representation
     factor: int = 1
-    space: str = "normalized"          # 'normalized' (DC family, never clamped) | 'pixel' (IDC family, clamped)
-    init: str = "noise"                # noise | real_first | real_random | mix | cluster
+    space: str = "normalized"  # 'normalized' (DC family, never clamped) | 'pixel' (IDC family, clamped)
+    init: str = "noise"  # noise | real_first | real_random | mix | cluster
     # real batches
-    sampler: str = "random"            # random | representative
+    sampler: str = "random"  # random | representative
     batch_real: int = 256
-    interval: int = 10                 # representative: re-cluster every `interval` steps
-    samples_per_cluster: int = 1       # representative: batch_real // samples_per_cluster centres
-    cluster_normalized: bool = False   # cluster on normalised images (official: unnormalised)
+    interval: int = 10  # representative: re-cluster every `interval` steps
+    samples_per_cluster: int = 1  # representative: batch_real // samples_per_cluster centres
+    cluster_normalized: bool = False  # cluster on normalised images (official: unnormalised)
     # objective
     objective: Objective = field(default_factory=Objective)
     # network schedule
-    iterations: int = 1000             # fresh networks (outer iterations)
-    steps_per_network: int = 1         # image updates per network
-    net_update: str = "none"           # none | synthetic (DC) | real (IDC)
-    net_update_epochs: int = 1         # synthetic: epochs over the synthetic set per update
-    net_update_samples: int = 2000     # real: samples seen per update (IDC's n_data)
+    iterations: int = 1000  # fresh networks (outer iterations)
+    steps_per_network: int = 1  # image updates per network
+    net_update: str = "none"  # none | synthetic (DC) | real (IDC)
+    net_update_epochs: int = 1  # synthetic: epochs over the synthetic set per update
+    net_update_samples: int = 2000  # real: samples seen per update (IDC's n_data)
     net_batch: int = 256
-    warmup_epochs: int = 0             # DREAM+: one full epoch on real data per fresh network
+    warmup_epochs: int = 0  # DREAM+: one full epoch on real data per fresh network
     net_lr: float = 0.01
     net_momentum: float = 0.0
     net_weight_decay: float = 0.0
     # image optimiser
     lr_img: float = 0.1
     momentum_img: float = 0.5
-    per_class_step: bool = False       # IDC: one optimiser step per class (shared momentum)
-    batch_syn_max: int | None = None   # subsample decoded synthetic images per class
+    per_class_step: bool = False  # IDC: one optimiser step per class (shared momentum)
+    batch_syn_max: int | None = None  # subsample decoded synthetic images per class
     # augmentation
-    match_aug: str = ""                # Siamese strategy during matching ('' = none)
-    match_aug_mode: str = "single"     # single (DC) | composite (IDC)
-    net_aug: str = ""                  # per-image strategy for in-loop network training
+    match_aug: str = ""  # Siamese strategy during matching ('' = none)
+    match_aug_mode: str = "single"  # single (DC) | composite (IDC)
+    net_aug: str = ""  # per-image strategy for in-loop network training
     net_aug_mode: str = "single"
     cutmix_p: float = 0.0
     # arithmetic
-    precision: str = "float32"         # float32 | bfloat16 (opt-in: matching and network updates under bf16 autocast)
+    precision: str = "float32"  # float32 | bfloat16 (opt-in: matching and network updates under bf16 autocast)
     # diagnostics
-    mmd_diagnostic: bool = False       # MMD(matched real batch, whole class) every `interval` steps (timed as image update)
+    mmd_diagnostic: bool = False  # MMD(matched real batch, whole class) every `interval` steps (timed as image update)
 
-    def replace(self, **changes: Any) -> "EngineConfig":
+    def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)
 
-    def with_budget(self, budget: Budget) -> "EngineConfig":
-        changes = {k: v for k, v in (("iterations", budget.iterations), ("steps_per_network", budget.steps_per_network)) if v is not None}
+    def with_budget(self, budget: Budget) -> EngineConfig:
+        changes = {
+            k: v
+            for k, v in (("iterations", budget.iterations), ("steps_per_network", budget.steps_per_network))
+            if v is not None
+        }
         return self.replace(**changes)
 
 
@@ -76,7 +81,12 @@ SAMPLERS = ("random", "representative")
 NET_UPDATES = ("none", "synthetic", "real")
 SPACES = ("normalized", "pixel")
 PRECISIONS = ("float32", "bfloat16")
-CHOICES: dict[str, tuple[str, ...]] = {"sampler": SAMPLERS, "net_update": NET_UPDATES, "space": SPACES, "precision": PRECISIONS}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sampler": SAMPLERS,
+    "net_update": NET_UPDATES,
+    "space": SPACES,
+    "precision": PRECISIONS,
+}
 
 
 def validate(cfg: EngineConfig) -> None:

@@ -5,6 +5,7 @@ objective, network schedule (fresh net per outer iteration, warm-up, in-loop tra
 data) and a Siamese augmentation policy. DC, DSA, DM, IDC, DREAM and DREAM+ are all presets of
 :class:`EngineConfig` (see :mod:`methods.presets`).
 """
+
 from __future__ import annotations
 
 import math
@@ -71,9 +72,17 @@ class PerClassMomentum:
 
     def __init__(self, param: torch.Tensor, opt: torch.optim.Optimizer, classes: int) -> None:
         group = opt.param_groups[0]
-        if len(opt.param_groups) != 1 or group["weight_decay"] or group["dampening"] or group["nesterov"] or group.get("maximize"):
-            raise ValueError("the closed-form per-class step needs plain SGD with momentum (no weight decay, "
-                             "dampening, nesterov or maximize)")
+        if (
+            len(opt.param_groups) != 1
+            or group["weight_decay"]
+            or group["dampening"]
+            or group["nesterov"]
+            or group.get("maximize")
+        ):
+            raise ValueError(
+                "the closed-form per-class step needs plain SGD with momentum (no weight decay, "
+                "dampening, nesterov or maximize)"
+            )
         self.param, self.opt, self.classes = param, opt, classes
         self.lr, self.m = float(group["lr"]), float(group["momentum"])
         buf = opt.state[param].get("momentum_buffer")
@@ -99,7 +108,9 @@ class PerClassMomentum:
         b, g = self._by_class(self.buf), self._by_class(grad)
         carried = self.carry.unsqueeze(1) * b + g
         with torch.no_grad():
-            self.param.copy_((self._by_class(self.turn) - self.lr * self.after.unsqueeze(1) * carried).view_as(self.param))
+            self.param.copy_(
+                (self._by_class(self.turn) - self.lr * self.after.unsqueeze(1) * carried).view_as(self.param)
+            )
         self.opt.state[self.param]["momentum_buffer"] = (self.decay.unsqueeze(1) * carried).view_as(self.param)
 
 
@@ -112,9 +123,18 @@ class DistillationEngine(Method):
         self.config = config
 
     def distill(
-        self, data: ImageDataset, ipc: int, make_net: NetFactory, budget: Budget, seed: int,
-        evaluate: Evaluator | None = None, checkpoint: Any = None, progress: Callable[[int], None] | None = None,
-        batch_classes: bool | None = None, sync_timing: bool = False, **unused_hooks: Any,
+        self,
+        data: ImageDataset,
+        ipc: int,
+        make_net: NetFactory,
+        budget: Budget,
+        seed: int,
+        evaluate: Evaluator | None = None,
+        checkpoint: Any = None,
+        progress: Callable[[int], None] | None = None,
+        batch_classes: bool | None = None,
+        sync_timing: bool = False,
+        **unused_hooks: Any,
     ) -> DistilledSet:
         """``batch_classes``: push all classes through the network at once where that computes the same thing
         (None: on a GPU; see ``_Run.batches_all_classes``); it changes speed, not results (to float rounding).
@@ -131,7 +151,16 @@ class DistillationEngine(Method):
 class _Run:
     """State of one distillation run (kept out of the engine so the engine stays a pure description)."""
 
-    def __init__(self, name: str, cfg: EngineConfig, data: ImageDataset, ipc: int, make_net: NetFactory, seed: int, device: torch.device):
+    def __init__(
+        self,
+        name: str,
+        cfg: EngineConfig,
+        data: ImageDataset,
+        ipc: int,
+        make_net: NetFactory,
+        seed: int,
+        device: torch.device,
+    ):
         self.name, self.cfg, self.data, self.ipc, self.seed, self.device = name, cfg, data, ipc, seed, device
         self.make_net = make_net
         self.timer = _Timer()
@@ -140,9 +169,15 @@ class _Run:
         self.match_aug = DiffAugment(cfg.match_aug, cfg.match_aug_mode) if cfg.match_aug else None
         self.net_aug = DiffAugment(cfg.net_aug, cfg.net_aug_mode) if cfg.net_aug else None
         self.sampler = (
-            RepresentativeSampler(max(cfg.batch_real // cfg.samples_per_cluster, 1), cfg.samples_per_cluster, cfg.interval,
-                                  cfg.cluster_normalized, self.autocast_dtype)
-            if cfg.sampler == "representative" else RandomSampler(cfg.batch_real)
+            RepresentativeSampler(
+                max(cfg.batch_real // cfg.samples_per_cluster, 1),
+                cfg.samples_per_cluster,
+                cfg.interval,
+                cfg.cluster_normalized,
+                self.autocast_dtype,
+            )
+            if cfg.sampler == "representative"
+            else RandomSampler(cfg.batch_real)
         )
         self.train_images = data.train_images.to(device)
         self.train_labels = data.train_labels.to(device)
@@ -180,38 +215,69 @@ class _Run:
         cfg = self.cfg
         net = build_net(self.make_net, derive_seed(self.seed, "matching network", iteration), self.device)
         if cfg.objective.gradient_weight == 0 and cfg.net_update == "none" and not cfg.warmup_epochs:
-            net.requires_grad_(False)   # DM: the network is a fixed random feature extractor
+            net.requires_grad_(False)  # DM: the network is a fixed random feature extractor
             return net, None
-        opt = torch.optim.SGD(net.parameters(), lr=cfg.net_lr, momentum=cfg.net_momentum, weight_decay=cfg.net_weight_decay)
+        opt = torch.optim.SGD(
+            net.parameters(), lr=cfg.net_lr, momentum=cfg.net_momentum, weight_decay=cfg.net_weight_decay
+        )
         for _ in range(cfg.warmup_epochs):
             start = time.perf_counter()
             self.train_on_real(net, opt, seeded(derive_seed(self.seed, "warm-up batches", iteration)), max_samples=None)
             self.timer.add("warmup", start)
         return net, opt
 
-    def train_on_real(self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, max_samples: int | None) -> None:
-        train_epoch(net, opt, self.train_images, self.train_labels, batch_size=self.cfg.batch_real, to_input=self.normalize,
-                    gen=gen, aug=self.net_aug, cutmix_p=self.cfg.cutmix_p, max_samples=max_samples,
-                    autocast_dtype=self.autocast_dtype)
+    def train_on_real(
+        self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, max_samples: int | None
+    ) -> None:
+        train_epoch(
+            net,
+            opt,
+            self.train_images,
+            self.train_labels,
+            batch_size=self.cfg.batch_real,
+            to_input=self.normalize,
+            gen=gen,
+            aug=self.net_aug,
+            cutmix_p=self.cfg.cutmix_p,
+            max_samples=max_samples,
+            autocast_dtype=self.autocast_dtype,
+        )
 
-    def update_network(self, net: nn.Module, opt: torch.optim.Optimizer, param: torch.Tensor, gen: torch.Generator) -> None:
+    def update_network(
+        self, net: nn.Module, opt: torch.optim.Optimizer, param: torch.Tensor, gen: torch.Generator
+    ) -> None:
         cfg = self.cfg
         if cfg.net_update == "real":
             self.train_on_real(net, opt, gen, cfg.net_update_samples)
         elif cfg.net_update == "synthetic":
             images = decode(param.detach(), cfg.factor)
-            labels = torch.arange(self.data.num_classes, device=self.device).repeat_interleave(self.ipc).repeat(cfg.factor**2)
+            labels = (
+                torch.arange(self.data.num_classes, device=self.device)
+                .repeat_interleave(self.ipc)
+                .repeat(cfg.factor**2)
+            )
             for _ in range(cfg.net_update_epochs):
-                train_epoch(net, opt, images, labels, batch_size=cfg.net_batch, to_input=self.param_to_input, gen=gen,
-                            aug=self.net_aug, cutmix_p=cfg.cutmix_p, autocast_dtype=self.autocast_dtype)
+                train_epoch(
+                    net,
+                    opt,
+                    images,
+                    labels,
+                    batch_size=cfg.net_batch,
+                    to_input=self.param_to_input,
+                    gen=gen,
+                    aug=self.net_aug,
+                    cutmix_p=cfg.cutmix_p,
+                    autocast_dtype=self.autocast_dtype,
+                )
 
     # --- one matching step ----------------------------------------------------------------------
-    def class_batches(self, c: int, param: torch.Tensor, gen: torch.Generator, net: nn.Module,
-                      mmd: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def class_batches(
+        self, c: int, param: torch.Tensor, gen: torch.Generator, net: nn.Module, mmd: list[float] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class ``c``'s real and synthetic network inputs for one step (sampled and augmented from ``gen``)."""
         cfg, ipc = self.cfg, self.ipc
         real_idx = to_device(self.sampler.batch_indices(c, self.data), self.device)
-        if mmd is not None:   # Fig. 2b diagnostic on the batch actually matched
+        if mmd is not None:  # Fig. 2b diagnostic on the batch actually matched
             whole = self.train_images[self.data.class_indices(c).to(self.device)]
             mmd.append(linear_mmd(net, self.normalize(self.train_images[real_idx]), self.normalize(whole)))
         real = self.normalize(self.train_images[real_idx])
@@ -223,7 +289,9 @@ class _Run:
             real, syn = self.match_aug.siamese(real, syn, gen=gen)
         return real, syn
 
-    def class_loss(self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator, mmd: list[float] | None = None):
+    def class_loss(
+        self, c: int, net: nn.Module, param: torch.Tensor, gen: torch.Generator, mmd: list[float] | None = None
+    ):
         real, syn = self.class_batches(c, param, gen, net, mmd)
         label = lambda n: torch.full((n,), c, dtype=torch.long, device=self.device)  # noqa: E731
         with self.arithmetic():
@@ -234,27 +302,42 @@ class _Run:
         a network whose outputs do not depend on the batch, equal batch sizes across classes (gradient
         objectives, which vmap over classes), and (unless ``batch_classes`` forces it) a GPU, where it saves
         launches; on a CPU, per-class batches stay in cache and run as fast."""
-        if self.batch_classes is False or not (self.batch_classes or self.device.type == "cuda") or batch_dependent(net):
+        if (
+            self.batch_classes is False
+            or not (self.batch_classes or self.device.type == "cuda")
+            or batch_dependent(net)
+        ):
             return False
         classes = range(self.data.num_classes)
-        return self.cfg.objective.gradient_weight == 0 or len({self.sampler.batch_size(c, self.data) for c in classes}) == 1
+        return (
+            self.cfg.objective.gradient_weight == 0
+            or len({self.sampler.batch_size(c, self.data) for c in classes}) == 1
+        )
 
     def terms_all_classes(self, net: nn.Module, reals: list[torch.Tensor], syns: list[torch.Tensor]) -> MatchTerms:
         """The summed per-class matching terms of one step, every class at once."""
         objective = self.cfg.objective
         if objective.gradient_weight != 0:
             return matching_loss_all_classes(net, torch.stack(reals), torch.stack(syns), objective)
-        with torch.no_grad():   # feature-only (DM): one forward per side, per-class means of its slices
+        with torch.no_grad():  # feature-only (DM): one forward per side, per-class means of its slices
             feat_real = net.embed(torch.cat(reals)).float()
-        feat_syn = net.embed(torch.cat(syns)).float()   # float32 even under bf16 autocast
+        feat_syn = net.embed(torch.cat(syns)).float()  # float32 even under bf16 autocast
         metric = METRICS[objective.feature_metric]
-        terms = [metric(fr.mean(0), fs.mean(0)) for fr, fs in zip(feat_real.split([len(r) for r in reals]),
-                                                                  feat_syn.split([len(s) for s in syns]))]
+        terms = [
+            metric(fr.mean(0), fs.mean(0))
+            for fr, fs in zip(feat_real.split([len(r) for r in reals]), feat_syn.split([len(s) for s in syns]))
+        ]
         feature = torch.stack(terms).sum()
         return MatchTerms(objective.feature_weight * feature, torch.zeros((), device=self.device), feature.detach())
 
-    def step_all_classes(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
-                         mmd: list[float] | None) -> MatchTerms:
+    def step_all_classes(
+        self,
+        net: nn.Module,
+        param: torch.Tensor,
+        opt_img: torch.optim.Optimizer,
+        gen: torch.Generator,
+        mmd: list[float] | None,
+    ) -> MatchTerms:
         """One image update with all classes in one pass: the same draws in the same order as the per-class
         path and the same per-class terms, summed. IDC's one-step-per-class (``per_class_step``) is applied in
         closed form (:class:`PerClassMomentum`): its gradients are taken where each class's images stand on
@@ -272,8 +355,14 @@ class _Run:
             opt_img.step()
         return MatchTerms(terms.total.detach(), terms.gradient, terms.feature)
 
-    def matching_step(self, net: nn.Module, param: torch.Tensor, opt_img: torch.optim.Optimizer, gen: torch.Generator,
-                      mmd: list[float] | None = None) -> dict[str, torch.Tensor]:
+    def matching_step(
+        self,
+        net: nn.Module,
+        param: torch.Tensor,
+        opt_img: torch.optim.Optimizer,
+        gen: torch.Generator,
+        mmd: list[float] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """One image update; the loss terms are summed on the device (read once per network, not per class)."""
         if self.batches_all_classes(net):
             terms = self.step_all_classes(net, param, opt_img, gen, mmd)
@@ -301,7 +390,7 @@ class _Run:
         cfg = self.cfg
         state = checkpoint.load() if checkpoint is not None else None
         first = 0 if state is None else state["iteration"]
-        net0, opt0 = self.network(0) if first == 0 else (None, None)   # a resumed run skips warm-up and init
+        net0, opt0 = self.network(0) if first == 0 else (None, None)  # a resumed run skips warm-up and init
         if state is None:
             start = time.perf_counter()
             prepare = self.normalize if cfg.cluster_normalized else None
@@ -340,22 +429,33 @@ class _Run:
                     self.timer.add("net_update", t)
             self.timer.seconds["clustering"] = self.sampler.seconds
             if self.sampler.embed_seconds:
-                self.timer.seconds["clustering_embed"] = self.sampler.embed_seconds   # part of "clustering"
-            losses = {k: float(v) / cfg.steps_per_network for k, v in sums.items()}   # the one host sync of the network
+                self.timer.seconds["clustering_embed"] = self.sampler.embed_seconds  # part of "clustering"
+            losses = {k: float(v) / cfg.steps_per_network for k, v in sums.items()}  # the one host sync of the network
             finite_images = bool(torch.isfinite(param).all())
             if not finite_images or not all(math.isfinite(v) for v in losses.values()):
-                raise DivergedError(f"diverged at iteration {it + 1}: non-finite {'loss' if finite_images else 'images'}"
-                                    f" (lr_img {cfg.lr_img:g}); the cell is failed, not counted")
+                raise DivergedError(
+                    f"diverged at iteration {it + 1}: non-finite {'loss' if finite_images else 'images'}"
+                    f" (lr_img {cfg.lr_img:g}); the cell is failed, not counted"
+                )
             self.log.append({"iteration": it + 1, **losses})
             self.record_eval(it + 1, param, eval_every, evaluate, first)
             if checkpoint is not None and checkpoint.due(it + 1):
-                checkpoint.save({"param": param.detach().cpu(), "opt_img": opt_img.state_dict(), "iteration": it + 1,
-                                 "log": self.log, "timings": self.timer.seconds})
+                checkpoint.save(
+                    {
+                        "param": param.detach().cpu(),
+                        "opt_img": opt_img.state_dict(),
+                        "iteration": it + 1,
+                        "log": self.log,
+                        "timings": self.timer.seconds,
+                    }
+                )
             if progress is not None:
                 progress(it + 1)
         return self.distilled(param)
 
-    def record_eval(self, iteration: int, param: torch.Tensor, every: int | None, evaluate: Evaluator | None, first: int) -> None:
+    def record_eval(
+        self, iteration: int, param: torch.Tensor, every: int | None, evaluate: Evaluator | None, first: int
+    ) -> None:
         """Accuracy curve point; its cost goes to 'evaluation', never to distillation time."""
         if evaluate is None or not every:
             return

@@ -2,6 +2,7 @@
 
 Every initialiser returns ``ipc`` stored images per class, class-major, in [0, 1] pixel space.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -18,16 +19,22 @@ Prepare = Callable[[torch.Tensor], torch.Tensor] | None
 Picker = Callable[[ImageDataset, int, int, nn.Module, torch.Generator, Prepare], torch.Tensor]
 
 
-def _first(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None) -> torch.Tensor:
+def _first(
+    data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None
+) -> torch.Tensor:
     return data.class_indices(c)[:n]
 
 
-def _random(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None) -> torch.Tensor:
+def _random(
+    data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None
+) -> torch.Tensor:
     idx = data.class_indices(c)
     return idx[torch.randperm(len(idx), generator=gen)[:n]]
 
 
-def _cluster(data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None) -> torch.Tensor:
+def _cluster(
+    data: ImageDataset, c: int, n: int, net: nn.Module, gen: torch.Generator, prepare: Prepare = None
+) -> torch.Tensor:
     idx = data.class_indices(c)
     device = next(net.parameters()).device
     seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
@@ -40,7 +47,12 @@ INITIALIZERS = sorted([*PICKERS, "noise", "mix"])
 
 
 def initial_images(
-    name: str, data: ImageDataset, ipc: int, factor: int, net: nn.Module, gen: torch.Generator,
+    name: str,
+    data: ImageDataset,
+    ipc: int,
+    factor: int,
+    net: nn.Module,
+    gen: torch.Generator,
     prepare: Prepare = None,
 ) -> torch.Tensor:
     """Stored images for every class. With factor f > 1 the picks are tiled f x f (IDC 'mix').
@@ -58,7 +70,7 @@ def initial_images(
     per_class = []
     for c in range(data.num_classes):
         picks = PICKERS[picker_name](data, c, ipc * factor**2, net, gen, prepare)
-        if len(picks) < ipc * factor**2:   # tiny classes: cycle the picks
+        if len(picks) < ipc * factor**2:  # tiny classes: cycle the picks
             picks = picks.repeat(ipc * factor**2 // len(picks) + 1)[: ipc * factor**2]
         per_class.append(tile(data.train_images[picks].cpu(), ipc, factor))
     return torch.cat(per_class)

@@ -3,6 +3,7 @@
 docs/official-code.md §2.5. A single :func:`matching_loss` covers gradient-only (DC/DSA/IDC), feature-only (DM) and
 bidirectional (DREAM+) objectives, so each method is just a choice of weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,8 @@ class Objective:
 
     gradient_weight: float = 1.0
     feature_weight: float = 0.0
-    metric: str = "ours"          # gradient term metric
-    feature_metric: str = "mse"   # feature-mean term metric (squared-L2 sum = DM's loss)
+    metric: str = "ours"  # gradient term metric
+    feature_metric: str = "mse"  # feature-mean term metric (squared-L2 sum = DM's loss)
     layers: str = "dc"
 
     def __post_init__(self) -> None:
@@ -88,7 +89,11 @@ class MatchTerms:
 
 
 def matching_loss(
-    net: nn.Module, real: torch.Tensor, real_labels: torch.Tensor, syn: torch.Tensor, syn_labels: torch.Tensor,
+    net: nn.Module,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    syn: torch.Tensor,
+    syn_labels: torch.Tensor,
     objective: Objective,
 ) -> MatchTerms:
     """Loss whose gradient w.r.t. ``syn`` moves the synthetic batch towards the real one.
@@ -100,7 +105,7 @@ def matching_loss(
         logits_real, feat_real = net.forward_with_features(real)
     logits_syn, feat_syn = net.forward_with_features(syn)
     total = torch.zeros((), device=syn.device)
-    grad_value = feat_value = torch.zeros((), device=syn.device)   # kept on the device: no host sync per class
+    grad_value = feat_value = torch.zeros((), device=syn.device)  # kept on the device: no host sync per class
     if objective.feature_weight > 0:
         # features compared in float32 even under bf16 autocast (the sums over classes and steps stay exact)
         feat_term = METRICS[objective.feature_metric](feat_real.detach().float().mean(0), feat_syn.float().mean(0))
@@ -129,7 +134,9 @@ class _WithFeatures(nn.Module):
         return self.net.forward_with_features(x)
 
 
-def matching_loss_all_classes(net: nn.Module, real: torch.Tensor, syn: torch.Tensor, objective: Objective) -> MatchTerms:
+def matching_loss_all_classes(
+    net: nn.Module, real: torch.Tensor, syn: torch.Tensor, objective: Objective
+) -> MatchTerms:
     """The sum over classes c of :func:`matching_loss` (real[c], syn[c], labels c) with every class in one pass:
     ``torch.func.vmap`` over the class axis of per-class gradients (and their gradients for the synthetic side).
     ``real`` is (C, B, ...), ``syn`` (C, S, ...); for networks whose outputs do not depend on the batch (no batch

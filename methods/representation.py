@@ -1,4 +1,5 @@
 """IDC multi-formation: one stored image decodes into f*f training images (docs/official-code.md §6.1)."""
+
 from __future__ import annotations
 
 import math

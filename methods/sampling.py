@@ -1,12 +1,13 @@
 """Real-batch samplers: which real images of a class are matched at each step.
 
 ``random``: per-class batches drawn without replacement from a permutation (IDC's sampler).
-``representative``: DREAM's rule (docs/official-code.md §7.5, ``query_match``): every ``interval`` steps, embed every image of
-the class with the current matching network, K-Means into ``n_clusters`` centres, and take the
+``representative``: DREAM's rule (docs/official-code.md §7.5, ``query_match``): every ``interval`` steps, embed every
+image of the class with the current matching network, K-Means into ``n_clusters`` centres, and take the
 ``samples_per_cluster`` nearest images of each centre. All classes are embedded in one pass and, on a GPU,
 clustered by one batched K-Means (``batched_kmeans``: fast-pytorch-kmeans' algorithm and initial draws per
 class), so a refresh costs a few large operations instead of a few per class.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,14 @@ def nearest_to_centres(features: torch.Tensor, centres: torch.Tensor, per_centre
     return dist.topk(k, dim=1, largest=False).indices.reshape(-1)
 
 
-def batched_kmeans(features: torch.Tensor, valid: torch.Tensor, n_clusters: int, seeds: Sequence[int],
-                   max_iter: int = 100, tol: float = 1e-4) -> torch.Tensor:
+def batched_kmeans(
+    features: torch.Tensor,
+    valid: torch.Tensor,
+    n_clusters: int,
+    seeds: Sequence[int],
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> torch.Tensor:
     """K-Means of G groups at once: ``features`` (G, N, D), zero-padded where ``valid`` (G, N) is False.
 
     Per group the algorithm of :func:`seeded_kmeans` (fast-pytorch-kmeans 0.2: centres start at ``n_clusters``
@@ -61,7 +68,7 @@ def batched_kmeans(features: torch.Tensor, valid: torch.Tensor, n_clusters: int,
     squares = features.pow(2).sum(-1)[..., :, None]
     cluster_ids = torch.arange(n_clusters, device=device)[None, :, None]
     result = centres.clone()
-    running = torch.arange(groups, device=device)   # groups still iterating; finished ones leave the batch
+    running = torch.arange(groups, device=device)  # groups still iterating; finished ones leave the batch
     for _ in range(max_iter):
         sim = 2 * features @ centres.transpose(1, 2) - squares - centres.pow(2).sum(-1)[..., None, :]
         closest = sim.max(dim=-1)[1]
@@ -71,7 +78,13 @@ def batched_kmeans(features: torch.Tensor, valid: torch.Tensor, n_clusters: int,
         result[running] = centres
         if bool(done.any()):
             keep = ~done
-            running, features, valid, squares, centres = running[keep], features[keep], valid[keep], squares[keep], centres[keep]
+            running, features, valid, squares, centres = (
+                running[keep],
+                features[keep],
+                valid[keep],
+                squares[keep],
+                centres[keep],
+            )
             if len(running) == 0:
                 break
     return result
@@ -88,8 +101,13 @@ def padded_groups(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch
     return stacked, valid
 
 
-def batched_cluster_picks(features: Sequence[torch.Tensor], n_clusters: int, per_centre: int,
-                          seeds: Sequence[int], batched: bool | None = None) -> list[torch.Tensor]:
+def batched_cluster_picks(
+    features: Sequence[torch.Tensor],
+    n_clusters: int,
+    per_centre: int,
+    seeds: Sequence[int],
+    batched: bool | None = None,
+) -> list[torch.Tensor]:
     """Per group, the indices (into that group) of the ``per_centre`` points nearest each K-Means centre:
     :func:`nearest_to_centres` of :func:`seeded_kmeans`, all groups at once on a GPU (where per-group calls
     cost launches and syncs). On a CPU, and for groups smaller than ``n_clusters`` or ``per_centre`` (tiny
@@ -115,9 +133,7 @@ def embed_all(net: nn.Module, images: torch.Tensor, autocast_dtype: torch.dtype 
         return torch.cat([net.embed(images[i : i + batch]).float() for i in range(0, len(images), batch)])
 
 
-def cluster_select(
-    net: nn.Module, images: torch.Tensor, n_clusters: int, per_centre: int, seed: int
-) -> torch.Tensor:
+def cluster_select(net: nn.Module, images: torch.Tensor, n_clusters: int, per_centre: int, seed: int) -> torch.Tensor:
     """Indices of the images nearest to the K-Means centres of their embeddings."""
     feats = embed_all(net, images)
     return nearest_to_centres(feats, seeded_kmeans(feats, n_clusters, seed), per_centre)
@@ -134,7 +150,7 @@ class RandomSampler:
 
     batch: int
     seconds: float = 0.0
-    embed_seconds: float = 0.0   # samplers share one timing interface; this one never embeds
+    embed_seconds: float = 0.0  # samplers share one timing interface; this one never embeds
     _perm: dict[int, torch.Tensor] = field(default_factory=dict)
     _pos: dict[int, int] = field(default_factory=dict)
 
@@ -168,11 +184,13 @@ class RepresentativeSampler:
     n_clusters: int
     samples_per_cluster: int = 1
     interval: int = 10
-    normalize_features: bool = False   # official code clusters unnormalised [0,1] images (docs/official-code.md §13.3)
-    autocast_dtype: torch.dtype | None = None   # opt-in bf16: the embedding passes under autocast (K-Means stays float32)
+    normalize_features: bool = False  # official code clusters unnormalised [0,1] images (docs/official-code.md §13.3)
+    autocast_dtype: torch.dtype | None = (
+        None  # opt-in bf16: the embedding passes under autocast (K-Means stays float32)
+    )
     seconds: float = 0.0
-    embed_seconds: float = 0.0   # the part of ``seconds`` spent embedding (kept only where the timing is exact)
-    sync: Callable[[], None] | None = None   # waits for the device before each time reading (benchmarks)
+    embed_seconds: float = 0.0  # the part of ``seconds`` spent embedding (kept only where the timing is exact)
+    sync: Callable[[], None] | None = None  # waits for the device before each time reading (benchmarks)
     _chosen: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def start_network(self, net: nn.Module, data: ImageDataset, gen: torch.Generator) -> None:
@@ -188,14 +206,14 @@ class RepresentativeSampler:
         start = time.perf_counter()
         prepare = to_input if self.normalize_features else (lambda x: x)
         groups = [data.class_indices(c) for c in range(data.num_classes)]
-        if batch_dependent(net):   # outputs depend on the batch (batch norm in training mode): one class per pass
+        if batch_dependent(net):  # outputs depend on the batch (batch norm in training mode): one class per pass
             features = [embed_all(net, prepare(images[idx.to(images.device)]), self.autocast_dtype) for idx in groups]
-        else:   # one pass over every image; a sample's embedding does not depend on its batch-mates
+        else:  # one pass over every image; a sample's embedding does not depend on its batch-mates
             everything = embed_all(net, prepare(images), self.autocast_dtype)
             features = [everything[idx.to(images.device)] for idx in groups]
         if self.sync is not None:
             self.sync()
-        if self.sync is not None or images.device.type == "cpu":   # on a GPU without syncs the wait lands in K-Means
+        if self.sync is not None or images.device.type == "cpu":  # on a GPU without syncs the wait lands in K-Means
             self.embed_seconds += time.perf_counter() - start
         seeds = [self._seed + c * 7919 + step for c in range(data.num_classes)]
         picks = batched_cluster_picks(features, self.n_clusters, self.samples_per_cluster, seeds)

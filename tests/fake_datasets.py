@@ -67,14 +67,26 @@ def write_cifar10(root: Path, per_batch: int = 4, n_test: int = 10) -> dict[str,
     xs, ys = [], []
     for b in range(1, 6):
         x, y = _pattern(per_batch, 32, 32, 3, seed=10 + b), (np.arange(per_batch) + b * per_batch) % 10
-        _pickle(folder / f"data_batch_{b}",
-                {"batch_label": f"training batch {b} of 5", "labels": y.tolist(),
-                 "data": x.transpose(0, 3, 1, 2).reshape(per_batch, 3072), "filenames": [f"{b}_{i}.png" for i in range(per_batch)]})
+        _pickle(
+            folder / f"data_batch_{b}",
+            {
+                "batch_label": f"training batch {b} of 5",
+                "labels": y.tolist(),
+                "data": x.transpose(0, 3, 1, 2).reshape(per_batch, 3072),
+                "filenames": [f"{b}_{i}.png" for i in range(per_batch)],
+            },
+        )
         xs.append(x)
         ys.append(y)
     tx, ty = _pattern(n_test, 32, 32, 3, seed=20), np.arange(n_test) % 10
-    _pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": ty.tolist(),
-                                    "data": tx.transpose(0, 3, 1, 2).reshape(n_test, 3072)})
+    _pickle(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "labels": ty.tolist(),
+            "data": tx.transpose(0, 3, 1, 2).reshape(n_test, 3072),
+        },
+    )
     _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072})
     return {"train_x": np.concatenate(xs), "train_y": np.concatenate(ys), "test_x": tx, "test_y": ty}
 
@@ -86,11 +98,19 @@ def write_cifar100(root: Path, n_train: int = 30, n_test: int = 10) -> dict[str,
     out = {}
     for split, n, seed in (("train", n_train, 30), ("test", n_test, 31)):
         x, y = _pattern(n, 32, 32, 3, seed=seed), (np.arange(n) * 7) % 100
-        _pickle(folder / split, {"fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist(),
-                                 "data": x.transpose(0, 3, 1, 2).reshape(n, 3072)})
+        _pickle(
+            folder / split,
+            {
+                "fine_labels": y.tolist(),
+                "coarse_labels": (y // 5).tolist(),
+                "data": x.transpose(0, 3, 1, 2).reshape(n, 3072),
+            },
+        )
         out[f"{split}_x"], out[f"{split}_y"] = x, y
-    _pickle(folder / "meta", {"fine_label_names": [f"fine{i}" for i in range(100)],
-                              "coarse_label_names": [f"coarse{i}" for i in range(20)]})
+    _pickle(
+        folder / "meta",
+        {"fine_label_names": [f"fine{i}" for i in range(100)], "coarse_label_names": [f"coarse{i}" for i in range(20)]},
+    )
     return out
 
 

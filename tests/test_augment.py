@@ -1,4 +1,5 @@
 """DSA primitives against the official formulas (docs/official-code.md §2.3), the Siamese property, and CutMix."""
+
 import math
 
 import pytest
@@ -49,10 +50,10 @@ def test_crop_shift_range_is_one_eighth_of_the_side():
 
 
 def test_cutout_zeroes_a_half_side_square_clipped_at_border(batch):
-    h = batch.shape[-1]                       # 16 px -> side 8
+    h = batch.shape[-1]  # 16 px -> side 8
     out = OPS["cutout"].apply(batch, {"ox": torch.tensor([0]), "oy": torch.tensor([8])})
     zero = out == 0
-    assert zero[:, :, :4, 4:12].all()          # rows [-4, 4) clipped to [0, 4), cols [4, 12)
+    assert zero[:, :, :4, 4:12].all()  # rows [-4, 4) clipped to [0, 4), cols [4, 12)
     expected = batch.clone()
     expected[:, :, :4, 4:12] = 0
     assert torch.equal(out, expected)
@@ -73,7 +74,9 @@ def test_scale_identity_and_rotation_zero_are_no_ops(batch):
 
 def test_rotate_90_degrees_turns_the_image(batch):
     out = OPS["rotate"].apply(batch, {"angle": torch.tensor([math.pi / 2])})
-    assert torch.allclose(out, batch.rot90(1, dims=(2, 3)), atol=1e-4) or torch.allclose(out, batch.rot90(-1, dims=(2, 3)), atol=1e-4)
+    assert torch.allclose(out, batch.rot90(1, dims=(2, 3)), atol=1e-4) or torch.allclose(
+        out, batch.rot90(-1, dims=(2, 3)), atol=1e-4
+    )
 
 
 def test_scale_and_rotate_draw_within_strength():
@@ -105,7 +108,7 @@ def test_single_mode_picks_one_family_composite_applies_all():
     gen = torch.Generator().manual_seed(0)
     single = DiffAugment("color_crop_cutout", "single")
     composite = DiffAugment("color_crop_cutout", "composite")
-    assert {len(single._choose_ops(gen)) for _ in range(50)} == {1, 3}   # color = 3 ops, others 1
+    assert {len(single._choose_ops(gen)) for _ in range(50)} == {1, 3}  # color = 3 ops, others 1
     assert composite._choose_ops(gen) == ["brightness", "saturation", "contrast", "crop", "cutout"]
 
 
@@ -118,7 +121,7 @@ def test_unknown_family_is_rejected_with_allowed_names():
 def test_cutmix_label_weight_is_one_minus_box_area(batch):
     labels = torch.arange(len(batch))
     mixed = cutmix(batch, labels, torch.Generator().manual_seed(3))
-    changed = (mixed.images != batch).any(1)            # pixels taken from the partner
+    changed = (mixed.images != batch).any(1)  # pixels taken from the partner
     area = changed.float().mean(dim=(1, 2)).max()
     assert 0.0 <= mixed.ratio <= 1.0
     assert float(area) <= 1 - mixed.ratio + 1e-6

@@ -1,4 +1,5 @@
 """A run interrupted after a checkpoint and resumed gives exactly the uninterrupted result."""
+
 from functools import partial
 
 import pytest

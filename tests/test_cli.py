@@ -1,4 +1,5 @@
 """The ``dreambench`` command as a new user meets it: subcommands, listings, validation, --set, Ctrl-C, status."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,17 @@ from bench.cli.run import main as run_main
 from methods.base import list_methods
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"name": "tiny", "datasets": ["digits"], "ipc": [1], "methods": ["Random", "DC"], "archs": ["ConvNet-3"],
-        "seeds": [0], "profiles": {"mini": {"max_per_class": 10, "defaults": {"iterations": 2, "batch_real": 8,
-                                                                             "eval_epochs": 2, "eval_runs": 1}}}}
+TINY = {
+    "name": "tiny",
+    "datasets": ["digits"],
+    "ipc": [1],
+    "methods": ["Random", "DC"],
+    "archs": ["ConvNet-3"],
+    "seeds": [0],
+    "profiles": {
+        "mini": {"max_per_class": 10, "defaults": {"iterations": 2, "batch_real": 8, "eval_epochs": 2, "eval_runs": 1}}
+    },
+}
 
 
 def write(tmp_path: Path, spec: dict) -> Path:
@@ -58,7 +67,9 @@ def test_validate_checks_without_work_and_names_every_missing_dataset(tmp_path: 
     assert capsys.readouterr().out.startswith("ok: quickstart [mini]: 12 cells; data: digits (12 cells)")
     empty = tmp_path / "no-data"
     empty.mkdir()
-    assert dreambench(["validate", str(ROOT / "matrices" / "table1.yaml"), "-p", "paper", "--data-root", str(empty)]) == 2
+    assert (
+        dreambench(["validate", str(ROOT / "matrices" / "table1.yaml"), "-p", "paper", "--data-root", str(empty)]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--data-root" in err and "5 datasets are missing" in err
     for name in ("MNIST", "FashionMNIST", "SVHN", "CIFAR10", "CIFAR100"):
@@ -74,7 +85,7 @@ def test_set_overrides_are_checked_fingerprinted_and_recorded(tmp_path: Path, ca
     assert record["cell"]["settings"]["lr_img"] == 0.05 and record["plan"]["method"]["config"]["lr_img"] == 0.05
     capsys.readouterr()
     assert run_main([str(matrix), "--results", str(results), "--set", "lr_img=0.05", "--dry-run"]) == 0
-    assert "0 to run" in capsys.readouterr().out                          # same settings: done
+    assert "0 to run" in capsys.readouterr().out  # same settings: done
     assert run_main([str(matrix), "--results", str(results), "--set", "lr_img=0.1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "1 to run" in out and "stale  digits_ipc1_DC" in out
@@ -102,9 +113,17 @@ def test_status_reports_local_runs_and_refuses_other_folders(tmp_path: Path, cap
 
 @pytest.mark.slow
 def test_ctrl_c_ends_with_one_line_and_130_and_a_rerun_resumes(tmp_path: Path) -> None:
-    spec = {**TINY, "methods": ["DC"], "seeds": [0, 1, 2],
-            "profiles": {"mini": {"max_per_class": 10, "defaults": {"iterations": 30, "batch_real": 8,
-                                                                    "eval_epochs": 2, "eval_runs": 1}}}}
+    spec = {
+        **TINY,
+        "methods": ["DC"],
+        "seeds": [0, 1, 2],
+        "profiles": {
+            "mini": {
+                "max_per_class": 10,
+                "defaults": {"iterations": 30, "batch_real": 8, "eval_epochs": 2, "eval_runs": 1},
+            }
+        },
+    }
     matrix = write(tmp_path, spec)
     cmd = [sys.executable, "-m", "bench.run", str(matrix), "--results", str(tmp_path / "r"), "--no-report"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -1,5 +1,6 @@
 """The explicit contract: one registry type, methods described by their spec, and that adding a method or a
 table layout takes one registration each (a toy method and a toy layout run through a real matrix)."""
+
 import json
 from pathlib import Path
 
@@ -38,12 +39,26 @@ def test_registry_refuses_duplicates_and_names_the_allowed_ones() -> None:
 
 def test_dataset_facts_come_from_one_record() -> None:
     mnist = dataset_info("MNIST")
-    assert (mnist.classes, mnist.channels, mnist.image_size, mnist.digit_like, mnist.paper_name) == (10, 1, 28, True, "MNIST")
+    assert (mnist.classes, mnist.channels, mnist.image_size, mnist.digit_like, mnist.paper_name) == (
+        10,
+        1,
+        28,
+        True,
+        "MNIST",
+    )
     assert "flip" not in mnist.dsa_strategy and "flip" in dataset_info("cifar-10").dsa_strategy
     assert dataset_info("cifar100").classes == 100 and dataset_info("cifar100").stats_dc is not None
     with pytest.raises(UnknownDatasetError, match="allowed: .*mnist"):
         dataset_info("imagenet-21k")
-    assert set(DATASET_INFO.names()) >= {"digits", "mnist", "fashionmnist", "svhn", "cifar10", "cifar100", "tinyimagenet"}
+    assert set(DATASET_INFO.names()) >= {
+        "digits",
+        "mnist",
+        "fashionmnist",
+        "svhn",
+        "cifar10",
+        "cifar100",
+        "tinyimagenet",
+    }
 
 
 def test_methods_state_their_kind_protocol_and_equivalence() -> None:
@@ -84,9 +99,16 @@ def test_a_toy_method_and_layout_run_through_a_matrix(tmp_path: Path, monkeypatc
     monkeypatch.setattr(layouts.LAYOUTS, "_entries", dict(layouts.LAYOUTS._entries))
     register_method(MethodSpec("First", "coreset", lambda dataset, ipc, config=None: FirstImages(), "A-noaug"))
     layouts.LAYOUTS.add("toy", _toy_layout)
-    matrix = {"name": "toymatrix", "layout": "toy", "datasets": ["digits"], "ipc": [1], "methods": ["First", "Random"],
-              "archs": ["ConvNet-3"], "seeds": [0],
-              "profiles": {"mini": {"max_per_class": 20, "defaults": {"eval_epochs": 2, "eval_runs": 1}}}}
+    matrix = {
+        "name": "toymatrix",
+        "layout": "toy",
+        "datasets": ["digits"],
+        "ipc": [1],
+        "methods": ["First", "Random"],
+        "archs": ["ConvNet-3"],
+        "seeds": [0],
+        "profiles": {"mini": {"max_per_class": 20, "defaults": {"eval_epochs": 2, "eval_runs": 1}}},
+    }
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(matrix))
     assert run_main([str(path), "--results", str(tmp_path / "r")]) == 0
@@ -99,8 +121,19 @@ def test_a_toy_method_and_layout_run_through_a_matrix(tmp_path: Path, monkeypatc
 
 def test_an_unknown_layout_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"name": "bad", "layout": "table99", "datasets": ["digits"], "ipc": [1],
-                                    "methods": ["Random"], "archs": ["ConvNet-3"], "seeds": [0]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bad",
+                "layout": "table99",
+                "datasets": ["digits"],
+                "ipc": [1],
+                "methods": ["Random"],
+                "archs": ["ConvNet-3"],
+                "seeds": [0],
+            }
+        )
+    )
     assert run_main([str(path), "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "table99" in err and "allowed: table1" in err and not (tmp_path / "r").exists()
@@ -115,12 +148,21 @@ def test_settings_are_typed_views_with_one_default_each() -> None:
     assert plain.evaluation == EvalSettings() and plain.evaluation.runs == 5
     assert plain.continual == ContinualSettings() and plain.budget() == base.Budget()
     assert parse_matrix(grid, "s").launcher == Launcher() and Launcher().checkpoint_every == 10
-    tuned = parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": 2, "eval_protocol": "A-noaug",
-                                                                  "iterations": 3, "lr_img": 0.5}}}}, "s").cells[0]
+    tuned = parse_matrix(
+        {
+            **grid,
+            "profiles": {
+                "p": {"defaults": {"eval_runs": 2, "eval_protocol": "A-noaug", "iterations": 3, "lr_img": 0.5}}
+            },
+        },
+        "s",
+    ).cells[0]
     assert (tuned.evaluation.runs, tuned.evaluation.protocol, tuned.budget().iterations) == (2, "A-noaug", 3)
     assert tuned.engine_overrides() == {"lr_img": 0.5}
-    unset = parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": None, "cl_protocol": None}}}}, "s").cells[0]
-    assert unset.evaluation.runs == 5 and unset.continual.protocol == "idc"   # null = unset, never None
+    unset = parse_matrix(
+        {**grid, "profiles": {"p": {"defaults": {"eval_runs": None, "cl_protocol": None}}}}, "s"
+    ).cells[0]
+    assert unset.evaluation.runs == 5 and unset.continual.protocol == "idc"  # null = unset, never None
     with pytest.raises(MatrixError, match=r"eval_runs = 0; allowed: an integer >= 1"):
         parse_matrix({**grid, "profiles": {"p": {"defaults": {"eval_runs": 0}}}}, "s")
     with pytest.raises(MatrixError, match=r"launcher.checkpoint_every = -1; allowed: an integer >= 0"):

@@ -1,4 +1,5 @@
 """Herding, K-Center and Forgetting on toy sets with known answers; every coreset on real digits."""
+
 from functools import partial
 
 import pytest
@@ -14,7 +15,7 @@ from methods.coresets import herding, k_center_greedy, nearest_mean
 def test_herding_picks_the_point_nearest_the_mean_then_balances():
     feats = torch.tensor([[0.0, 0.0], [10.0, 0.0], [4.0, 0.0], [-2.0, 0.0], [6.0, 0.0]])  # mean (3.6, 0)
     order = herding(feats, 3).tolist()
-    assert order[0] == 2                      # |3.6 - 4| smallest
+    assert order[0] == 2  # |3.6 - 4| smallest
     # step 2: target 2*mu - s = 7.2 - 4 = 3.2 -> nearest remaining is 4? no, taken; 6 (2.8) vs 0 (3.2): 6
     assert order[1] == 4
     # step 3: 10.8 - 10 = 0.8 -> nearest remaining is 0.0
@@ -25,10 +26,10 @@ def test_nearest_mean_ranks_by_distance_to_the_mean_without_balancing():
     """Table I's Herding rule: the k samples nearest the mean. Unlike greedy herding it does not balance the
     running sum, so it keeps picking near the centre (the published sets' low IPC-10 accuracy on the digits)."""
     feats = torch.tensor([[0.0, 0.0], [10.0, 0.0], [4.0, 0.0], [-2.0, 0.0], [6.0, 0.0]])  # mean (3.6, 0)
-    assert nearest_mean(feats, 3).tolist() == [2, 4, 0]   # distances 0.4, 2.4, 3.6 (greedy herding: [2, 4, 0] too)
-    feats = torch.tensor([[0.0], [-1.0], [-1.1], [2.0], [0.2]])   # mean 0.02
+    assert nearest_mean(feats, 3).tolist() == [2, 4, 0]  # distances 0.4, 2.4, 3.6 (greedy herding: [2, 4, 0] too)
+    feats = torch.tensor([[0.0], [-1.0], [-1.1], [2.0], [0.2]])  # mean 0.02
     assert nearest_mean(feats, 4).tolist() == [0, 4, 1, 2]
-    assert herding(feats, 4).tolist() == [0, 4, 1, 3]   # greedy herding balances the sum (-0.8) with the far 2.0
+    assert herding(feats, 4).tolist() == [0, 4, 1, 3]  # greedy herding balances the sum (-0.8) with the far 2.0
     assert nearest_mean(feats, 9).tolist() == [0, 4, 1, 2, 3]
 
 
@@ -45,7 +46,10 @@ def test_herding_rows_use_their_rules_and_the_published_evaluation():
         chosen = method.distill(data, 5, make, Budget(feature_epochs=0), seed=4).meta["indices"]
         assert chosen == [int(data.class_indices(c)[i]) for c in range(10) for i in rule(fn.class_features(data, c), 5)]
         assert method.eval_protocol == create_method("Herding", "digits", 5).eval_protocol == "A-dc"
-    assert create_method("Herding", "digits", 5).selection_rule != create_method("Herding-greedy", "digits", 5).selection_rule
+    assert (
+        create_method("Herding", "digits", 5).selection_rule
+        != create_method("Herding-greedy", "digits", 5).selection_rule
+    )
 
 
 def test_k_center_greedy_adds_the_farthest_point():
@@ -82,7 +86,7 @@ def test_forgetting_picks_the_most_forgotten_learned_samples():
     make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
     fn = train_feature_network(data, make, seed=1, epochs=3)
     assert fn.forgetting.shape == (len(data.train_images),)
-    assert (fn.forgetting >= 0).all() and torch.isinf(fn.forgetting).any()   # some samples were never learned
+    assert (fn.forgetting >= 0).all() and torch.isinf(fn.forgetting).any()  # some samples were never learned
     method = create_method("Forgetting", "digits", 1)
     s = method.distill(data, 1, make, Budget(feature_epochs=3), seed=1)
     as_zero = torch.where(torch.isinf(fn.forgetting), torch.zeros_like(fn.forgetting), fn.forgetting)
@@ -99,10 +103,16 @@ def test_zero_feature_epochs_pick_with_the_untrained_network():
     data = load_dataset("digits", max_per_class=30)
     make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=8)
     untrained = train_feature_network(data, make, seed=2, epochs=0)
-    chosen = create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=0), seed=2).meta["indices"]
-    expected = [int(data.class_indices(c)[i]) for c in range(10) for i in nearest_mean(untrained.class_features(data, c), 3)]
+    chosen = (
+        create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=0), seed=2).meta["indices"]
+    )
+    expected = [
+        int(data.class_indices(c)[i]) for c in range(10) for i in nearest_mean(untrained.class_features(data, c), 3)
+    ]
     assert chosen == expected
-    trained = create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=1), seed=2).meta["indices"]
+    trained = (
+        create_method("Herding", "digits", 3).distill(data, 3, make, Budget(feature_epochs=1), seed=2).meta["indices"]
+    )
     assert trained != chosen
     assert check_settings("defaults", {"feature_epochs": 0}, []) == {"feature_epochs": 0}
     with pytest.raises(SettingError, match="feature_epochs"):
@@ -114,9 +124,9 @@ def test_icarl_herding_follows_w_and_skips_repeated_picks():
     then w += mean - pick; a pick made before moves w but is not added again."""
     from benchmarks.herding_rules import icarl_herding
 
-    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [2.0, 3.0]])   # mean (1.5, 1.0)
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [2.0, 3.0]])  # mean (1.5, 1.0)
     assert icarl_herding(feats, 3).tolist() == [3, 1, 2]
-    assert icarl_herding(feats, 4).tolist() == [3, 1, 2, 0]   # two repeated picks (1, then 3) on the way to 0
+    assert icarl_herding(feats, 4).tolist() == [3, 1, 2, 0]  # two repeated picks (1, then 3) on the way to 0
 
 
 def test_k_center_at_ipc_1_picks_the_herding_set():
@@ -124,8 +134,13 @@ def test_k_center_at_ipc_1_picks_the_herding_set():
     are the same images (why Table I's IPC-1 K-Center and Herding numbers agree); at IPC 2 they part."""
     data = load_dataset("digits", max_per_class=40)
     make = partial(create_network, "ConvNet-3", 1, 10, data.image_size, width=16)
-    picks = {(name, ipc): create_method(name, "digits", ipc).distill(data, ipc, make, Budget(feature_epochs=2), seed=3).meta["indices"]
-             for name in ("Herding", "K-Center") for ipc in (1, 2)}
+    picks = {
+        (name, ipc): create_method(name, "digits", ipc)
+        .distill(data, ipc, make, Budget(feature_epochs=2), seed=3)
+        .meta["indices"]
+        for name in ("Herding", "K-Center")
+        for ipc in (1, 2)
+    }
     assert picks["Herding", 1] == picks["K-Center", 1]
     assert picks["Herding", 2] != picks["K-Center", 2]
 
@@ -140,7 +155,7 @@ def test_feature_network_file_keeps_every_class_embedding(tmp_path):
     data = load_dataset("digits", max_per_class=20)
     make = network_factory("ConvNet-3", data)
     trained = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
-    coresets._FEATURE_CACHE.clear()   # as in another process
+    coresets._FEATURE_CACHE.clear()  # as in another process
     loaded = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
     assert loaded is not trained and sorted(loaded._features) == list(range(10))
     for c in range(10):
@@ -159,21 +174,21 @@ def test_a_cached_feature_network_that_does_not_fit_the_data_is_trained_again(tm
     data = load_dataset("digits", max_per_class=20)
     make = network_factory("ConvNet-3", data)
     path = coresets.feature_network_file(tmp_path, data, make.cache_key, 5, 1)
-    coresets._FEATURE_CACHE.clear()   # a network an earlier test kept in this process would skip the file
+    coresets._FEATURE_CACHE.clear()  # a network an earlier test kept in this process would skip the file
     trained = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
     good = load_tensor_file(path)
-    leftover = path.parent / f".{path.name}.killed"   # what a save killed half-way leaves
+    leftover = path.parent / f".{path.name}.killed"  # what a save killed half-way leaves
     leftover.write_bytes(b"half")
     for broken in ({**good, "forgetting": good["forgetting"][:-1]}, {**good, "features": good["features"][:3]}, None):
         coresets._FEATURE_CACHE.clear()
         if broken is None:
-            path.write_bytes(path.read_bytes()[:100])   # cut short
+            path.write_bytes(path.read_bytes()[:100])  # cut short
         else:
             atomic_save_tensors(broken, path)
         again = coresets.train_feature_network(data, make, seed=5, epochs=1, cache_dir=tmp_path)
         assert "not usable" in capsys.readouterr().out
         assert torch.equal(again.forgetting, trained.forgetting)
-        assert len(load_tensor_file(path)["features"]) == 10   # replaced by a whole file
+        assert len(load_tensor_file(path)["features"]) == 10  # replaced by a whole file
         assert not leftover.exists()
     recipe = dict(coresets.FEATURE_RECIPE)
     coresets.FEATURE_RECIPE["lr"] = 0.02

@@ -143,8 +143,13 @@ def test_digits_split_follows_rule(digits: ImageDataset) -> None:
     from sklearn.datasets import load_digits
 
     raw = load_digits()
-    up = F.interpolate(torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16, size=(16, 16),
-                       mode="bilinear", align_corners=False, antialias=False)
+    up = F.interpolate(
+        torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16,
+        size=(16, 16),
+        mode="bilinear",
+        align_corners=False,
+        antialias=False,
+    )
     for c in (0, 7):
         idx = np.flatnonzero(raw.target == c)
         test_idx, train_idx = idx[3::4], np.delete(idx, np.arange(3, len(idx), 4))
@@ -189,8 +194,16 @@ def test_normalize(digits: ImageDataset) -> None:
     assert torch.allclose(x.grad, torch.full_like(x, 1 / digits.std[0]))
     assert torch.allclose(digits.normalize(x[0]), expected[0])  # C x H x W works too
     assert torch.allclose(digits.denormalize(z), x)
-    rgb = ImageDataset("rgb", torch.rand(2, 3, 4, 4), torch.tensor([0, 1]), torch.rand(1, 3, 4, 4),
-                       torch.tensor([0]), 2, (0.1, 0.2, 0.3), (0.5, 0.25, 2.0))
+    rgb = ImageDataset(
+        "rgb",
+        torch.rand(2, 3, 4, 4),
+        torch.tensor([0, 1]),
+        torch.rand(1, 3, 4, 4),
+        torch.tensor([0]),
+        2,
+        (0.1, 0.2, 0.3),
+        (0.5, 0.25, 2.0),
+    )
     out = rgb.normalize(torch.ones(1, 3, 2, 2, dtype=torch.float64))
     assert out.dtype == torch.float64
     assert out[0, :, 0, 0].tolist() == pytest.approx([1.8, 3.2, 0.35])
@@ -208,10 +221,13 @@ def test_image_dataset_validates() -> None:
 # ------------------------------------------------------------------------------------------------ torchvision-backed
 
 
-@pytest.mark.parametrize("name,folder,stats", [
-    ("mnist", "MNIST", ((0.1307,), (0.3081,))),
-    ("fashionmnist", "FashionMNIST", ((0.2861,), (0.3530,))),
-])
+@pytest.mark.parametrize(
+    "name,folder,stats",
+    [
+        ("mnist", "MNIST", ((0.1307,), (0.3081,))),
+        ("fashionmnist", "FashionMNIST", ((0.2861,), (0.3530,))),
+    ],
+)
 def test_mnist_like(tmp_path, name: str, folder: str, stats) -> None:
     ref = write_mnist(tmp_path, folder)
     ds = load_dataset(name, root=tmp_path)  # MNIST has no md5 check on raw files: verify does not matter
@@ -271,8 +287,10 @@ def test_skip_md5_env(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         load_dataset("cifar10", root=tmp_path, verify=True)
 
 
-@pytest.mark.parametrize("name,writer", [("cifar10", write_cifar10), ("cifar100", write_cifar100),
-                                         ("svhn", lambda r: write_svhn(r / "svhn"))])
+@pytest.mark.parametrize(
+    "name,writer",
+    [("cifar10", write_cifar10), ("cifar100", write_cifar100), ("svhn", lambda r: write_svhn(r / "svhn"))],
+)
 def test_verify_rejects_wrong_md5(tmp_path, name: str, writer) -> None:
     writer(tmp_path)
     with pytest.raises(DatasetNotFoundError) as err:
@@ -293,14 +311,17 @@ def test_unreadable_file_is_corrupt(tmp_path) -> None:
     assert "SKIP_MD5" not in str(err.value)  # MNIST has no md5 check, so that hint would mislead
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
-    ("fashionmnist", "FashionMNIST/raw/train-images-idx3-ubyte"),
-    ("svhn", "svhn/train_32x32.mat"),
-    ("cifar10", "cifar-10-batches-py/data_batch_1"),
-    ("cifar100", "cifar-100-python/train"),
-    ("tinyimagenet", "tiny-imagenet-200/wnids.txt"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+        ("fashionmnist", "FashionMNIST/raw/train-images-idx3-ubyte"),
+        ("svhn", "svhn/train_32x32.mat"),
+        ("cifar10", "cifar-10-batches-py/data_batch_1"),
+        ("cifar100", "cifar-100-python/train"),
+        ("tinyimagenet", "tiny-imagenet-200/wnids.txt"),
+    ],
+)
 @pytest.mark.parametrize("verify", [True, False])
 def test_missing_files(tmp_path, name: str, expected: str, verify: bool) -> None:
     with pytest.raises(DatasetNotFoundError) as err:
@@ -367,8 +388,16 @@ def test_tinyimagenet_preprocessed_pt(tmp_path) -> None:
     g = torch.Generator().manual_seed(0)
     xtr = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=g)
     xva = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=g)
-    torch.save({"classes": [f"w{i}" for i in range(200)], "images_train": xtr, "labels_train": torch.tensor([0, 1, 199, 5]),
-                "images_val": xva, "labels_val": torch.tensor([3, 4])}, tmp_path / "tinyimagenet.pt")
+    torch.save(
+        {
+            "classes": [f"w{i}" for i in range(200)],
+            "images_train": xtr,
+            "labels_train": torch.tensor([0, 1, 199, 5]),
+            "images_val": xva,
+            "labels_val": torch.tensor([3, 4]),
+        },
+        tmp_path / "tinyimagenet.pt",
+    )
     ds = load_dataset("tinyimagenet", root=tmp_path)
     _check_common(ds, channels=3, size=64, num_classes=200)
     assert torch.equal(ds.train_images, xtr.float() / 255)

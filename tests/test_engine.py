@@ -1,4 +1,5 @@
 """The distillation engine and its parts on real digits: presets run, parts compose, samplers pick right."""
+
 from functools import partial
 
 import pytest
@@ -36,7 +37,9 @@ def make(data):
     return partial(create_network, "ConvNet-3", data.channels, data.num_classes, data.image_size, width=8)
 
 
-@pytest.mark.parametrize("name", ["DC", "DSA", "DM", "IDC", "DREAM", "DREAM+", "DC+rm+init+bm", "DM+rm+bm", "IDC+rm+init+bm+wu"])
+@pytest.mark.parametrize(
+    "name", ["DC", "DSA", "DM", "IDC", "DREAM", "DREAM+", "DC+rm+init+bm", "DM+rm+bm", "IDC+rm+init+bm+wu"]
+)
 def test_every_preset_runs_two_iterations_on_digits(name, data, make):
     method = create_method(name, "digits", 2, SMALL)
     s = method.distill(data, 2, make, Budget(iterations=2), seed=0)
@@ -49,7 +52,9 @@ def test_every_preset_runs_two_iterations_on_digits(name, data, make):
 
 
 def test_every_registered_method_is_listed():
-    assert {"Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"} <= set(list_methods())
+    assert {"Random", "Herding", "K-Center", "Forgetting", "DC", "DSA", "DM", "IDC", "DREAM", "DREAM+"} <= set(
+        list_methods()
+    )
 
 
 def test_distillation_changes_the_images_and_is_deterministic(data, make):
@@ -76,7 +81,7 @@ def test_nearest_to_centres_on_known_clusters():
     centres = torch.tensor([[0.0, 0.0], [10.0, 10.0], [-10.0, 5.0]])
     points = torch.cat([c + 0.5 * torch.randn(20, 2) for c in centres])
     exact = torch.tensor([5, 27, 49])
-    points[exact] = centres                            # one point sits exactly on each centre
+    points[exact] = centres  # one point sits exactly on each centre
     assert nearest_to_centres(points, centres).tolist() == exact.tolist()
     two = nearest_to_centres(points, centres, per_centre=2).view(3, 2)
     assert two[:, 0].tolist() == exact.tolist()
@@ -105,7 +110,7 @@ def test_cluster_select_returns_the_image_nearest_each_kmeans_centre():
         assert torch.allclose(centres[k], flat[assign == k].mean(0), atol=1e-4)
     for k, p in enumerate(picks.tolist()):
         assert p == int((flat - centres[k]).norm(dim=1).argmin())
-    assert torch.equal(picks, cluster_select(_Identity(), points, 4, 1, seed=0))   # explicitly seeded
+    assert torch.equal(picks, cluster_select(_Identity(), points, 4, 1, seed=0))  # explicitly seeded
 
 
 def test_batched_kmeans_equals_one_kmeans_per_class():
@@ -122,7 +127,7 @@ def test_batched_kmeans_equals_one_kmeans_per_class():
     for batched in (True, False):
         picks = batched_cluster_picks(groups, 8, 2, seeds, batched=batched)
         assert all(torch.equal(a, b) for a, b in zip(per_class, picks))
-    small = [groups[0], groups[1][:5]]   # a class smaller than per_centre keeps its own cap, the others theirs
+    small = [groups[0], groups[1][:5]]  # a class smaller than per_centre keeps its own cap, the others theirs
     picks = batched_cluster_picks(small, 2, 6, seeds[:2], batched=True)
     assert [len(p) for p in picks] == [12, 10]
 
@@ -143,7 +148,9 @@ def test_all_classes_at_once_first_step_of_a_bidirectional_dc(data, make):
     """DC+rm+init+bm (DC's cosine distance plus the feature term) amplifies float rounding over steps: its
     per-class path alone moves by 1e-3 between 1 and 2 CPU threads after 3 networks. So compare one step."""
     method = create_method("DC+rm+init+bm", "digits", 2, {**SMALL, "steps_per_network": 1})
-    per_class, batched = (method.distill(data, 2, make, Budget(iterations=1), seed=4, batch_classes=b) for b in (False, True))
+    per_class, batched = (
+        method.distill(data, 2, make, Budget(iterations=1), seed=4, batch_classes=b) for b in (False, True)
+    )
     assert torch.allclose(per_class.images, batched.images, atol=1e-5)
 
 
@@ -154,7 +161,7 @@ def test_representative_sampler_refreshes_every_interval(data, make):
     sampler.refresh(0, net, data, data.normalize, data.train_images)
     first = sampler.batch_indices(0, data)
     assert len(first) == 8 and set(first.tolist()) <= set(data.class_indices(0).tolist())
-    sampler.refresh(1, net, data, data.normalize, data.train_images)      # not a refresh step: same batch
+    sampler.refresh(1, net, data, data.normalize, data.train_images)  # not a refresh step: same batch
     assert torch.equal(sampler.batch_indices(0, data), first)
     assert 0 < sampler.embed_seconds < sampler.seconds
 
@@ -190,7 +197,7 @@ def test_mmd_diagnostic_is_logged_for_the_matched_batch(sampler, data, make):
     method = create_method("IDC", "digits", 1, {**SMALL, "sampler": sampler, "mmd_diagnostic": True})
     s = method.distill(data, 1, make, Budget(iterations=2), seed=0)
     mmd = [row["mmd"] for row in s.log if "mmd" in row]
-    assert len(mmd) == 2 * 2 and all(v >= 0 for v in mmd)      # interval 1: every step of both networks
+    assert len(mmd) == 2 * 2 and all(v >= 0 for v in mmd)  # interval 1: every step of both networks
 
 
 @pytest.mark.parametrize("momentum,equal", [(0.0, True), (0.5, False)])
@@ -199,8 +206,12 @@ def test_idc_per_class_steps_equal_one_step_over_all_classes_only_without_moment
     official per-class steps equal one step over all slices when the image optimiser has no momentum. With
     IDC's momentum 0.5 they do not: each per-class step also moves the other slices by their momentum, so a
     batched engine must reproduce that, not assume the two are the same."""
-    runs = [create_method("IDC", "digits", 2, {**SMALL, "momentum_img": momentum, "per_class_step": per_class})
-            .distill(data, 2, make, Budget(iterations=1), seed=3).images for per_class in (True, False)]
+    runs = [
+        create_method("IDC", "digits", 2, {**SMALL, "momentum_img": momentum, "per_class_step": per_class})
+        .distill(data, 2, make, Budget(iterations=1), seed=3)
+        .images
+        for per_class in (True, False)
+    ]
     assert torch.allclose(runs[0], runs[1], atol=1e-6) == equal
 
 
@@ -245,7 +256,7 @@ def test_host_draws_reach_the_gpu_unchanged_while_the_gpu_is_busy():
     from bench.core.transfer import to_device
 
     torch.cuda.synchronize()
-    torch.cuda._sleep(200_000_000)   # keep the stream busy while the copies are queued behind it
+    torch.cuda._sleep(200_000_000)  # keep the stream busy while the copies are queued behind it
     copies = [to_device(torch.full((4096,), k, dtype=torch.long), "cuda") for k in range(64)]
     torch.cuda.synchronize()
     assert all(bool((c == k).all()) for k, c in enumerate(copies))

@@ -1,4 +1,5 @@
 """Evaluation protocols and the external-set evaluator on real digits."""
+
 import dataclasses
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def test_protocol_b_schedule_and_a_halving():
     assert resolve_protocol("B", "cifar10", factor=2).cutmix_p == 0.5
     # DC's get_daparam: its own augmentation (1000 epochs) on MNIST, none (300 epochs) elsewhere
     assert resolve_protocol("A-dc", "mnist").name == "A-dcaug" and resolve_protocol("A-dc", "mnist").epochs == 1000
-    assert resolve_protocol("A-dc", "fashionmnist").name == "A-noaug" and resolve_protocol("A-dc", "fashionmnist").epochs == 300
+    assert (
+        resolve_protocol("A-dc", "fashionmnist").name == "A-noaug"
+        and resolve_protocol("A-dc", "fashionmnist").epochs == 300
+    )
     with pytest.raises(ValueError, match="allowed"):
         resolve_protocol("Z", "digits")
 
@@ -44,7 +48,7 @@ def test_real_images_train_a_net_far_above_chance():
     protocol = dataclasses.replace(PROTOCOLS.get("B"), epochs=40)
     result = evaluate_set(data.train_images[idx], data.train_labels[idx], data, "ConvNet-3", protocol, runs=2, seed=0)
     assert len(result.accuracies) == 2 and result.mean > 60.0
-    assert result.accuracies[0] != result.accuracies[1]        # independently initialised networks
+    assert result.accuracies[0] != result.accuracies[1]  # independently initialised networks
     # B checks the test set at 4 evenly spaced epochs; 'best' is their maximum, never below the last epoch
     assert validation_epochs(protocol) == {10, 20, 30, 40}
     assert all(b >= a for a, b in zip(result.accuracies, result.best))
@@ -52,15 +56,15 @@ def test_real_images_train_a_net_far_above_chance():
 
 def test_dc_augmentation_ops():
     g = torch.Generator().manual_seed(0)
-    batch = torch.stack([torch.ones(1, 28, 28), torch.zeros(1, 28, 28)])   # per-channel batch mean 0.5
+    batch = torch.stack([torch.ones(1, 28, 28), torch.zeros(1, 28, 28)])  # per-channel batch mean 0.5
     crops = [DCAugment("crop")(batch, g) for _ in range(8)]
     values = torch.cat([c.flatten() for c in crops]).unique().tolist()
-    assert set(values) <= {0.0, 0.5, 1.0} and 0.5 in values                 # the pad is the batch mean
-    assert any(not torch.equal(c, batch) for c in crops)                     # offsets 0..7 around 4 shift
+    assert set(values) <= {0.0, 0.5, 1.0} and 0.5 in values  # the pad is the batch mean
+    assert any(not torch.equal(c, batch) for c in crops)  # offsets 0..7 around 4 shift
     scaled = DCAugment("scale")(batch, g)
-    assert set(scaled.unique().tolist()) <= {0.0, 1.0}                        # nearest resize, zero canvas
+    assert set(scaled.unique().tolist()) <= {0.0, 1.0}  # nearest resize, zero canvas
     flat = torch.full((3, 1, 28, 28), 0.25)
-    assert torch.allclose(DCAugment("rotate")(flat, g), flat, atol=1e-5)     # fill = mean: a flat image stays flat
+    assert torch.allclose(DCAugment("rotate")(flat, g), flat, atol=1e-5)  # fill = mean: a flat image stays flat
     x = torch.rand(6, 1, 28, 28)
     a, b = DCAugment()(x, torch.Generator().manual_seed(3)), DCAugment()(x, torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
@@ -82,21 +86,21 @@ def _dc_augment_image_by_image(aug: DCAugment, x: torch.Tensor, gen: torch.Gener
         if op == "crop":
             c = aug.crop
             canvas = means.view(-1, 1, 1).expand(channels, h + 2 * c, w + 2 * c).clone()
-            canvas[:, c:c + h, c:c + w] = x[i]
+            canvas[:, c : c + h, c : c + w] = x[i]
             r, k = int(rng.integers(2 * c)), int(rng.integers(2 * c))
-            out[i] = canvas[:, r:r + h, k:k + w]
+            out[i] = canvas[:, r : r + h, k : k + w]
         elif op == "scale":
             sh, sw = (int(rng.uniform(1 - aug.scale, 1 + aug.scale) * h) for _ in range(2))
-            resized = F.interpolate(x[i:i + 1], [sh, sw])[0]
+            resized = F.interpolate(x[i : i + 1], [sh, sw])[0]
             side = max(sh, sw, h, w)
             canvas = x.new_zeros(channels, side, side)
-            canvas[:, (side - sh) // 2:(side - sh) // 2 + sh, (side - sw) // 2:(side - sw) // 2 + sw] = resized
-            out[i] = canvas[:, (side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w]
+            canvas[:, (side - sh) // 2 : (side - sh) // 2 + sh, (side - sw) // 2 : (side - sw) // 2 + sw] = resized
+            out[i] = canvas[:, (side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w]
         else:
             angle = int(rng.integers(-aug.rotate, aug.rotate))
             turned = rotate(x[i].numpy(), angle=angle, axes=(-2, -1), cval=float(means.mean()))
             top, left = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
-            out[i] = torch.as_tensor(turned[:, top:top + h, left:left + w])
+            out[i] = torch.as_tensor(turned[:, top : top + h, left : left + w])
     return out
 
 
@@ -104,7 +108,7 @@ def _dc_augment_image_by_image(aug: DCAugment, x: torch.Tensor, gen: torch.Gener
 @pytest.mark.parametrize("shape", [(40, 1, 28, 28), (17, 3, 32, 32), (9, 1, 16, 12)])
 def test_dc_augmentation_batched_equals_image_by_image(strategy, shape):
     """All images of an op at once give exactly the official per-image loop's result for the same draws."""
-    aug = DCAugment(strategy, scale=0.4 if shape[2] == 16 else 0.2)   # 0.4: resized sides below and above 16 and 12
+    aug = DCAugment(strategy, scale=0.4 if shape[2] == 16 else 0.2)  # 0.4: resized sides below and above 16 and 12
     for seed in range(3):
         x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
         batched = aug(x, torch.Generator().manual_seed(seed))
@@ -134,15 +138,20 @@ def test_external_set_errors_exit_2(tmp_path):
 
 
 def test_dc_result_file_is_read_and_denormalised(tmp_path, capsys):
-    """DC/DSA/DM save {'data': [[images, labels], ...], 'accs_all_exps': ...} with normalised images and numpy floats."""
+    """DC/DSA/DM save {'data': [[images, labels], ...], 'accs_all_exps': ...}: normalised images, numpy floats."""
     import numpy as np
 
     data = load_dataset("digits")
     idx = torch.cat([data.class_indices(c)[:1] for c in range(10)])
     x, y = data.train_images[idx], data.train_labels[idx]
     path = tmp_path / "res_DC_digits.pt"
-    torch.save({"data": [[data.normalize(x), y], [data.normalize(x.flip(-1)), y]],
-                "accs_all_exps": {"ConvNet": [np.float64(0.9)]}}, path)
+    torch.save(
+        {
+            "data": [[data.normalize(x), y], [data.normalize(x.flip(-1)), y]],
+            "accs_all_exps": {"ConvNet": [np.float64(0.9)]},
+        },
+        path,
+    )
     images, labels, factor = load_external_set(str(path), data, experiment=1)
     assert torch.allclose(images, x.flip(-1), atol=1e-5) and torch.equal(labels, y) and factor == 1
     with pytest.raises(ValueError, match="experiment"):

@@ -3,6 +3,7 @@ is huge; settings that smuggle a bool, None, inf or a huge integer in as a numbe
 counts or shapes are wrong; sets with fractional labels or an unbounded size; figures that fail half-way; FIFOs
 where a file is expected. Each is refused with one line naming what is wrong and what is allowed, quickly, and
 without leaving anything half-written. Real tiny files throughout (tests/fake_datasets.py)."""
+
 import errno
 import gzip
 import os
@@ -46,7 +47,7 @@ def returns_within(seconds: float, fn, *args):
     def target() -> None:
         try:
             out["value"] = fn(*args)
-        except BaseException as err:   # noqa: BLE001 - handed back to the test
+        except BaseException as err:  # noqa: BLE001 - handed back to the test
             out["error"] = err
 
     thread = threading.Thread(target=target, daemon=True)
@@ -54,7 +55,7 @@ def returns_within(seconds: float, fn, *args):
     thread.join(seconds)
     assert not thread.is_alive(), f"{fn.__name__} blocked for more than {seconds} s"
     if "error" in out:
-        raise out["error"]   # type: ignore[misc]
+        raise out["error"]  # type: ignore[misc]
     return out.get("value")
 
 
@@ -62,7 +63,7 @@ def returns_within(seconds: float, fn, *args):
 
 
 def test_duplicate_keys_are_refused_with_key_and_line(tmp_path):
-    text = yaml.safe_dump(GRID, sort_keys=False) + "profiles:\n  mini: {}\nseeds: [1]\n"   # 'seeds' twice
+    text = yaml.safe_dump(GRID, sort_keys=False) + "profiles:\n  mini: {}\nseeds: [1]\n"  # 'seeds' twice
     with pytest.raises(YamlError) as info:
         load_yaml_text(text, "m.yaml")
     msg = one_line(info.value)
@@ -81,7 +82,7 @@ def test_duplicate_keys_are_refused_with_key_and_line(tmp_path):
 
 def test_alias_bomb_fails_fast():
     lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-    lines += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]   # 9**9 values
+    lines += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]  # 9**9 values
     start = time.perf_counter()
     with pytest.raises(YamlError) as info:
         load_yaml_text("\n".join(lines) + "\n", "bomb.yaml")
@@ -98,7 +99,7 @@ def test_deep_nesting_and_huge_input_are_refused():
     deep = "x: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
     with pytest.raises(YamlError, match=f"nesting deeper than {MAX_DEPTH} levels"):
         load_yaml_text(deep, "m.yaml")
-    endless = "x: " + "[" * 200_000   # would exhaust the recursion of an unbounded composer
+    endless = "x: " + "[" * 200_000  # would exhaust the recursion of an unbounded composer
     with pytest.raises(YamlError, match="nesting deeper"):
         load_yaml_text(endless, "m.yaml")
     # aliases cannot get around the depth bound: each level nests the previous one
@@ -108,7 +109,7 @@ def test_deep_nesting_and_huge_input_are_refused():
     with pytest.raises(YamlError, match=f"allowed: at most {MAX_BYTES} bytes"):
         load_yaml_text("x: '" + "a" * MAX_BYTES + "'\n", "m.yaml")
     with pytest.raises(YamlError, match="a value YAML cannot read"):
-        load_yaml_text("x: 1" + "0" * 5000 + "\n", "m.yaml")   # past Python's int digit limit: one line, not a trace
+        load_yaml_text("x: 1" + "0" * 5000 + "\n", "m.yaml")  # past Python's int digit limit: one line, not a trace
 
 
 def test_big_fifo_and_directory_matrix_files_are_one_line(tmp_path):
@@ -132,19 +133,22 @@ def test_big_fifo_and_directory_matrix_files_are_one_line(tmp_path):
 # ------------------------------------------------------------------------------------------------ settings
 
 
-@pytest.mark.parametrize("defaults,needle", [
-    ({"lr_img": False}, "lr_img = False must be float; allowed: a finite number > 0"),
-    ({"eval_runs": True}, "eval_runs = True must be int"),
-    ({"per_class_step": 1}, "per_class_step = 1 must be bool; allowed: true or false"),
-    ({"batch_syn_max": "all"}, "batch_syn_max = 'all' must be int; allowed: an integer >= 1"),
-    ({"batch_syn_max": 2.5}, "batch_syn_max = 2.5 must be int"),
-    ({"momentum_img": float("inf")}, "momentum_img = inf; allowed: a finite number >= 0"),
-    ({"net_weight_decay": float("nan")}, "net_weight_decay = nan; allowed: a finite number >= 0"),
-    ({"feature_seed": 2**40}, "feature_seed = 1099511627776; allowed: an integer >= 0 and < 2**31"),
-    ({"iterations": 2**31}, "iterations = 2147483648; allowed: an integer >= 1 and < 2**31"),
-    ({"match_aug": "crop_" * 300}, "(1500 characters); allowed: a string of at most 1024 characters"),
-    ({"objective": {"gradient_weight": float("inf")}}, "objective.gradient_weight = inf; allowed: a finite number"),
-])
+@pytest.mark.parametrize(
+    "defaults,needle",
+    [
+        ({"lr_img": False}, "lr_img = False must be float; allowed: a finite number > 0"),
+        ({"eval_runs": True}, "eval_runs = True must be int"),
+        ({"per_class_step": 1}, "per_class_step = 1 must be bool; allowed: true or false"),
+        ({"batch_syn_max": "all"}, "batch_syn_max = 'all' must be int; allowed: an integer >= 1"),
+        ({"batch_syn_max": 2.5}, "batch_syn_max = 2.5 must be int"),
+        ({"momentum_img": float("inf")}, "momentum_img = inf; allowed: a finite number >= 0"),
+        ({"net_weight_decay": float("nan")}, "net_weight_decay = nan; allowed: a finite number >= 0"),
+        ({"feature_seed": 2**40}, "feature_seed = 1099511627776; allowed: an integer >= 0 and < 2**31"),
+        ({"iterations": 2**31}, "iterations = 2147483648; allowed: an integer >= 1 and < 2**31"),
+        ({"match_aug": "crop_" * 300}, "(1500 characters); allowed: a string of at most 1024 characters"),
+        ({"objective": {"gradient_weight": float("inf")}}, "objective.gradient_weight = inf; allowed: a finite number"),
+    ],
+)
 def test_settings_refuse_bools_wrong_types_non_finite_and_huge_values(defaults, needle):
     with pytest.raises(MatrixError) as info:
         parse_matrix({**GRID, "profiles": {"p": {"defaults": defaults}}}, "h")
@@ -153,8 +157,10 @@ def test_settings_refuse_bools_wrong_types_non_finite_and_huge_values(defaults, 
 
 def test_null_is_unset_except_where_the_field_allows_none():
     assert check_settings("d", {"batch_syn_max": None, "lr_img": None}, []) == {"batch_syn_max": None, "lr_img": None}
-    assert engine_overrides({"batch_syn_max": None, "lr_img": None, "net_lr": 0.1}) == {"batch_syn_max": None,
-                                                                                         "net_lr": 0.1}
+    assert engine_overrides({"batch_syn_max": None, "lr_img": None, "net_lr": 0.1}) == {
+        "batch_syn_max": None,
+        "net_lr": 0.1,
+    }
     assert check_settings("d", {"batch_syn_max": 64, "lr_img": 1}, []) == {"batch_syn_max": 64, "lr_img": 1}
 
 
@@ -168,13 +174,16 @@ def test_yaml_inf_and_huge_integers_from_a_matrix_file(tmp_path):
         load_matrix(path)
 
 
-@pytest.mark.parametrize("launcher,needle", [
-    ({"workers": True}, "launcher.workers = True must be int"),
-    ({"timeout_min": 2**40}, "launcher.timeout_min = 1099511627776; allowed: an integer >= 1 and < 2**31"),
-    ({"partition": 7}, "launcher.partition = 7 must be str"),
-    ({"setup": ["module load cuda", 3]}, "launcher.setup[1] = 3 must be str"),
-    ({"additional_parameters": {"mem": float("inf")}}, "launcher.additional_parameters.mem = inf"),
-])
+@pytest.mark.parametrize(
+    "launcher,needle",
+    [
+        ({"workers": True}, "launcher.workers = True must be int"),
+        ({"timeout_min": 2**40}, "launcher.timeout_min = 1099511627776; allowed: an integer >= 1 and < 2**31"),
+        ({"partition": 7}, "launcher.partition = 7 must be str"),
+        ({"setup": ["module load cuda", 3]}, "launcher.setup[1] = 3 must be str"),
+        ({"additional_parameters": {"mem": float("inf")}}, "launcher.additional_parameters.mem = inf"),
+    ],
+)
 def test_launcher_values_are_checked_like_settings(launcher, needle):
     with pytest.raises(SettingError) as info:
         Launcher.parse(launcher)
@@ -193,13 +202,21 @@ def _mnist_with(tmp_path: Path, **files: np.ndarray) -> Path:
     return raw
 
 
-@pytest.mark.parametrize("files,needle", [
-    ({"t10k_labels_idx1": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], dtype=np.uint8)},
-     "t10k labels must lie in [0, 9], found 0..10"),
-    ({"train_labels_idx1": np.arange(19, dtype=np.uint8) % 10}, "train: 20 images but labels of shape (19,)"),
-    ({"t10k_images_idx3": np.zeros((10, 27, 27), dtype=np.uint8)}, "t10k images of 1 x 27 x 27; mnist has 1 x 28 x 28"),
-    ({"train_labels_idx1": np.zeros((20, 1), dtype=np.uint8)}, "has 2 dimensions; allowed: 1 (labels)"),
-])
+@pytest.mark.parametrize(
+    "files,needle",
+    [
+        (
+            {"t10k_labels_idx1": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], dtype=np.uint8)},
+            "t10k labels must lie in [0, 9], found 0..10",
+        ),
+        ({"train_labels_idx1": np.arange(19, dtype=np.uint8) % 10}, "train: 20 images but labels of shape (19,)"),
+        (
+            {"t10k_images_idx3": np.zeros((10, 27, 27), dtype=np.uint8)},
+            "t10k images of 1 x 27 x 27; mnist has 1 x 28 x 28",
+        ),
+        ({"train_labels_idx1": np.zeros((20, 1), dtype=np.uint8)}, "has 2 dimensions; allowed: 1 (labels)"),
+    ],
+)
 def test_decompressed_mnist_copies_are_checked(tmp_path, files, needle):
     raw = _mnist_with(tmp_path, **files)
     with pytest.raises(DatasetNotFoundError) as info:
@@ -220,7 +237,7 @@ def test_a_gzip_header_claiming_billions_of_values_is_refused_before_reading(tmp
     write_mnist(tmp_path)
     raw = tmp_path / "MNIST" / "raw"
     (raw / "train-images-idx3-ubyte").unlink()
-    header = struct.pack(">I", 0x0803) + struct.pack(">3I", 1 << 24, 28, 28)   # 13 billion bytes promised
+    header = struct.pack(">I", 0x0803) + struct.pack(">3I", 1 << 24, 28, 28)  # 13 billion bytes promised
     (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(100)))
     start = time.perf_counter()
     with pytest.raises(DatasetNotFoundError, match="more than 2147483648 values"):
@@ -236,7 +253,7 @@ def test_fractional_labels_in_a_cifar_copy_are_refused_not_truncated(tmp_path):
     batch.write_bytes(pickle.dumps(entry, protocol=2))
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("cifar10", root=tmp_path, verify=False)
-    assert "labels must be integers, found 8.5" in one_line(info.value)   # batch 2's first label, not 8
+    assert "labels must be integers, found 8.5" in one_line(info.value)  # batch 2's first label, not 8
 
 
 def test_valid_copies_load_unchanged(tmp_path):
@@ -258,19 +275,24 @@ def test_evaluate_refuses_fractional_labels_before_training(tmp_path, capsys):
     assert "ConvNet-3:" not in captured.out
     torch.save({"images": torch.rand(10, 1, 16, 16), "labels": torch.arange(10).float()}, path)
     images, labels, _ = load_external_set(str(path))
-    assert labels.dtype == torch.int64 and labels.tolist() == list(range(10))   # integral floats are fine
+    assert labels.dtype == torch.int64 and labels.tolist() == list(range(10))  # integral floats are fine
 
 
 def test_evaluate_refuses_oversized_sets_before_loading_or_converting(tmp_path, capsys):
     big = tmp_path / "big.pt"
-    with open(big, "wb") as fh:   # sparse: 2 GiB + 1 byte on paper, nothing on disk
+    with open(big, "wb") as fh:  # sparse: 2 GiB + 1 byte on paper, nothing on disk
         fh.truncate(MAX_SET_BYTES + 1)
     assert evaluate_main([str(big), "--dataset", "digits"]) == 2
     assert f"allowed: a set file of at most {MAX_SET_BYTES} bytes" in one_line(capsys.readouterr().err.strip())
     # a few kilobytes that a stride-0 view turns into 10 million images: refused before .float() allocates 10 GB
     bomb = tmp_path / "bomb.pt"
-    torch.save({"images": torch.zeros(1, 1, 16, 16).expand(10**7, 1, 16, 16),
-                "labels": torch.zeros(1, dtype=torch.long).expand(10**7)}, bomb)
+    torch.save(
+        {
+            "images": torch.zeros(1, 1, 16, 16).expand(10**7, 1, 16, 16),
+            "labels": torch.zeros(1, dtype=torch.long).expand(10**7),
+        },
+        bomb,
+    )
     assert bomb.stat().st_size < 100_000
     with pytest.raises(ValueError, match="10000000 images of 1 x 16 x 16 .*allowed: at most 1000000 images"):
         load_external_set(str(bomb))
@@ -297,10 +319,19 @@ def test_evaluate_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         evaluate_main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for option in ("--dataset", "--data-root", "--arch", "--protocol", "--epochs", "--runs", "--factor", "--seed",
-                   "--experiment"):
+    for option in (
+        "--dataset",
+        "--data-root",
+        "--arch",
+        "--protocol",
+        "--epochs",
+        "--runs",
+        "--factor",
+        "--seed",
+        "--experiment",
+    ):
         start = text.index(option + " ", text.index("options:"))
-        assert len(text[start:start + 60].split()) > 3, option   # each has a help text
+        assert len(text[start : start + 60].split()) > 3, option  # each has a help text
     assert "default: B" in text and "A-noaug" in text and "A-dc" in text and "default: 5" in text
 
 
@@ -314,7 +345,7 @@ def test_a_failed_figure_write_leaves_the_old_figure_and_no_temporary_file(tmp_p
         plot_steps({"DC": [[40.0, 42.0], [50.0]]}, target, "first")
     finally:
         os.umask(old)
-    assert target.stat().st_mode & 0o777 == 0o644   # the user's umask, not mkstemp's 0600
+    assert target.stat().st_mode & 0o777 == 0o644  # the user's umask, not mkstemp's 0600
     good = target.read_bytes()
     assert good.startswith(b"\x89PNG")
 
@@ -327,7 +358,7 @@ def test_a_failed_figure_write_leaves_the_old_figure_and_no_temporary_file(tmp_p
         plot_steps({"DC": [[41.0], [51.0]]}, target, "second")
     monkeypatch.undo()
     assert target.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["continual.png"]
-    with pytest.raises(ValueError):   # a title matplotlib cannot lay out: fails before any file is made
+    with pytest.raises(ValueError):  # a title matplotlib cannot lay out: fails before any file is made
         plot_steps({"DC": [[41.0], [51.0]]}, tmp_path / "new.png", r"$\nosuchcommand{$")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["continual.png"] and not plt.get_fignums()
 

@@ -1,4 +1,6 @@
-"""Tests for bench.learning.networks: the registry and the shape/semantics contract of every network (docs/official-code.md §2.2)."""
+"""Tests for bench.learning.networks: the registry and the shape/semantics contract of every network
+(docs/official-code.md §2.2)."""
+
 from __future__ import annotations
 
 import math

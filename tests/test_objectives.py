@@ -1,4 +1,5 @@
 """Matching distances against hand-computed values; bidirectional = feature term + gradient term."""
+
 import math
 
 import pytest
@@ -41,7 +42,9 @@ def test_bidirectional_loss_is_the_sum_of_its_terms(setup):
     grad_only = matching_loss(net, real, y_real, syn, y_syn, Objective(1.0, 0.0, "mse", "mse", "conv"))
     feat_only = matching_loss(net, real, y_real, syn, y_syn, Objective(0.0, 1.0, "mse", "mse", "conv"))
     both = matching_loss(net, real, y_real, syn, y_syn, Objective(1.0, 1.0, "mse", "mse", "conv"))
-    assert float(both.total.detach()) == pytest.approx(float(grad_only.total.detach()) + float(feat_only.total.detach()), rel=1e-5)
+    assert float(both.total.detach()) == pytest.approx(
+        float(grad_only.total.detach()) + float(feat_only.total.detach()), rel=1e-5
+    )
     assert float(both.gradient) == pytest.approx(float(grad_only.gradient), rel=1e-5)
     assert float(both.feature) == pytest.approx(float(feat_only.feature), rel=1e-5)
     assert float(grad_only.feature) == 0 and float(feat_only.gradient) == 0

@@ -1,5 +1,6 @@
 """Several cells at once (local ``--workers``, ``cells_per_gpu`` under submitit) give the same records as one
 cell at a time: every cell computes from its own seed, whatever runs beside it."""
+
 import json
 import os
 import subprocess
@@ -14,16 +15,28 @@ from bench.core.files import load_tensor_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
-    "name": "packtiny", "datasets": ["digits"], "ipc": [1], "methods": ["Random", "DC", "DM"], "archs": ["ConvNet-3"],
+    "name": "packtiny",
+    "datasets": ["digits"],
+    "ipc": [1],
+    "methods": ["Random", "DC", "DM"],
+    "archs": ["ConvNet-3"],
     "seeds": [0],
-    "profiles": {"mini": {"max_per_class": 20, "defaults": {"iterations": 2, "batch_real": 8, "eval_epochs": 3, "eval_runs": 1}}},
+    "profiles": {
+        "mini": {"max_per_class": 20, "defaults": {"iterations": 2, "batch_real": 8, "eval_epochs": 3, "eval_runs": 1}}
+    },
 }
 
 
 def _run(matrix: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}   # the same thread count as a packed worker on 2 cores
-    return subprocess.run([sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as a packed worker on 2 cores
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
 
 
 def _records(root: Path) -> dict[str, tuple[list[float], torch.Tensor | None]]:
@@ -56,11 +69,11 @@ def test_packed_cells_equal_unpacked_ones(tmp_path: Path) -> None:
     assert jobs.returncode == 0, jobs.stderr
     assert "3 cell(s) as 2 job(s)" in jobs.stdout
     matrix.write_text(yaml.safe_dump({**TINY, "separate_evaluation": True}))
-    split = _run(matrix, tmp_path / "split", "--workers", "2")   # evaluation cells wait for their sets
+    split = _run(matrix, tmp_path / "split", "--workers", "2")  # evaluation cells wait for their sets
     assert split.returncode == 0, split.stderr
     evaluated = list((tmp_path / "split" / "packtiny" / "mini").glob("*@ConvNet-3/result.json"))
     assert len(evaluated) == 3
-    for path in evaluated:   # an evaluation record names the set it evaluated, as its distillation record does
+    for path in evaluated:  # an evaluation record names the set it evaluated, as its distillation record does
         record = json.loads(path.read_text())
         source = json.loads((path.parent.parent / record["cell"]["source"] / "result.json").read_text())
         assert record["provenance"]["set_sha256"] == source["provenance"]["set_sha256"]
@@ -82,7 +95,8 @@ from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
 from bench.execution.pool import _worker_init
 if __name__ == "__main__":
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(1, os.getpid()))
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init, initargs=(1, os.getpid()))
     print(pool.submit(os.getpid).result(), flush=True)
     pool.submit(time.sleep, 120)
     time.sleep(120)
@@ -103,8 +117,13 @@ def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
     import signal
     import time
 
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).parent.parent, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     worker = int(parent.stdout.readline())
     assert _alive(worker)
     parent.send_signal(signal.SIGKILL)
@@ -114,7 +133,7 @@ def test_workers_exit_when_the_run_is_killed(tmp_path: Path) -> None:
         time.sleep(0.2)
     survived = _alive(worker)
     if survived:
-        os.kill(worker, signal.SIGKILL)   # leave nothing behind when the test fails
+        os.kill(worker, signal.SIGKILL)  # leave nothing behind when the test fails
     assert not survived
 
 
@@ -124,7 +143,7 @@ def test_feature_networks_are_prepared_once_before_the_cells_that_need_them() ->
     from bench.experiment.plan import plan_cell
 
     cells = load_matrix(ROOT / "matrices" / "fidelity.yaml", "cpu").cells
-    queue = packed_tasks([plan_cell(c, c.dataset) for c in cells])   # planned by name: no data needed
+    queue = packed_tasks([plan_cell(c, c.dataset) for c in cells])  # planned by name: no data needed
     preparations = [t for t in queue if t.prepares is not None]
     # one feature network per dataset (the cpu profile shares seed 0, 2 epochs), each prepared once, first
     assert sorted(t.prepares[0] for t in preparations) == ["fashionmnist", "mnist"]
@@ -144,8 +163,13 @@ def test_feature_networks_are_prepared_once_before_the_cells_that_need_them() ->
 @pytest.mark.slow
 def test_packed_coresets_share_one_prepared_feature_network(tmp_path: Path) -> None:
     matrix = tmp_path / "m.yaml"
-    coresets = {**TINY, "methods": ["Herding", "K-Center", "Random"],
-                "profiles": {"mini": {"max_per_class": 20, "defaults": {"feature_epochs": 1, "eval_epochs": 3, "eval_runs": 1}}}}
+    coresets = {
+        **TINY,
+        "methods": ["Herding", "K-Center", "Random"],
+        "profiles": {
+            "mini": {"max_per_class": 20, "defaults": {"feature_epochs": 1, "eval_epochs": 3, "eval_runs": 1}}
+        },
+    }
     matrix.write_text(yaml.safe_dump(coresets))
     alone = _run(matrix, tmp_path / "alone")
     assert alone.returncode == 0, alone.stderr
@@ -170,7 +194,7 @@ def crash_in(cell_prefix: str, marker: str, task, root: str, data_root: str | No
     if task.prepares is None and task.plan.id.startswith(cell_prefix) and not (marker and Path(marker).exists()):
         if marker:
             Path(marker).write_text("crashed")
-        os._exit(1)   # as the kernel's out-of-memory killer would: no exception, no clean-up
+        os._exit(1)  # as the kernel's out-of-memory killer would: no exception, no clean-up
     return run_task(task, root, data_root, checkpoint_every)
 
 
@@ -223,5 +247,7 @@ def test_cells_of_a_failed_preparation_fail_at_once_and_the_others_run(tmp_path:
     failed = run_packed(cells, tmp_path / "r", None, 0, 2, report=said.append, runner=refuse_preparations)
     assert sorted(failed) == sorted(c.id for c in cells if c.cell.method != "Random")
     assert any("no feature network today" in line and "not run" in line for line in said), said
-    assert [p.parent.name for p in (tmp_path / "r").glob("*/result.json")] == [c.id for c in cells if c.cell.method == "Random"]
+    assert [p.parent.name for p in (tmp_path / "r").glob("*/result.json")] == [
+        c.id for c in cells if c.cell.method == "Random"
+    ]
     assert not (tmp_path / "r" / ".feature_nets").exists()

@@ -1,5 +1,6 @@
 """Committed result pages: written from a run folder's records, judged, and indexed; the committed index is
 exactly what the committed CSVs generate."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,7 @@ def test_the_committed_index_regenerates_byte_identically_from_the_committed_csv
     assert (PAGES / "index.md").read_text() == build_index(PAGES)
     assert (PAGES / "claims.md").read_text() == build_claims(PAGES)
     readme = (ROOT / "README.md").read_text()
-    assert readme == readme_with_status(readme, PAGES)       # the README's status summary is the generated one
+    assert readme == readme_with_status(readme, PAGES)  # the README's status summary is the generated one
 
 
 def test_every_committed_page_has_its_data(tmp_path: Path) -> None:
@@ -33,7 +34,9 @@ def test_a_published_page_is_judged_and_indexed(tmp_path: Path) -> None:
     root = tmp_path / "results" / "fidelity" / "sets"
     for seed, value in enumerate([63.0, 64.0, 65.0, 66.0]):
         write_record(root, {"dataset": "mnist", "ipc": 1, "method": "Random", "seed": seed}, {"ConvNet-3": [value]})
-    write_record(root, {"dataset": "mnist", "ipc": 10, "method": "DC", "settings": {"iterations": 5}}, {"ConvNet-3": [80.0]})
+    write_record(
+        root, {"dataset": "mnist", "ipc": 10, "method": "DC", "settings": {"iterations": 5}}, {"ConvNet-3": [80.0]}
+    )
     build_report(root)
     frame = pd.read_csv(root / "results.csv")
     random = frame[(frame["method"] == "Random") & (frame["accuracy_kind"] == "last")]

@@ -1,5 +1,6 @@
 """The provenance table's structure: every Table I row is accounted for, protocols are the published ones,
 per-column sources are complete records, and published ± values are positive where given."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,16 @@ from bench.learning.provenance import (
 from bench.reporting.paper import paper_table1
 
 PUBLISHED = {
-    "Random": "A-dc", "Herding": "A-dc", "K-Center": "A-dc", "Forgetting": "A-dc", "DC": "A-dc",
-    "DSA": "A", "DM": "A-dm", "IDC": "B", "DREAM": "B", "DREAM+": "B",
+    "Random": "A-dc",
+    "Herding": "A-dc",
+    "K-Center": "A-dc",
+    "Forgetting": "A-dc",
+    "DC": "A-dc",
+    "DSA": "A",
+    "DM": "A-dm",
+    "IDC": "B",
+    "DREAM": "B",
+    "DREAM+": "B",
 }
 
 
@@ -42,9 +51,9 @@ def test_published_protocols_are_unchanged():
 
 
 def test_every_protocol_named_exists():
-    known = set(protocol_names()) | {"A-dc"}   # 'A-dc' resolves per dataset to A-dcaug or A-noaug
+    known = set(protocol_names()) | {"A-dc"}  # 'A-dc' resolves per dataset to A-dcaug or A-noaug
     assert {r.protocol for r in TABLE1.values()} <= known
-    assert set(SUMMARIES) == set(PROTOCOLS.names())       # every protocol registered with its summary
+    assert set(SUMMARIES) == set(PROTOCOLS.names())  # every protocol registered with its summary
 
 
 def test_sets_are_positive_where_given():
@@ -52,7 +61,7 @@ def test_sets_are_positive_where_given():
         assert record.sets is None or (isinstance(record.sets, int) and record.sets >= 1), name
     assert row_sets("DC", "mnist") == 5
     assert row_sets("IDC", "cifar10") is None
-    assert row_sets("IDC+rm+init", "cifar10") is None   # no Table I row of its own
+    assert row_sets("IDC+rm+init", "cifar10") is None  # no Table I row of its own
 
 
 def test_spreads_are_positive_finite_and_belong_to_table1_rows():
@@ -69,10 +78,10 @@ def test_cifar100_columns_name_a_source_other_than_dc_paper():
         for ipc in (1, 10):
             record = row_source(method, "cifar100", ipc)
             assert "DC (Zhao, Mopuri" not in record.source
-            assert record.protocol == published_protocol(method)   # the protocol stays the method's own
+            assert record.protocol == published_protocol(method)  # the protocol stays the method's own
         assert row_source(method, "CIFAR-100", 1) == row_source(method, "cifar100", 1)
     assert "DSA" in row_source("DC", "cifar100", 10).source
     assert "DM" in row_source("DSA", "cifar100", 50).source
     assert row_source("Random", "mnist", 1) == TABLE1["Random"]
-    assert row_source("Random", "cifar100") == TABLE1["Random"]   # IPC 1/10 and 50 differ: the row's record
-    assert row_source("DC", "cifar100") == row_source("DC", "cifar100", 1)   # one source for the whole column
+    assert row_source("Random", "cifar100") == TABLE1["Random"]  # IPC 1/10 and 50 differ: the row's record
+    assert row_source("DC", "cifar100") == row_source("DC", "cifar100", 1)  # one source for the whole column

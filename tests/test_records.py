@@ -1,5 +1,6 @@
 """The record a cell writes states what ran (its whole plan), reads back typed, and older or damaged records
 are upgraded or refused by one rule."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,20 @@ from bench.experiment.store import check_record
 from bench.experiment.tasks import run_and_store
 from bench.reporting.tables import build_report
 
-TINY = {"name": "rec", "datasets": ["digits"], "ipc": [1], "methods": ["DC"], "archs": ["ConvNet-3"], "seeds": [0],
-        "profiles": {"mini": {"max_per_class": 10, "defaults": {"iterations": 1, "eval_epochs": 2, "eval_runs": 1,
-                                                                "batch_real": 8, "lr_img": 0.05}}}}
+TINY = {
+    "name": "rec",
+    "datasets": ["digits"],
+    "ipc": [1],
+    "methods": ["DC"],
+    "archs": ["ConvNet-3"],
+    "seeds": [0],
+    "profiles": {
+        "mini": {
+            "max_per_class": 10,
+            "defaults": {"iterations": 1, "eval_epochs": 2, "eval_runs": 1, "batch_real": 8, "lr_img": 0.05},
+        }
+    },
+}
 
 
 def test_a_record_round_trips_with_its_whole_plan(tmp_path: Path) -> None:
@@ -26,7 +38,7 @@ def test_a_record_round_trips_with_its_whole_plan(tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / plan.id / "result.json").read_text())
     assert on_disk["schema_version"] == 2 and on_disk["plan"] == json.loads(json.dumps(plan.to_json()))
     method = on_disk["plan"]["method"]
-    assert method["config"]["lr_img"] == 0.05 and method["config"]["batch_real"] == 8   # as resolved, not guessed
+    assert method["config"]["lr_img"] == 0.05 and method["config"]["batch_real"] == 8  # as resolved, not guessed
     assert method["config"]["iterations"] == 1 and method["factor"] == 1
     assert on_disk["plan"]["evaluation"]["protocols"]["ConvNet-3"]["epochs"] == 2
     assert on_disk["plan"]["evaluation"]["epochs_from"] == "matrix" and on_disk["plan"]["data_used"] == "digits"
@@ -48,14 +60,18 @@ def test_under_data_fallback_the_plan_and_fingerprint_are_the_data_used(tmp_path
 
 
 def test_an_old_schema_record_is_upgraded_by_one_function_and_reported(tmp_path: Path) -> None:
-    current = crafted_record({"dataset": "mnist", "ipc": 1, "method": "Random"}, {"ConvNet-3": [60.0, 62.0]},
-                             matrix="fidelity", profile="cpu", protocol={"name": "A-dcaug", "epochs": 300,
-                                                                         "epochs_from": "matrix"})
+    current = crafted_record(
+        {"dataset": "mnist", "ipc": 1, "method": "Random"},
+        {"ConvNet-3": [60.0, 62.0]},
+        matrix="fidelity",
+        profile="cpu",
+        protocol={"name": "A-dcaug", "epochs": 300, "epochs_from": "matrix"},
+    )
     old = {k: v for k, v in current.items() if k not in ("schema_version", "code_version", "plan")}
-    old["protocol"] = {"name": "A-dcaug", "epochs": 300}                  # schema 1 did not say where epochs came from
+    old["protocol"] = {"name": "A-dcaug", "epochs": 300}  # schema 1 did not say where epochs came from
     upgraded = upgrade_record(old)
     assert upgraded["schema_version"] == 1 and upgraded["plan"] is None
-    assert upgraded["protocol"]["epochs_from"] == "matrix"               # 300 is not A-dcaug's own 1000
+    assert upgraded["protocol"]["epochs_from"] == "matrix"  # 300 is not A-dcaug's own 1000
     record = read_record(old, current["cell"]["id"])
     assert record.config is None and record.feature_network is None and record.method_parts is None
     root = tmp_path / "fidelity" / "cpu" / current["cell"]["id"]
@@ -64,15 +80,18 @@ def test_an_old_schema_record_is_upgraded_by_one_function_and_reported(tmp_path:
     assert "60.0" in build_report(root.parent).table.loc["Random", "mnist/1"].replace("61.0", "60.0")
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda r: r.pop("machine"), "machine is missing"),
-    (lambda r: r["cell"].pop("ipc"), "cell.ipc is missing"),
-    (lambda r: r.update(eval_runs="5"), "eval_runs holds '5'"),
-    (lambda r: r.update(accuracies={"ConvNet-3": [True]}), "accuracies"),
-    (lambda r: r.update(machine="x" * 100_000), "at most 4096"),
-    (lambda r: r["plan"].update(note="y" * 100_000), "plan holds a string"),
-    (lambda r: r.update(schema_version=99), "schema_version"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda r: r.pop("machine"), "machine is missing"),
+        (lambda r: r["cell"].pop("ipc"), "cell.ipc is missing"),
+        (lambda r: r.update(eval_runs="5"), "eval_runs holds '5'"),
+        (lambda r: r.update(accuracies={"ConvNet-3": [True]}), "accuracies"),
+        (lambda r: r.update(machine="x" * 100_000), "at most 4096"),
+        (lambda r: r["plan"].update(note="y" * 100_000), "plan holds a string"),
+        (lambda r: r.update(schema_version=99), "schema_version"),
+    ],
+)
 def test_a_record_off_the_schema_is_refused_with_its_field(damage, needle) -> None:
     record = crafted_record({"dataset": "digits", "ipc": 1, "method": "DC"}, {"ConvNet-3": [50.0]})
     damage(record)
@@ -83,7 +102,9 @@ def test_a_record_off_the_schema_is_refused_with_its_field(damage, needle) -> No
 def test_a_corrupt_record_is_corrupt_for_status_run_and_report_alike(tmp_path: Path) -> None:
     from bench.execution.status import cell_states
 
-    folder = write_record(tmp_path / "m" / "mini", {"dataset": "digits", "ipc": 1, "method": "DC"}, {"ConvNet-3": [50.0]})
+    folder = write_record(
+        tmp_path / "m" / "mini", {"dataset": "digits", "ipc": 1, "method": "DC"}, {"ConvNet-3": [50.0]}
+    )
     record = json.loads((folder / "result.json").read_text())
     record["eval_seconds"] = "slow"
     (folder / "result.json").write_text(json.dumps(record))

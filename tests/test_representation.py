@@ -1,4 +1,5 @@
 """IDC multi-formation decode and 'mix' tiling against hand-built examples (docs/official-code.md §6.1, 6.2)."""
+
 import torch
 
 from methods.representation import decode, tile
@@ -9,14 +10,14 @@ def test_decode_factor_two_by_hand():
     img = torch.tensor([[1.0, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]).view(1, 1, 4, 4)
     out = decode(img, 2)
     assert out.shape == (4, 1, 4, 4)
-    for k, value in enumerate([1.0, 2.0, 3.0, 4.0]):      # patch-position-major order
+    for k, value in enumerate([1.0, 2.0, 3.0, 4.0]):  # patch-position-major order
         assert torch.allclose(out[k], torch.full((1, 4, 4), value))
 
 
 def test_decode_order_is_patch_major_over_images():
     a = torch.zeros(1, 1, 4, 4)
     b = torch.ones(1, 1, 4, 4)
-    a[..., :2, 2:] = 5.0                                     # patch (0,1) of image a
+    a[..., :2, 2:] = 5.0  # patch (0,1) of image a
     out = decode(torch.cat([a, b]), 2)
     assert out.shape == (8, 1, 4, 4)
     assert torch.allclose(out[0], torch.zeros(1, 4, 4)) and torch.allclose(out[1], torch.ones(1, 4, 4))
@@ -25,9 +26,9 @@ def test_decode_order_is_patch_major_over_images():
 
 def test_decode_pads_with_half_when_not_divisible():
     img = torch.zeros(1, 1, 5, 5)
-    out = decode(img, 2)                                     # padded to 6x6 with 0.5, patches 3x3
+    out = decode(img, 2)  # padded to 6x6 with 0.5, patches 3x3
     assert out.shape == (4, 1, 5, 5)
-    assert out[3].max() > 0.0                                # bottom-right patch contains padding
+    assert out[3].max() > 0.0  # bottom-right patch contains padding
     assert torch.allclose(out[0], torch.zeros(1, 5, 5))
 
 

@@ -2,6 +2,7 @@
 
 Each test names the guarantee it backs (README, "Guarantees"). All run on the embedded digits in seconds.
 """
+
 import json
 import os
 import pathlib
@@ -80,10 +81,10 @@ def test_hostile_stored_set_in_a_results_folder_is_not_run(tmp_path, capsys):
     marker = tmp_path / "pwned"
     matrix = write_matrix(tmp_path, separate_evaluation=True)
     root = tmp_path / "results" / "safe" / "mini"
-    assert run(tmp_path, matrix) == 0                           # the distillation cell stores its set
+    assert run(tmp_path, matrix) == 0  # the distillation cell stores its set
     torch.save({"images": Payload(marker), "labels": torch.arange(10), "factor": 1}, root / CELL / "synthetic.pt")
-    (root / f"{CELL}@ConvNet-3" / "result.json").unlink()      # the evaluation is to be redone on the swapped file
-    assert run(tmp_path, matrix) == 1                           # the evaluation cell fails on the hostile file
+    (root / f"{CELL}@ConvNet-3" / "result.json").unlink()  # the evaluation is to be redone on the swapped file
+    assert run(tmp_path, matrix) == 1  # the evaluation cell fails on the hostile file
     assert not marker.exists()
     assert "refused" in (root / ".errors" / f"{CELL}@ConvNet-3.txt").read_text()
 
@@ -91,8 +92,16 @@ def test_hostile_stored_set_in_a_results_folder_is_not_run(tmp_path, capsys):
 # ------------------------------------------------------------------------------------- names and paths
 
 
-@pytest.mark.parametrize("field,value", [("name", "../../escape"), ("name", "/tmp/escape"), ("name", "a\nb"),
-                                         ("profile", "../x"), ("profile", "mini\n#SBATCH --x")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("name", "../../escape"),
+        ("name", "/tmp/escape"),
+        ("name", "a\nb"),
+        ("profile", "../x"),
+        ("profile", "mini\n#SBATCH --x"),
+    ],
+)
 def test_escaping_names_stop_before_any_write(tmp_path, capsys, field, value):
     spec = {"profile": value, "profiles": {value: MATRIX["profiles"]["mini"]}} if field == "profile" else {field: value}
     matrix = write_matrix(tmp_path, **spec)
@@ -112,15 +121,25 @@ def test_variant_names_are_checked(tmp_path, capsys):
 
 
 def test_diverging_run_fails_and_is_never_a_number(tmp_path, capsys):
-    matrix = write_matrix(tmp_path, methods=["DC", "Random"],
-                          profiles={"mini": {"max_per_class": 20, "defaults": {"eval_epochs": 1, "eval_runs": 1,
-                                                                                "iterations": 3, "batch_real": 4},
-                                             "methods": {"DC": {"lr_img": 1.0e30}}}})
+    matrix = write_matrix(
+        tmp_path,
+        methods=["DC", "Random"],
+        profiles={
+            "mini": {
+                "max_per_class": 20,
+                "defaults": {"eval_epochs": 1, "eval_runs": 1, "iterations": 3, "batch_real": 4},
+                "methods": {"DC": {"lr_img": 1.0e30}},
+            }
+        },
+    )
     assert run(tmp_path, matrix) == 1
     root = tmp_path / "results" / "safe" / "mini"
     states = cell_states(root)
-    assert states["digits_ipc1_DC_ConvNet-3_s0"][0] == "failed" and "diverged at iteration" in states["digits_ipc1_DC_ConvNet-3_s0"][1]
-    assert states[CELL][0] == "done"                            # the other cell went on
+    assert (
+        states["digits_ipc1_DC_ConvNet-3_s0"][0] == "failed"
+        and "diverged at iteration" in states["digits_ipc1_DC_ConvNet-3_s0"][1]
+    )
+    assert states[CELL][0] == "done"  # the other cell went on
     from bench.reporting.tables import build_report
 
     table = build_report(root).table
@@ -143,14 +162,16 @@ def test_corrupt_record_is_named_moved_aside_and_redone(tmp_path, capsys, damage
         record["accuracies"]["ConvNet-3"] = [250.0] if damage == "out_of_range" else record["accuracies"]["ConvNet-3"]
         record["cell"]["id"] = "other" if damage == "wrong_cell" else record["cell"]["id"]
         text = json.dumps(record)
-        path.write_text(text.replace(json.dumps(record["accuracies"]["ConvNet-3"]), "[NaN]") if damage == "nan" else text)
+        path.write_text(
+            text.replace(json.dumps(record["accuracies"]["ConvNet-3"]), "[NaN]") if damage == "nan" else text
+        )
     state, detail = cell_states(root)[CELL]
     assert state == "corrupt" and str(path) in detail
     from bench.reporting.tables import build_report
 
-    assert build_report(root).table.empty                       # left out, with a warning
+    assert build_report(root).table.empty  # left out, with a warning
     assert "left out (corrupt)" in capsys.readouterr().err
-    assert run(tmp_path, matrix) == 0                           # moved aside and computed again
+    assert run(tmp_path, matrix) == 0  # moved aside and computed again
     assert "corrupt:" in capsys.readouterr().out
     assert cell_states(root)[CELL][0] == "done" and any((root / ASIDE_DIR).iterdir())
 
@@ -177,7 +198,9 @@ def test_changed_settings_make_a_cell_stale(tmp_path, capsys):
     assert run(tmp_path, matrix) == 0
     root = tmp_path / "results" / "safe" / "mini"
     first = json.loads((root / CELL / "result.json").read_text())
-    changed = write_matrix(tmp_path, profiles={"mini": {"max_per_class": 20, "defaults": {"eval_epochs": 2, "eval_runs": 1}}})
+    changed = write_matrix(
+        tmp_path, profiles={"mini": {"max_per_class": 20, "defaults": {"eval_epochs": 2, "eval_runs": 1}}}
+    )
     assert run(tmp_path, changed, "--keep-stale") == 0
     assert "kept stale" in capsys.readouterr().out
     assert json.loads((root / CELL / "result.json").read_text()) == first
@@ -193,11 +216,18 @@ def test_changed_settings_make_a_cell_stale(tmp_path, capsys):
 # ------------------------------------------------------------------------------------- errors up front
 
 
-@pytest.mark.parametrize("defaults,needle", [
-    ({"lr_img": 0.0}, "lr_img"), ({"lr_img": float("nan")}, "lr_img"), ({"batch_real": 0}, "batch_real"),
-    ({"iterations": 0}, "iterations"), ({"eval_runs": 0}, "eval_runs"), ({"eval_epochs": -1}, "eval_epochs"),
-    ({"eval_protocol": "Z"}, "eval_protocol"),
-])
+@pytest.mark.parametrize(
+    "defaults,needle",
+    [
+        ({"lr_img": 0.0}, "lr_img"),
+        ({"lr_img": float("nan")}, "lr_img"),
+        ({"batch_real": 0}, "batch_real"),
+        ({"iterations": 0}, "iterations"),
+        ({"eval_runs": 0}, "eval_runs"),
+        ({"eval_epochs": -1}, "eval_epochs"),
+        ({"eval_protocol": "Z"}, "eval_protocol"),
+    ],
+)
 def test_impossible_settings_stop_before_any_write(tmp_path, capsys, defaults, needle):
     matrix = write_matrix(tmp_path, methods=["DC"], profiles={"mini": {"defaults": defaults}})
     assert run(tmp_path, matrix) == 2
@@ -206,9 +236,14 @@ def test_impossible_settings_stop_before_any_write(tmp_path, capsys, defaults, n
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("changes,needle", [
-    ({"ipc": [500]}, "ipc 500"), ({"archs": ["timm:no_such_model"]}, "timm"), ({"datasets": ["mnist"]}, "MNIST"),
-])
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        ({"ipc": [500]}, "ipc 500"),
+        ({"archs": ["timm:no_such_model"]}, "timm"),
+        ({"datasets": ["mnist"]}, "MNIST"),
+    ],
+)
 def test_unrunnable_matrix_exits_2(tmp_path, capsys, monkeypatch, changes, needle):
     monkeypatch.setenv("DREAMBENCH_DATA", str(tmp_path / "no-data"))
     matrix = write_matrix(tmp_path, **changes)
@@ -257,7 +292,7 @@ def test_job_records_are_merged(tmp_path):
 def test_leftovers_of_killed_writes_are_cleaned_and_files_follow_umask(tmp_path):
     matrix = write_matrix(tmp_path)
     root = tmp_path / "results" / "safe" / "mini"
-    (root / f".{CELL}.abc123").mkdir(parents=True)             # what a kill during write_cell leaves
+    (root / f".{CELL}.abc123").mkdir(parents=True)  # what a kill during write_cell leaves
     (root / ".checkpoints").mkdir()
     (root / ".checkpoints" / f".{CELL}.pt.xyz").write_bytes(b"")
     old = os.umask(0o022)
@@ -280,8 +315,24 @@ def _set(tmp_path: Path, name: str, images, labels) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("case", ["directory", "empty", "garbage", "truncated", "shape", "label_range", "length",
-                                  "nan", "empty_set", "arch", "runs", "epochs", "factor"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "directory",
+        "empty",
+        "garbage",
+        "truncated",
+        "shape",
+        "label_range",
+        "length",
+        "nan",
+        "empty_set",
+        "arch",
+        "runs",
+        "epochs",
+        "factor",
+    ],
+)
 def test_evaluate_rejects_bad_input_in_one_line(tmp_path, capsys, case):
     good_x, good_y = torch.rand(10, 1, 16, 16), torch.arange(10)
     path = _set(tmp_path, "good.pt", good_x, good_y)
@@ -309,8 +360,12 @@ def test_evaluate_rejects_bad_input_in_one_line(tmp_path, capsys, case):
     elif case == "empty_set":
         path = _set(tmp_path, "z.pt", torch.zeros(0, 1, 16, 16), torch.zeros(0, dtype=torch.long))
     else:
-        extra = {"arch": ["--arch", "NoSuchNet"], "runs": ["--runs", "0"], "epochs": ["--epochs", "-3"],
-                 "factor": ["--factor", "0"]}[case]
+        extra = {
+            "arch": ["--arch", "NoSuchNet"],
+            "runs": ["--runs", "0"],
+            "epochs": ["--epochs", "-3"],
+            "factor": ["--factor", "0"],
+        }[case]
     with pytest.raises(SystemExit) if case in ("runs", "epochs", "factor") else _no_raise() as exit_info:
         code = evaluate_main([path, "--dataset", "digits", "--epochs", "1", "--runs", "1", *extra])
     code = exit_info.value.code if case in ("runs", "epochs", "factor") else code
@@ -337,10 +392,10 @@ def test_records_made_from_other_data_are_stale(tmp_path, capsys):
     matrix = write_matrix(tmp_path, datasets=["mnist"])
     args = ["--data-root", str(data)]
     assert run(tmp_path, matrix, *args) == 0
-    write_mnist(data, n_train=30)                               # same settings, different files
+    write_mnist(data, n_train=30)  # same settings, different files
     import bench.experiment.plan
 
-    bench.experiment.plan._DATA.clear()                              # a new process would read the files afresh
+    bench.experiment.plan._DATA.clear()  # a new process would read the files afresh
     assert run(tmp_path, matrix, *args) == 0
     assert "computed on other data" in capsys.readouterr().out
 
@@ -354,15 +409,17 @@ def test_old_temp_files_of_killed_writes_are_removed(tmp_path):
     fresh.write_text("")
     os.utime(old, (1, 1))
     assert run(tmp_path, matrix) == 0
-    assert not old.exists() and fresh.exists()                  # a fresh one may be a write in progress
+    assert not old.exists() and fresh.exists()  # a fresh one may be a write in progress
 
 
 def test_records_name_the_commit_whose_code_was_loaded():
-    """The git state is read when bench.experiment.tasks is imported, so a run that lasts hours while HEAD moves on records
-    the commit it actually runs."""
+    """The git state is read when bench.core.version is imported, so a run that lasts hours while HEAD moves on
+    records the commit it actually runs."""
     import subprocess
     import sys
 
     probe = "import bench.core.version as c; print(c.code_state.cache_info().currsize)"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
+    )
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr

@@ -1,5 +1,6 @@
 """The results folder keeps what it holds: nothing is deleted, nothing is written outside it, and two runs
 with different plans cannot share it."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ from bench.experiment.store import (
     write_cell,
 )
 
-TINY = {"name": "tiny", "datasets": ["digits"], "ipc": [1], "methods": ["Random"], "archs": ["ConvNet-3"],
-        "seeds": [0], "profiles": {"mini": {"max_per_class": 10, "defaults": {"evaluation": {"epochs": 2, "runs": 1}}}}}
+TINY = {
+    "name": "tiny",
+    "datasets": ["digits"],
+    "ipc": [1],
+    "methods": ["Random"],
+    "archs": ["ConvNet-3"],
+    "seeds": [0],
+    "profiles": {"mini": {"max_per_class": 10, "defaults": {"evaluation": {"epochs": 2, "runs": 1}}}},
+}
 
 
 def test_a_replaced_record_is_moved_aside_never_deleted(tmp_path: Path) -> None:
@@ -50,11 +58,12 @@ def test_a_symlinked_working_folder_is_refused_before_any_write(tmp_path: Path, 
 
 def test_a_second_run_with_other_settings_is_refused_while_the_first_holds_the_folder(tmp_path: Path) -> None:
     with claim_folder(tmp_path, {"a": "1"}):
-        with claim_folder(tmp_path, {"a": "1"}):   # the same plan may share the folder (cells split by locks)
+        with claim_folder(tmp_path, {"a": "1"}):  # the same plan may share the folder (cells split by locks)
             pass
-        fake = {str(os.getppid()): "another-plan"}   # a live process with another plan
-        (tmp_path / ".active.json").write_text(json.dumps({**json.loads((tmp_path / ".active.json").read_text()),
-                                                            **fake}))
+        fake = {str(os.getppid()): "another-plan"}  # a live process with another plan
+        (tmp_path / ".active.json").write_text(
+            json.dumps({**json.loads((tmp_path / ".active.json").read_text()), **fake})
+        )
         with pytest.raises(FolderBusyError, match="other settings"):
             with claim_folder(tmp_path, {"a": "2"}):
                 pass

@@ -1,5 +1,6 @@
 """``dreambench ls [methods|datasets|archs|protocols|layouts|matrices|executors]``: what the harness knows, a
 line each, so nobody has to make a mistake to learn the names."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 import methods  # noqa: F401  (registers the built-in methods)
+from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.info import DATASET_INFO
 from bench.execution.base import EXECUTORS
 from bench.learning.evaluation import PER_DATASET, PROTOCOLS, SUMMARIES
@@ -31,14 +31,26 @@ def list_methods() -> list[tuple[str, str]]:
 
 
 def list_datasets() -> list[tuple[str, str]]:
-    return [(name, f"{info.classes} classes, {info.channels}x{info.image_size}x{info.image_size}"
-                   + (f", the paper's {info.paper_name}" if info.paper_name else ", embedded (no download)"
-                      if name == "digits" else "")) for name, info in DATASET_INFO.items()]
+    return [
+        (
+            name,
+            f"{info.classes} classes, {info.channels}x{info.image_size}x{info.image_size}"
+            + (
+                f", the paper's {info.paper_name}"
+                if info.paper_name
+                else ", embedded (no download)"
+                if name == "digits"
+                else ""
+            ),
+        )
+        for name, info in DATASET_INFO.items()
+    ]
 
 
 def list_archs() -> list[tuple[str, str]]:
     return [(name, _first_line(factory)) for name, factory in NETWORKS.items()] + [
-        ("timm:<model>", "any timm model, randomly initialised (e.g. timm:resnet18)")]
+        ("timm:<model>", "any timm model, randomly initialised (e.g. timm:resnet18)")
+    ]
 
 
 def list_protocols() -> list[tuple[str, str]]:
@@ -63,8 +75,8 @@ def list_matrices() -> list[tuple[str, str]]:
     rows = []
     for path in sorted(matrices_folder().glob("*.yaml")):
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
+            raw = load_yaml_text(path.read_text(encoding="utf-8"), str(path)) or {}
+        except (OSError, UnicodeDecodeError, YamlError):
             continue
         rows.append((str(path), str(raw.get("description", ""))))
         for profile, body in (raw.get("profiles") or {}).items():
@@ -74,8 +86,13 @@ def list_matrices() -> list[tuple[str, str]]:
 
 
 KINDS: dict[str, Callable[[], list[tuple[str, str]]]] = {
-    "methods": list_methods, "datasets": list_datasets, "archs": list_archs, "protocols": list_protocols,
-    "layouts": list_layouts, "matrices": list_matrices, "executors": list_executors,
+    "methods": list_methods,
+    "datasets": list_datasets,
+    "archs": list_archs,
+    "protocols": list_protocols,
+    "layouts": list_layouts,
+    "matrices": list_matrices,
+    "executors": list_executors,
 }
 
 

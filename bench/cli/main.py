@@ -1,12 +1,13 @@
 """``dreambench``: the harness's one command. Each subcommand is also ``python -m bench.<name>``.
 
-    dreambench run matrices/quickstart.yaml        distil, evaluate and tabulate a matrix (resumes)
-    dreambench validate matrices/table1.yaml       check a matrix and its data, do no work
-    dreambench status results/quickstart/mini      per-cell state of a results folder
-    dreambench report results/quickstart/mini      rebuild its tables (markdown, LaTeX, CSV) and figures
-    dreambench evaluate set.pt --dataset mnist     evaluate a set made elsewhere
-    dreambench ls [methods|datasets|...]           what the harness knows
+dreambench run matrices/quickstart.yaml        distil, evaluate and tabulate a matrix (resumes)
+dreambench validate matrices/table1.yaml       check a matrix and its data, do no work
+dreambench status results/quickstart/mini      per-cell state of a results folder
+dreambench report results/quickstart/mini      rebuild its tables (markdown, LaTeX, CSV) and figures
+dreambench evaluate set.pt --dataset mnist     evaluate a set made elsewhere
+dreambench ls [methods|datasets|...]           what the harness knows
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:
-        print(f"error: unknown command {name!r}{suggestion(name, list(SUBCOMMANDS))}; allowed: "
-              f"{', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        print(
+            f"error: unknown command {name!r}{suggestion(name, list(SUBCOMMANDS))}; allowed: {', '.join(SUBCOMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     return run_subcommand(name, rest)
 
@@ -49,8 +52,9 @@ def run_subcommand(name: str, argv: list[str] | None = None) -> int:
     try:
         return int(module.main(argv) or 0)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: dreambench {name} stopped; nothing it was writing was left half-written",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: dreambench {name} stopped; nothing it was writing was left half-written", file=sys.stderr
+        )
         return 130
 
 

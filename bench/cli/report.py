@@ -4,6 +4,7 @@ Writes ``table.md``, ``table.tex`` (a complete LaTeX ``table``), ``results.csv``
 evaluation run, judged against the paper) and the figures. ``--publish docs/results/<name>`` also copies them
 into a committed page; ``--index docs/results`` regenerates the reproduction-status index from every page.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreambench report", description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("root", nargs="?", help="results/<matrix>/<profile>, or with --all any folder above several")
     parser.add_argument("--all", action="store_true", help="rebuild every results folder found below root")
-    parser.add_argument("--accuracy", choices=sorted(ACCURACY_KINDS), default="last",
-                        help="last epoch (default, the headline), best of the validation points, or the maximum over "
-                             "evaluations during distillation (both labelled)")
-    parser.add_argument("--publish", metavar="FOLDER", default=None,
-                        help="also copy the results, table and figures into FOLDER (e.g. docs/results/<name>) and write "
-                             "its page; then rewrite FOLDER's parent index")
+    parser.add_argument(
+        "--accuracy",
+        choices=sorted(ACCURACY_KINDS),
+        default="last",
+        help="last epoch (default, the headline), best of the validation points, or the maximum over "
+        "evaluations during distillation (both labelled)",
+    )
+    parser.add_argument(
+        "--publish",
+        metavar="FOLDER",
+        default=None,
+        help="also copy the results, table and figures into FOLDER (e.g. docs/results/<name>) and write "
+        "its page; then rewrite FOLDER's parent index",
+    )
     parser.add_argument("--title", default=None, help="the published page's title (default: <matrix>/<profile>)")
     parser.add_argument("--description", default="", help="one line for the published page")
-    parser.add_argument("--index", metavar="FOLDER", default=None,
-                        help="only regenerate FOLDER/index.md (the reproduction status) and FOLDER/claims.md (the "
-                             "paper's claims against the evidence) from the pages in FOLDER")
-    parser.add_argument("--readme", metavar="FILE", default=None,
-                        help="with --index: also regenerate FILE's status block (between its status markers)")
+    parser.add_argument(
+        "--index",
+        metavar="FOLDER",
+        default=None,
+        help="only regenerate FOLDER/index.md (the reproduction status) and FOLDER/claims.md (the "
+        "paper's claims against the evidence) from the pages in FOLDER",
+    )
+    parser.add_argument(
+        "--readme",
+        metavar="FILE",
+        default=None,
+        help="with --index: also regenerate FILE's status block (between its status markers)",
+    )
     return parser
 
 
@@ -58,8 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
         return 2
     direct = any(root.glob("*/result.json")) or (root / PLAN_FILE).is_file()
-    roots = [root] if direct and not args.all else sorted(
-        {p.parent.parent for p in root.rglob("result.json") if not any(part.startswith(".") for part in p.parts[:-2])})
+    roots = (
+        [root]
+        if direct and not args.all
+        else sorted(
+            {
+                p.parent.parent
+                for p in root.rglob("result.json")
+                if not any(part.startswith(".") for part in p.parts[:-2])
+            }
+        )
+    )
     if not roots:
         print(f"error: no finished cells below {str(root)!r}", file=sys.stderr)
         return 2

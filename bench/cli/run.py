@@ -4,6 +4,7 @@ rebuild its table.
 Finished cells (``results/<matrix>/<profile>/<cell id>/result.json``) are skipped, so re-running the same
 command after an interruption does only the missing work.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS, ExecutorError
 from bench.execution.cost import CellCost, calibration_line, cell_cost, hours_by_method
@@ -58,9 +58,9 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise MatrixError(f"--set {pair!r}; allowed: key=value, e.g. --set budget.iterations=2")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            raise MatrixError(f"--set {pair!r}: the value is not a YAML scalar") from None
+            value = load_yaml_text(text, f"--set {key.strip()}") if text.strip() else None
+        except YamlError as err:
+            raise MatrixError(f"--set {pair!r}: {err}") from None
         if isinstance(value, (dict, list)):
             raise MatrixError(f"--set {pair!r}: the value must be a single number, string, true/false or null")
         section, dot, name = key.strip().partition(".")
@@ -74,30 +74,56 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dreambench run", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("matrix", help="path to a matrix YAML file (see `dreambench ls matrices`)")
-    p.add_argument("-p", "--profile", default=None, help="profile of the matrix (e.g. mini, paper; default: the matrix's)")
+    p.add_argument(
+        "-p", "--profile", default=None, help="profile of the matrix (e.g. mini, paper; default: the matrix's)"
+    )
     p.add_argument("--results", default="results", help="results folder (default: results/)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: $DREAMBENCH_DATA or ./data)")
-    p.add_argument("--download", action="store_true",
-                   help="fetch missing datasets with torchvision (MNIST, FashionMNIST, SVHN, CIFAR; never by default)")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch missing datasets with torchvision (MNIST, FashionMNIST, SVHN, CIFAR; never by default)",
+    )
     p.add_argument("--only", action="append", help="run only cells whose id matches (glob or substring; repeatable)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="a setting for every cell, checked like the matrix's and recorded (repeatable), "
-                        "e.g. --set iterations=2 --set eval_epochs=5 for a smoke run")
-    p.add_argument("--max-cells", type=int, default=None, metavar="N",
-                   help="refuse a matrix that expands to more than N cells (default 100000, or $DREAMBENCH_MAX_CELLS)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the matrix and its data, list the cells and their estimated cost, run nothing")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a setting for every cell, checked like the matrix's and recorded (repeatable), "
+        "e.g. --set iterations=2 --set eval_epochs=5 for a smoke run",
+    )
+    p.add_argument(
+        "--max-cells",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse a matrix that expands to more than N cells (default 100000, or $DREAMBENCH_MAX_CELLS)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the matrix and its data, list the cells and their estimated cost, run nothing",
+    )
     p.add_argument("--executor", default=None, choices=EXECUTORS.names(), help="where cells run (default: local)")
     p.add_argument("--resume", action="store_true", help="re-submit failed cells (Slurm)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="local executor: run this many cells at once, one process each (default: launcher.workers, 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local executor: run this many cells at once, one process each (default: launcher.workers, 1)",
+    )
     p.add_argument("--no-report", action="store_true", help="do not rebuild the table at the end")
-    p.add_argument("--keep-stale", action="store_true",
-                   help="keep finished cells whose settings changed since (default: move them aside and recompute)")
+    p.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep finished cells whose settings changed since (default: move them aside and recompute)",
+    )
     return p
 
 
-def plan_matrix(matrix: Matrix, selected_ids: set[str], root: Path, data_root: str | None) -> tuple[list[CellPlan], dict[str, str]]:
+def plan_matrix(
+    matrix: Matrix, selected_ids: set[str], root: Path, data_root: str | None
+) -> tuple[list[CellPlan], dict[str, str]]:
     """Plans of the selected cells (their data loaded and checked; every missing dataset named at once) and the
     fingerprints the folder's plan file lists: every matrix cell whose data is at hand, and, for the others,
     what the previous plan listed."""
@@ -118,8 +144,10 @@ def plan_matrix(matrix: Matrix, selected_ids: set[str], root: Path, data_root: s
 def dry_run(matrix: Matrix, plans: list[CellPlan], root: Path, keep_stale: bool, data_root: str | None) -> None:
     """The cells, their state and cost, and the hours still to go per method and in total."""
     pending, checks = classify(plans, root, keep_stale)
-    print(f"{matrix.name} [{matrix.profile}]: {len(plans)} cells, {len(plans) - len(pending)} done, "
-          f"{len(pending)} to run -> {root}")
+    print(
+        f"{matrix.name} [{matrix.profile}]: {len(plans)} cells, {len(plans) - len(pending)} done, "
+        f"{len(pending)} to run -> {root}"
+    )
     costs: dict[str, list[CellCost]] = defaultdict(list)
     for plan in plans:
         state = "todo" if checks[plan.id].state == "missing" else checks[plan.id].state
@@ -139,7 +167,7 @@ def dry_run(matrix: Matrix, plans: list[CellPlan], root: Path, keep_stale: bool,
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.download:
-        os.environ["DREAMBENCH_DOWNLOAD"] = "1"   # read by every data load, worker processes included
+        os.environ["DREAMBENCH_DOWNLOAD"] = "1"  # read by every data load, worker processes included
     done_before: int | None = None
     total = 0
     root: Path | None = None
@@ -159,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run(matrix, plans, root, args.keep_stale, args.data_root)
                 return 0
             md5s = preflight(plans, root, args.data_root)
-            launcher = matrix.launcher if args.workers is None else dataclasses.replace(matrix.launcher, workers=args.workers)
+            launcher = (
+                matrix.launcher if args.workers is None else dataclasses.replace(matrix.launcher, workers=args.workers)
+            )
             if launcher.workers < 1:
                 raise MatrixError(f"--workers {launcher.workers}; allowed: an integer >= 1")
             executor = EXECUTORS.get(executor_name)(root, args.data_root, launcher)
@@ -171,9 +201,15 @@ def main(argv: list[str] | None = None) -> int:
                 pending, checks = classify(plans, root, args.keep_stale, md5s)
                 done_before = len(plans) - len(pending)
                 settle(pending, checks, root, args.keep_stale, fingerprints)
-                write_matrix_info(root, {"name": matrix.name, "profile": matrix.profile, "layout": matrix.layout,
-                                         "command": shlex.join(["dreambench", "run", *(sys.argv[1:] if argv is None
-                                                                                        else argv)])})
+                write_matrix_info(
+                    root,
+                    {
+                        "name": matrix.name,
+                        "profile": matrix.profile,
+                        "layout": matrix.layout,
+                        "command": shlex.join(["dreambench", "run", *(sys.argv[1:] if argv is None else argv)]),
+                    },
+                )
                 print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(plans)} cells to run -> {root}")
                 failures = executor.run(pending, resume=args.resume)
         except (FolderBusyError, DatasetNotFoundError, ExecutorError) as err:
@@ -182,14 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_report:
             try:
                 print(build_report(root).markdown)
-            except Exception as err:   # the failure summary below must still be printed
+            except Exception as err:  # the failure summary below must still be printed
                 print(f"report not rebuilt: {type(err).__name__}: {err}", file=sys.stderr)
         if failures:
             print(f"{len(failures)} cell(s) failed: " + ", ".join(failures), file=sys.stderr)
             return 1
         return 0
     except KeyboardInterrupt:
-        done = sum(check_record(root, p.id).state == "done" for p in plans) if root and done_before is not None else None
+        done = (
+            sum(check_record(root, p.id).state == "done" for p in plans) if root and done_before is not None else None
+        )
         counted = f"{done} of {total} cells done; " if done is not None else ""
         print(f"\ninterrupted: {counted}re-run the same command to resume", file=sys.stderr)
         return 130

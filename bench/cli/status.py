@@ -1,4 +1,5 @@
 """``dreambench status`` / ``python -m bench.status results/<matrix>/<profile>``: per-cell state of a results folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
         return 2
     if not is_run_folder(root):
-        below = sorted({p.parent for p in root.glob("*/*/.cells.json")} | {p.parent for p in root.glob("*/.cells.json")})
+        below = sorted(
+            {p.parent for p in root.glob("*/*/.cells.json")} | {p.parent for p in root.glob("*/.cells.json")}
+        )
         hint = f"; run folders below it: {', '.join(str(p) for p in below[:5])}" if below else ""
-        print(f"error: {str(root)!r} is not a run folder (no .cells.json); allowed: results/<matrix>/<profile>{hint}",
-              file=sys.stderr)
+        print(
+            f"error: {str(root)!r} is not a run folder (no .cells.json); allowed: results/<matrix>/<profile>{hint}",
+            file=sys.stderr,
+        )
         return 2
     states = cell_states(root)
     for cell_id, (state, detail) in states.items():

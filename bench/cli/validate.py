@@ -3,6 +3,7 @@
 Exit code 0 when every cell could run here; 2 with one line naming the first problem otherwise (every missing
 dataset is named at once). Nothing is written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="settings for every cell, as `run --set`")
     parser.add_argument("--no-data", action="store_true", help="check the matrix and its settings only, not the data")
     args = parser.parse_args(argv)
-    os.environ.pop("DREAMBENCH_DOWNLOAD", None)   # validating never downloads
+    os.environ.pop("DREAMBENCH_DOWNLOAD", None)  # validating never downloads
     try:
         matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
         print_notes(matrix.notes)
@@ -45,15 +46,20 @@ def main(argv: list[str] | None = None) -> int:
             data = load_data(plan.data_used, args.data_root, plan.cell.max_per_class)
             smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
             if plan.cell.ipc > smallest:
-                raise MatrixError(f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of "
-                                  f"the smallest class of {plan.data_used}; allowed: ipc <= {smallest}")
+                raise MatrixError(
+                    f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of "
+                    f"the smallest class of {plan.data_used}; allowed: ipc <= {smallest}"
+                )
     except (MatrixError, DatasetNotFoundError, ResultsFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    used = Counter(p.data_used if p.data_used == p.cell.dataset else f"{p.cell.dataset} -> {p.data_used} (fallback)"
-                   for p in plans)
-    print(f"ok: {matrix.name} [{matrix.profile}]: {len(plans)} cells; data: "
-          + ", ".join(f"{name} ({n} cells)" for name, n in sorted(used.items())))
+    used = Counter(
+        p.data_used if p.data_used == p.cell.dataset else f"{p.cell.dataset} -> {p.data_used} (fallback)" for p in plans
+    )
+    print(
+        f"ok: {matrix.name} [{matrix.profile}]: {len(plans)} cells; data: "
+        + ", ".join(f"{name} ({n} cells)" for name, n in sorted(used.items()))
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """File primitives every layer may use: tensor files that load without running code, atomic writes that
 follow the user's umask, and advisory locks. (Results-folder rules live in ``bench.experiment.store``.)"""
+
 from __future__ import annotations
 
 import fcntl
@@ -18,8 +19,11 @@ import torch
 
 # numpy scalars (DC's result files store accuracies as numpy floats) rebuild data only, never run code
 _NUMPY_CORE = getattr(np, "_core", None) or np.core
-_DATA_ONLY_GLOBALS = [np.dtype, _NUMPY_CORE.multiarray.scalar,
-                      *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")}]
+_DATA_ONLY_GLOBALS = [
+    np.dtype,
+    _NUMPY_CORE.multiarray.scalar,
+    *{type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32")},
+]
 
 
 class UnsafeFileError(ValueError):
@@ -50,9 +54,13 @@ class RefusedFileError(OSError):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -87,7 +95,7 @@ def read_regular_text(path: Path | str, max_bytes: int, encoding: str = "utf-8")
     with os.fdopen(fd, "rb") as fh:
         _check_stat(path, os.fstat(fh.fileno()), max_bytes)
         data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:   # it grew after the check
+    if len(data) > max_bytes:  # it grew after the check
         raise RefusedFileError(f"{path}: more than {max_bytes} bytes; allowed: a file of at most {max_bytes} bytes")
     return data.decode(encoding)
 

@@ -9,6 +9,7 @@ back and the free pages are returned to the system, so a process that runs many 
 them than before. What is computed does not change. ``DREAMBENCH_KEEP_FREED_MEMORY=0`` turns it off.
 Written here rather than preloading jemalloc/tcmalloc: those are system packages, not pip dependencies.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,7 @@ from typing import Iterator
 # mallopt parameters and glibc's defaults for them (malloc.h, malloc.c)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
-_KEPT_TRIM_THRESHOLD = 1 << 30   # no heap top grows this large between two steps
+_KEPT_TRIM_THRESHOLD = 1 << 30  # no heap top grows this large between two steps
 SWITCH = "DREAMBENCH_KEEP_FREED_MEMORY"
 
 
@@ -40,7 +41,7 @@ def _glibc_symbols() -> ctypes.CDLL | None:
         return None
     libc = ctypes.CDLL(None)
     try:
-        for name in ("mallopt", "malloc_trim", "gnu_get_libc_version"):   # musl has no gnu_get_libc_version
+        for name in ("mallopt", "malloc_trim", "gnu_get_libc_version"):  # musl has no gnu_get_libc_version
             getattr(libc, name)
     except AttributeError:
         return None
@@ -49,7 +50,7 @@ def _glibc_symbols() -> ctypes.CDLL | None:
     return libc
 
 
-_depth = 0   # nested blocks (a cell inside a command) restore the defaults only when the outermost ends
+_depth = 0  # nested blocks (a cell inside a command) restore the defaults only when the outermost ends
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ A base is a registered method name; it may contain "+" (DREAM+), but never "+" f
 letter, so the split needs no registry: ``IDC+rm+init`` -> (IDC, [rm, init]); ``DREAM+`` -> (DREAM+, []);
 ``DREAM++bm`` -> (DREAM+, [bm]); ``DREAM+bm`` -> (DREAM, [bm]).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ FORBIDDEN_IN_BASE = re.compile(r"\+[a-z]")
 def split_method_name(name: str) -> tuple[str, list[str]]:
     """(base, switches) of a method name by the grammar above."""
     match = NAME.fullmatch(name)
-    if match is None:   # only the empty name
+    if match is None:  # only the empty name
         return name, []
     switches = match.group("switches")
     return match.group("base"), switches[1:].split("+") if switches else []
@@ -26,6 +27,8 @@ def split_method_name(name: str) -> tuple[str, list[str]]:
 def check_base_name(name: str) -> str:
     """A base name the grammar can tell apart from its switches (ValueError otherwise)."""
     if not name or FORBIDDEN_IN_BASE.search(name):
-        raise ValueError(f"method name {name!r} is not allowed as a base: it may not contain '+' followed by a "
-                         "lowercase letter (that starts a switch, e.g. IDC+rm)")
+        raise ValueError(
+            f"method name {name!r} is not allowed as a base: it may not contain '+' followed by a "
+            "lowercase letter (that starts a switch, e.g. IDC+rm)"
+        )
     return name

@@ -6,6 +6,7 @@ Each registry refuses a second registration of a name and answers an unknown nam
 An entry may also be registered lazily as a ``"module:attribute"`` string (:meth:`Registry.add_lazy`), imported
 on first use, so a registry can name its built-ins without importing them (no import cycle is possible).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,18 +19,19 @@ T = TypeVar("T")
 class UnknownNameError(KeyError):
     """A name no registry entry has; the message lists the allowed names."""
 
-    def __str__(self) -> str:   # KeyError would repr() the message
+    def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
 
 
 class Registry(Generic[T]):
     """Names -> entries, in registration order. ``canonical`` maps spellings to one key ('CIFAR-10' -> 'cifar10')."""
 
-    def __init__(self, kind: str, error: Callable[[str], Exception] = UnknownNameError,
-                 canonical: Callable[[str], str] = str) -> None:
+    def __init__(
+        self, kind: str, error: Callable[[str], Exception] = UnknownNameError, canonical: Callable[[str], str] = str
+    ) -> None:
         self.kind, self._error, self._canonical = kind, error, canonical
         self._entries: dict[str, T] = {}
-        self._lazy: set[str] = set()   # keys whose entry is still a "module:attribute" string
+        self._lazy: set[str] = set()  # keys whose entry is still a "module:attribute" string
 
     def add(self, name: str, entry: T) -> T:
         """Register ``entry`` under ``name``; a name already taken raises ValueError."""
@@ -60,7 +62,8 @@ class Registry(Generic[T]):
         return self._entries[key]
 
     def unknown_message(self, name: object, extra: str = "") -> str:
-        return f"unknown {self.kind} {name!r}{suggestion(str(name), self.names())}; allowed: {', '.join(self.names())}{extra}"
+        hint = suggestion(str(name), self.names())
+        return f"unknown {self.kind} {name!r}{hint}; allowed: {', '.join(self.names())}{extra}"
 
     def key(self, name: str) -> str:
         """The canonical spelling of ``name`` (checked: unknown names raise)."""
@@ -84,7 +87,8 @@ class Registry(Generic[T]):
 def suggestion(name: str, choices: list[str]) -> str:
     """' (did you mean 'X'?)' for the closest of ``choices`` to a mistyped ``name``, else ''."""
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6) or difflib.get_close_matches(
-        name.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
+        name.lower(), [c.lower() for c in choices], n=1, cutoff=0.6
+    )
     if not close:
         return ""
     match = next((c for c in choices if c.lower() == close[0].lower()), close[0])

@@ -10,6 +10,7 @@
 each as one :class:`YamlError` line (a ValueError), never a traceback. Merge keys (``<<: *base``) keep their
 meaning: a key given next to a merge overrides the merged one, which is not a duplicate.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,10 +19,10 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.reader import ReaderError
 
-MAX_BYTES = 1 << 20      # 1 MiB of text
-MAX_ALIASES = 100        # alias uses (*name) in one document
-MAX_DEPTH = 50           # nested collections, aliases expanded
-MAX_NODES = 100_000      # values in the document with every alias expanded
+MAX_BYTES = 1 << 20  # 1 MiB of text
+MAX_ALIASES = 100  # alias uses (*name) in one document
+MAX_DEPTH = 50  # nested collections, aliases expanded
+MAX_NODES = 100_000  # values in the document with every alias expanded
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -49,9 +50,9 @@ class _BoundedLoader(yaml.SafeLoader):
         self.where = where
         self._depth = 0
         self._aliases = 0
-        self._open: set[str] = set()                 # anchors whose collection is still being composed
-        self._measure: dict[int, tuple[int, int]] = {}   # id(node) -> (expanded height, expanded values)
-        self._keys: dict[int, list[Node]] = {}   # id(mapping node) -> its own key nodes, as written (merges apart)
+        self._open: set[str] = set()  # anchors whose collection is still being composed
+        self._measure: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded height, expanded values)
+        self._keys: dict[int, list[Node]] = {}  # id(mapping node) -> its own key nodes, as written (merges apart)
 
     def _fail(self, what: str, line: int, allowed: str) -> YamlError:
         return YamlError(f"{self.where}: line {line}: {what}; allowed: {allowed}")
@@ -61,11 +62,17 @@ class _BoundedLoader(yaml.SafeLoader):
             event = self.peek_event()
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                raise self._fail(f"more than {MAX_ALIASES} aliases (*{event.anchor})", _line(event),
-                                 f"at most {MAX_ALIASES} alias uses in one document")
+                raise self._fail(
+                    f"more than {MAX_ALIASES} aliases (*{event.anchor})",
+                    _line(event),
+                    f"at most {MAX_ALIASES} alias uses in one document",
+                )
             if event.anchor in self._open:
-                raise self._fail(f"alias *{event.anchor} inside its own anchor (a cycle)", _line(event),
-                                 "aliases to anchors defined before them")
+                raise self._fail(
+                    f"alias *{event.anchor} inside its own anchor (a cycle)",
+                    _line(event),
+                    "aliases to anchors defined before them",
+                )
             node = super().compose_node(parent, index)
             height, size = self._measure.get(id(node), (1, 1))
             self._check(height + self._depth, size, event)
@@ -102,11 +109,17 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def _check(self, depth: int, size: int, event: Any) -> None:
         if depth > MAX_DEPTH:
-            raise self._fail(f"nesting deeper than {MAX_DEPTH} levels (aliases expanded)", _line(event),
-                             f"at most {MAX_DEPTH} levels")
+            raise self._fail(
+                f"nesting deeper than {MAX_DEPTH} levels (aliases expanded)",
+                _line(event),
+                f"at most {MAX_DEPTH} levels",
+            )
         if size > MAX_NODES:
-            raise self._fail(f"aliases expanding to more than {MAX_NODES} values", _line(event),
-                             f"a document of at most {MAX_NODES} values with aliases expanded")
+            raise self._fail(
+                f"aliases expanding to more than {MAX_NODES} values",
+                _line(event),
+                f"a document of at most {MAX_NODES} values with aliases expanded",
+            )
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
@@ -116,11 +129,17 @@ class _BoundedLoader(yaml.SafeLoader):
                 try:
                     first = seen.get(key)
                 except TypeError:
-                    raise self._fail(f"a mapping key that is a {type(key).__name__}", _line(key_node),
-                                     "keys that are strings, numbers, true/false or null") from None
+                    raise self._fail(
+                        f"a mapping key that is a {type(key).__name__}",
+                        _line(key_node),
+                        "keys that are strings, numbers, true/false or null",
+                    ) from None
                 if first is not None:
-                    raise self._fail(f"duplicate key {_short(key)} (first at line {first})", _line(key_node),
-                                     "each key once per mapping")
+                    raise self._fail(
+                        f"duplicate key {_short(key)} (first at line {first})",
+                        _line(key_node),
+                        "each key once per mapping",
+                    )
                 seen[key] = _line(key_node)
         return super().construct_mapping(node, deep=deep)
 
@@ -154,10 +173,12 @@ def load_yaml_text(text: str, where: str) -> Any:
         raise YamlError(f"{where}: not valid YAML ({_yaml_problem(err)})") from None
     except RecursionError:
         raise YamlError(f"{where}: nesting too deep; allowed: at most {MAX_DEPTH} levels") from None
-    except (ValueError, OverflowError, TypeError) as err:   # e.g. an integer of 5000 digits, a date like 2024-13-45
+    except (ValueError, OverflowError, TypeError) as err:  # e.g. an integer of 5000 digits, a date like 2024-13-45
         detail = " ".join(str(err).split(";")[0].split())[:120] or type(err).__name__
-        raise YamlError(f"{where}: a value YAML cannot read ({detail}); allowed: plain numbers, strings, "
-                        "true/false, null, lists and mappings") from None
+        raise YamlError(
+            f"{where}: a value YAML cannot read ({detail}); allowed: plain numbers, strings, "
+            "true/false, null, lists and mappings"
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -6,6 +6,7 @@ queued kernel (torch copies, then synchronises the stream). The engine draws its
 be a full stop. Copied from pinned memory instead, the transfer is queued like a kernel and the values are
 the same.
 """
+
 from __future__ import annotations
 
 import torch

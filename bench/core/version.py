@@ -1,5 +1,6 @@
 """What code produced a result: the code version (bumped when a change alters results), the record schema,
 the git commit of the loaded code, and the machine."""
+
 from __future__ import annotations
 
 import functools
@@ -10,8 +11,8 @@ from typing import Any
 
 import torch
 
-CODE_VERSION = "0.3.0"   # bump when a change alters results: every earlier record becomes stale
-SCHEMA_VERSION = 2       # the layout of result.json (bench.experiment.record); older ones are upgraded on read
+CODE_VERSION = "0.3.0"  # bump when a change alters results: every earlier record becomes stale
+SCHEMA_VERSION = 2  # the layout of result.json (bench.experiment.record); older ones are upgraded on read
 
 
 @functools.lru_cache(maxsize=1)
@@ -22,8 +23,13 @@ def code_state() -> dict[str, Any]:
     here = Path(__file__).resolve().parent.parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
-                               text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": "unknown", "git_dirty": None}
     if commit.returncode != 0:
@@ -31,7 +37,7 @@ def code_state() -> dict[str, Any]:
     return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
-code_state()   # read when the code is loaded, not when a record is written: HEAD may move during a long run
+code_state()  # read when the code is loaded, not when a record is written: HEAD may move during a long run
 
 
 def machine_label() -> str:

@@ -4,6 +4,7 @@ The primitives and strengths follow docs/official-code.md §2.3. Parameters are 
 ``torch.Generator`` (never the global RNG, never the clock), so a "Siamese" call is simply one parameter
 draw applied to several batches, and every run is reproducible from its seed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -102,7 +103,8 @@ def _flip(x: torch.Tensor, p: Params) -> torch.Tensor:
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    # align_corners=True reproduces the torch 1.2 behaviour the DC code was written against (docs/official-code.md §2.3).
+    # align_corners=True reproduces the torch 1.2 behaviour the DC code was written against
+    # (docs/official-code.md §2.3).
     theta = to_device(theta, x.device).to(x.dtype).expand(x.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True)
@@ -130,9 +132,7 @@ def _rotate_sample(n: int, size: int, gen: torch.Generator) -> Params:
 def _rotate(x: torch.Tensor, p: Params) -> torch.Tensor:
     a = p["angle"]
     zero = torch.zeros_like(a)
-    theta = torch.stack(
-        [torch.stack([a.cos(), -a.sin(), zero], 1), torch.stack([a.sin(), a.cos(), zero], 1)], 1
-    )
+    theta = torch.stack([torch.stack([a.cos(), -a.sin(), zero], 1), torch.stack([a.sin(), a.cos(), zero], 1)], 1)
     return _affine(x, theta)
 
 
@@ -250,7 +250,9 @@ class DCAugment:
         self.ops = tuple(self.strategy.split("_"))
         unknown = sorted(set(self.ops) - {"crop", "scale", "rotate"})
         if unknown:
-            raise ValueError(f"unknown DC augmentation {unknown[0]!r} in {self.strategy!r}; allowed: crop, scale, rotate")
+            raise ValueError(
+                f"unknown DC augmentation {unknown[0]!r} in {self.strategy!r}; allowed: crop, scale, rotate"
+            )
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Augment a batch: every image's op and parameters are drawn first, in the per-image order of DC's loop
@@ -282,9 +284,11 @@ class DCAugment:
         n, channels, h, w = x.shape
         c = self.crop
         canvas = means.view(1, -1, 1, 1).expand(n, channels, h + 2 * c, w + 2 * c).clone()
-        canvas[:, :, c:c + h, c:c + w] = x
+        canvas[:, :, c : c + h, c : c + w] = x
         start = torch.tensor(offsets, device=x.device)
-        return _gather(canvas, start[:, :1] + torch.arange(h, device=x.device), start[:, 1:] + torch.arange(w, device=x.device))
+        return _gather(
+            canvas, start[:, :1] + torch.arange(h, device=x.device), start[:, 1:] + torch.arange(w, device=x.device)
+        )
 
     def _scale(self, x: torch.Tensor, sizes: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
         """Nearest-resize to (sh, sw), centred on a zero canvas, centre-cropped: one gather with per-image maps."""
@@ -293,7 +297,9 @@ class DCAugment:
         rows, row_ok = zip(*(_resized_source(h, sh, side) for (sh, _), side in zip(sizes, sides)))
         cols, col_ok = zip(*(_resized_source(w, sw, side) for (_, sw), side in zip(sizes, sides)))
         keep = to_device(torch.stack(row_ok)[:, None, :, None] & torch.stack(col_ok)[:, None, None, :], x.device)
-        return _gather(x, to_device(torch.stack(rows), x.device), to_device(torch.stack(cols), x.device)) * keep.to(x.dtype)
+        return _gather(x, to_device(torch.stack(rows), x.device), to_device(torch.stack(cols), x.device)) * keep.to(
+            x.dtype
+        )
 
     def _rotate(self, x: torch.Tensor, angles: list[tuple[int, ...]], means: torch.Tensor) -> torch.Tensor:
         """Cubic-spline rotation (scipy, as DC's code), mean fill, centre crop; one copy to the host and back."""
@@ -305,14 +311,16 @@ class DCAugment:
         for image, (angle,) in zip(x.detach().cpu().numpy(), angles):
             t = spline_rotate(image, angle=angle, axes=(-2, -1), cval=fill)
             top, left = (t.shape[-2] - h) // 2, (t.shape[-1] - w) // 2
-            turned.append(torch.as_tensor(t[:, top:top + h, left:left + w]))
+            turned.append(torch.as_tensor(t[:, top : top + h, left : left + w]))
         return to_device(torch.stack(turned).to(x.dtype), x.device)
 
 
 def _gather(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Image i's pixels at rows[i] x cols[i] ((n, h) and (n, w) indices), every channel: (n, C, h, w)."""
     n = len(images)
-    return images[torch.arange(n, device=images.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return images[torch.arange(n, device=images.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(
+        0, 3, 1, 2
+    )
 
 
 @functools.lru_cache(maxsize=None)

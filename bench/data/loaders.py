@@ -73,18 +73,29 @@ __all__ = [
     "resolve_root",
 ]
 
+
 def cifar100_stats_choice(choice: str) -> Stats:
     """CIFAR-100's normalisation: 'idc' (default; IDC/DREAM reuse the CIFAR-10 constants) or 'dc' (DC/DSA/DM's own)."""
     info = DATASET_INFO.get("cifar100")
     options = {"idc": info.stats, "dc": info.stats_dc}
     if choice not in options:
         raise ValueError(f"cifar100_stats must be one of {sorted(options)}, got {choice!r}")
-    return options[choice]   # type: ignore[return-value]
+    return options[choice]  # type: ignore[return-value]
 
 
-CIFAR10_STATS: Stats = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))   # docs/official-code.md §2.1
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
+CIFAR10_STATS: Stats = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # docs/official-code.md §2.1
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGITS_IMAGE_SIZE = 16  # 8x8 upsampled so a depth-3 ConvNet fits: 16 -> 8 -> 4 -> 2.
 
@@ -128,20 +139,24 @@ class ImageDataset:
         for split in ("train", "test"):
             x, y = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if x.ndim != 4 or x.dtype != torch.float32:
-                raise ValueError(f"{self.name}: {split}_images must be float32 N x C x H x W, "
-                                 f"got {x.dtype} {tuple(x.shape)}")
+                raise ValueError(
+                    f"{self.name}: {split}_images must be float32 N x C x H x W, got {x.dtype} {tuple(x.shape)}"
+                )
             if y.ndim != 1 or y.dtype != torch.int64 or len(y) != len(x):
-                raise ValueError(f"{self.name}: {split}_labels must be int64 of length {len(x)}, "
-                                 f"got {y.dtype} {tuple(y.shape)}")
+                raise ValueError(
+                    f"{self.name}: {split}_labels must be int64 of length {len(x)}, got {y.dtype} {tuple(y.shape)}"
+                )
         if self.test_images.shape[1:] != self.train_images.shape[1:]:
             raise ValueError(f"{self.name}: train and test image shapes differ")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"{self.name}: mean/std need {self.channels} entries, got {self.mean} / {self.std}")
 
     def __repr__(self) -> str:
-        return (f"ImageDataset(name={self.name!r}, train={tuple(self.train_images.shape)}, "
-                f"test={tuple(self.test_images.shape)}, num_classes={self.num_classes}, mean={self.mean}, "
-                f"std={self.std})")
+        return (
+            f"ImageDataset(name={self.name!r}, train={tuple(self.train_images.shape)}, "
+            f"test={tuple(self.test_images.shape)}, num_classes={self.num_classes}, mean={self.mean}, "
+            f"std={self.std})"
+        )
 
     @property
     def channels(self) -> int:
@@ -266,8 +281,9 @@ def load_dataset(
         verify = not _env_flag("DREAMBENCH_SKIP_MD5")
     if download is None:
         download = _env_flag("DREAMBENCH_DOWNLOAD")
-    ds = _checked(loader(resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats),
-                  resolve_root(root))
+    ds = _checked(
+        loader(resolve_root(root), download=download, verify=verify, cifar100_stats=cifar100_stats), resolve_root(root)
+    )
     if max_per_class is not None:
         ds = ds.subsample(max_per_class)
     return ds
@@ -277,11 +293,21 @@ def load_dataset(
 # Helpers
 # --------------------------------------------------------------------------------------------------
 
-_HOW = ("put the published files there ({what}), or point --data-root DIR / DREAMBENCH_DATA=DIR at a folder "
-        "holding them, or add --download (DREAMBENCH_DOWNLOAD=1) to fetch them with torchvision")
+_HOW = (
+    "put the published files there ({what}), or point --data-root DIR / DREAMBENCH_DATA=DIR at a folder "
+    "holding them, or add --download (DREAMBENCH_DOWNLOAD=1) to fetch them with torchvision"
+)
 # Exceptions that torchvision / pickle / scipy / PIL raise on unreadable or truncated files.
-_READ_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, AssertionError,
-                pickle.UnpicklingError)
+_READ_ERRORS = (
+    RuntimeError,
+    OSError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AssertionError,
+    pickle.UnpicklingError,
+)
 
 
 def _not_found(name: str, path: Path, what: str) -> DatasetNotFoundError:
@@ -345,20 +371,34 @@ def _check_splits(name: str, key: str, path: Path, splits: dict[str, Split], num
             raise _corrupt(name, path, f"{split}: no images")
         shape = tuple(int(d) for d in x.shape[1:])
         if info is not None and shape != (info.channels, info.image_size, info.image_size):
-            raise _corrupt(name, path, f"{split} images of {' x '.join(map(str, shape))}; {key} has "
-                                       f"{info.channels} x {info.image_size} x {info.image_size}")
+            raise _corrupt(
+                name,
+                path,
+                f"{split} images of {' x '.join(map(str, shape))}; {key} has "
+                f"{info.channels} x {info.image_size} x {info.image_size}",
+            )
         low, high = int(y.min()), int(y.max())
         if low < 0 or high >= classes:
             raise _corrupt(name, path, f"{split} labels must lie in [0, {classes - 1}], found {low}..{high}")
         shapes[split] = shape
     if len(set(shapes.values())) > 1:
-        raise _corrupt(name, path, "train and test images differ in shape ("
-                       + ", ".join(f"{s} {' x '.join(map(str, v))}" for s, v in shapes.items()) + ")")
+        raise _corrupt(
+            name,
+            path,
+            "train and test images differ in shape ("
+            + ", ".join(f"{s} {' x '.join(map(str, v))}" for s, v in shapes.items())
+            + ")",
+        )
 
 
 def _checked(ds: ImageDataset, path: Path, name: str | None = None) -> ImageDataset:
-    _check_splits(name or ds.name, ds.name, path, {"train": (ds.train_images, ds.train_labels),
-                                                    "test": (ds.test_images, ds.test_labels)}, ds.num_classes)
+    _check_splits(
+        name or ds.name,
+        ds.name,
+        path,
+        {"train": (ds.train_images, ds.train_labels), "test": (ds.test_images, ds.test_labels)},
+        ds.num_classes,
+    )
     return ds
 
 
@@ -400,8 +440,9 @@ def _open_torchvision(
 # --------------------------------------------------------------------------------------------------
 
 
-@register_dataset(DatasetInfo("digits", 10, 1, DIGITS_IMAGE_SIZE, None, IdcValues("l1", 1e-4, 16, 500), digit_like=True,
-                             flip=False))
+@register_dataset(
+    DatasetInfo("digits", 10, 1, DIGITS_IMAGE_SIZE, None, IdcValues("l1", 1e-4, 16, 500), digit_like=True, flip=False)
+)
 def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """scikit-learn's bundled 8x8 digits, scaled to [0,1], bilinearly upsampled to 16x16, fixed split.
 
@@ -412,8 +453,9 @@ def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: st
 
     raw = load_digits()
     x = torch.as_tensor(raw.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
-    x = F.interpolate(x, size=(DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE), mode="bilinear", align_corners=False,
-                      antialias=False)
+    x = F.interpolate(
+        x, size=(DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=False
+    )
     x = x.clamp_(0.0, 1.0)
     y = torch.as_tensor(raw.target, dtype=torch.int64)
     rank = torch.zeros_like(y)  # position of each sample within its class
@@ -436,7 +478,7 @@ def _load_digits(root: Path, *, download: bool, verify: bool, cifar100_stats: st
 
 
 _IDX_DTYPES = {0x08: np.uint8}
-_IDX_MAX_VALUES = 1 << 31   # 2 GiB of bytes in one IDX file (MNIST's largest holds 47 million)
+_IDX_MAX_VALUES = 1 << 31  # 2 GiB of bytes in one IDX file (MNIST's largest holds 47 million)
 
 
 def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
@@ -458,7 +500,7 @@ def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
         raw_dims = fh.read(4 * head[3])
         if len(raw_dims) < 4 * head[3]:
             raise ValueError(f"{source.name} ends inside its header")
-        dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(head[3])]
+        dims = [int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(head[3])]
         total = math.prod(dims)
         if total > _IDX_MAX_VALUES:
             raise ValueError(f"{source.name}: its header says {dims}, more than {_IDX_MAX_VALUES} values")
@@ -466,7 +508,7 @@ def _read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     if len(raw) != total:
         held = f"{len(raw)}" if len(raw) <= total else "more"
         raise ValueError(f"{source.name} holds {held} values, its header says {dims}")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(dims).copy()   # read-only buffer; tensors need writable memory
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims).copy()  # read-only buffer; tensors need writable memory
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -484,8 +526,10 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
     cls = getattr(datasets, cls_name)
     raw = root / cls_name / "raw"
     files = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
-    what = f"{cls_name}/raw/: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "\
-           "t10k-labels-idx1-ubyte.gz"
+    what = (
+        f"{cls_name}/raw/: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+        "t10k-labels-idx1-ubyte.gz"
+    )
 
     def missing() -> list[str]:
         return [f for f in files if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
@@ -495,32 +539,57 @@ def _load_mnist_like(cls_name: str, key: str, root: Path, download: bool, verify
         _open_torchvision(cls, cls_name, raw, files, what, True, True, root=str(root), train=True)
     if missing():
         raise _not_found(cls_name, raw / f"{missing()[0]}.gz", what)
-    if verify:   # the published .gz files have known md5s (torchvision's list); decompressed copies have none
+    if verify:  # the published .gz files have known md5s (torchvision's list); decompressed copies have none
         for gz_name, md5 in cls.resources:
             gz = raw / gz_name
             if gz.is_file() and not (raw / gz_name[:-3]).is_file() and file_digest(gz) != md5:
                 raise _corrupt(cls_name, gz, "md5 mismatch")
-    try:   # the published .gz files and decompressed copies alike: headers, sizes, counts, labels, shapes
+    try:  # the published .gz files and decompressed copies alike: headers, sizes, counts, labels, shapes
         arrays = {f: _read_idx(raw / f, 3 if "images" in f else 1) for f in files}
     except (OSError, EOFError, ValueError, zlib.error) as e:
         raise _corrupt(cls_name, raw, _describe(e)) from e
-    splits = {s: (_uint8_to_float(arrays[f"{s}-images-idx3-ubyte"], "NHW"),
-                  _labels(arrays[f"{s}-labels-idx1-ubyte"], cls_name, raw)) for s in ("train", "t10k")}
+    splits = {
+        s: (
+            _uint8_to_float(arrays[f"{s}-images-idx3-ubyte"], "NHW"),
+            _labels(arrays[f"{s}-labels-idx1-ubyte"], cls_name, raw),
+        )
+        for s in ("train", "t10k")
+    }
     _check_splits(cls_name, key, raw, splits, 10)
     mean, std = DATASET_INFO.get(key).stats
     return ImageDataset(key, *splits["train"], *splits["t10k"], 10, mean, std, tuple(cls.classes))
 
 
-@register_dataset(DatasetInfo("mnist", 10, 1, 28, ((0.1307,), (0.3081,)), IdcValues("l1", 1e-4, 28, 500),
-                             digit_like=True, flip=False, paper_name="MNIST"))
+@register_dataset(
+    DatasetInfo(
+        "mnist",
+        10,
+        1,
+        28,
+        ((0.1307,), (0.3081,)),
+        IdcValues("l1", 1e-4, 28, 500),
+        digit_like=True,
+        flip=False,
+        paper_name="MNIST",
+    )
+)
 def _load_mnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """MNIST (28x28 grey) from ``<root>/MNIST/raw``: the published ``.gz`` files or decompressed copies."""
     return _load_mnist_like("MNIST", "mnist", root, download, verify)
 
 
-@register_dataset(DatasetInfo("fashionmnist", 10, 1, 28, ((0.2861,), (0.3530,)),
-                             IdcValues("l1", 1e-4, 32, 500),   # size base 32 at 28 px: the official quirk
-                             paper_name="FashionMNIST", class_names=FASHION_CLASSES))
+@register_dataset(
+    DatasetInfo(
+        "fashionmnist",
+        10,
+        1,
+        28,
+        ((0.2861,), (0.3530,)),
+        IdcValues("l1", 1e-4, 32, 500),  # size base 32 at 28 px: the official quirk
+        paper_name="FashionMNIST",
+        class_names=FASHION_CLASSES,
+    )
+)
 def _load_fashionmnist(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """Fashion-MNIST (28x28 grey) from ``<root>/FashionMNIST/raw`` (``.gz`` as published, or decompressed)."""
     return _load_mnist_like("FashionMNIST", "fashionmnist", root, download, verify)
@@ -538,12 +607,23 @@ def _svhn_raw_labels(path: Path) -> None:
         raise _corrupt("SVHN", path, "no labels ('y')")
     labels = _labels(y, "SVHN", path)
     if len(labels) and (int(labels.min()) < 1 or int(labels.max()) > 10):
-        raise _corrupt("SVHN", path, f"labels must lie in [1, 10] (10 is digit 0), found {int(labels.min())}.."
-                                     f"{int(labels.max())}")
+        raise _corrupt(
+            "SVHN", path, f"labels must lie in [1, 10] (10 is digit 0), found {int(labels.min())}..{int(labels.max())}"
+        )
 
 
-@register_dataset(DatasetInfo("svhn", 10, 3, 32, ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-                             IdcValues("mse", 5e-3, 32, 500), flip=False, paper_name="SVHN"))
+@register_dataset(
+    DatasetInfo(
+        "svhn",
+        10,
+        3,
+        32,
+        ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+        IdcValues("mse", 5e-3, 32, 500),
+        flip=False,
+        paper_name="SVHN",
+    )
+)
 def _load_svhn(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """SVHN cropped digits (32x32 RGB, label 10 -> 0) from ``<root>/svhn/`` (or ``<root>/`` as in DC's code)."""
     from torchvision.datasets import SVHN
@@ -554,8 +634,17 @@ def _load_svhn(root: Path, *, download: bool, verify: bool, cifar100_stats: str,
         folder = root  # DC keeps the .mat files directly in its data_path
     splits = {}
     for split in ("train", "test"):
-        d = _open_torchvision(SVHN, "SVHN", folder, files, "svhn/train_32x32.mat and svhn/test_32x32.mat",
-                              download, verify, root=str(folder), split=split)
+        d = _open_torchvision(
+            SVHN,
+            "SVHN",
+            folder,
+            files,
+            "svhn/train_32x32.mat and svhn/test_32x32.mat",
+            download,
+            verify,
+            root=str(folder),
+            split=split,
+        )
         _svhn_raw_labels(folder / f"{split}_32x32.mat")
         splits[split] = (_uint8_to_float(d.data, "NCHW"), _labels(d.labels, "SVHN", folder))
     _check_splits("SVHN", "svhn", folder, splits, 10)
@@ -571,32 +660,56 @@ def _load_cifar(cls_name: str, key: str, root: Path, download: bool, verify: boo
     files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     splits = {}
     for train in (True, False):
-        d = _open_torchvision(cls, cls_name, folder, files, f"{cls.base_folder}/", download, verify,
-                              root=str(root), train=train)
+        d = _open_torchvision(
+            cls, cls_name, folder, files, f"{cls.base_folder}/", download, verify, root=str(root), train=train
+        )
         splits["train" if train else "test"] = (_uint8_to_float(d.data, "NHWC"), _labels(d.targets, cls_name, folder))
     n = 100 if key == "cifar100" else 10
     _check_splits(cls_name, key, folder, splits, n)
     return ImageDataset(key, *splits["train"], *splits["test"], n, stats[0], stats[1], tuple(d.classes))
 
 
-@register_dataset(DatasetInfo("cifar10", 10, 3, 32, CIFAR10_STATS, IdcValues("mse", 5e-3, 32, 2000),
-                             paper_name="CIFAR10", dm_lr_img_at_ipc=(100, 10.0), class_names=CIFAR10_CLASSES))
+@register_dataset(
+    DatasetInfo(
+        "cifar10",
+        10,
+        3,
+        32,
+        CIFAR10_STATS,
+        IdcValues("mse", 5e-3, 32, 2000),
+        paper_name="CIFAR10",
+        dm_lr_img_at_ipc=(100, 10.0),
+        class_names=CIFAR10_CLASSES,
+    )
+)
 def _load_cifar10(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """CIFAR-10 (32x32 RGB) via torchvision.datasets.CIFAR10 from ``<root>/cifar-10-batches-py``."""
     return _load_cifar("CIFAR10", "cifar10", root, download, verify, DATASET_INFO.get("cifar10").stats)
 
 
-@register_dataset(DatasetInfo("cifar100", 100, 3, 32, CIFAR10_STATS,   # IDC/DREAM reuse CIFAR-10's constants
-                             IdcValues("mse", 5e-3, 32, 2000), paper_name="CIFAR100",
-                             stats_dc=((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762))))
-def _load_cifar100(root: Path, *, download: bool, verify: bool, cifar100_stats: str = "idc",
-                   **_: object) -> ImageDataset:
+@register_dataset(
+    DatasetInfo(
+        "cifar100",
+        100,
+        3,
+        32,
+        CIFAR10_STATS,  # IDC/DREAM reuse CIFAR-10's constants
+        IdcValues("mse", 5e-3, 32, 2000),
+        paper_name="CIFAR100",
+        stats_dc=((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
+    )
+)
+def _load_cifar100(
+    root: Path, *, download: bool, verify: bool, cifar100_stats: str = "idc", **_: object
+) -> ImageDataset:
     """CIFAR-100 fine labels via torchvision.datasets.CIFAR100; stats 'idc' (CIFAR-10's, default) or 'dc'."""
     return _load_cifar("CIFAR100", "cifar100", root, download, verify, cifar100_stats_choice(cifar100_stats))
 
 
-_TINY_HOW = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it there, or point --data-root DIR / "
-             "DREAMBENCH_DATA=DIR at a folder holding tiny-imagenet-200/ (torchvision has no TinyImageNet downloader)")
+_TINY_HOW = (
+    "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it there, or point --data-root DIR / "
+    "DREAMBENCH_DATA=DIR at a folder holding tiny-imagenet-200/ (torchvision has no TinyImageNet downloader)"
+)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -628,21 +741,36 @@ def _load_tiny_pt(path: Path, mean: tuple[float, ...], std: tuple[float, ...]) -
             x = d[f"images_{split}"]
             if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
                 raise ValueError(f"images_{split} must be a uint8 N x C x H x W tensor")
-            parts += [_uint8_to_float(x, "NHWC" if x.shape[-1] == 3 and x.shape[1] != 3 else "NCHW"),
-                      _labels(d[f"labels_{split}"], "TinyImageNet", path)]
+            parts += [
+                _uint8_to_float(x, "NHWC" if x.shape[-1] == 3 and x.shape[1] != 3 else "NCHW"),
+                _labels(d[f"labels_{split}"], "TinyImageNet", path),
+            ]
         classes = tuple(str(c) for c in d.get("classes", ()))
     except DatasetNotFoundError:
         raise
     except _READ_ERRORS as e:
         raise _corrupt("TinyImageNet", path, _describe(e)) from e
-    _check_splits("TinyImageNet", "tinyimagenet", path, {"train": (parts[0], parts[1]), "test": (parts[2], parts[3])},
-                  len(classes) or 200)
+    _check_splits(
+        "TinyImageNet",
+        "tinyimagenet",
+        path,
+        {"train": (parts[0], parts[1]), "test": (parts[2], parts[3])},
+        len(classes) or 200,
+    )
     return ImageDataset("tinyimagenet", *parts, len(classes) or 200, mean, std, classes)
 
 
-@register_dataset(DatasetInfo("tinyimagenet", 200, 3, 64, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-                             IdcValues("mse", 5e-3, 32, 1000, lr_base_at_ipc=((50, 1e-6),), dream_batch_real=64),
-                             paper_name="TinyImageNet"))
+@register_dataset(
+    DatasetInfo(
+        "tinyimagenet",
+        200,
+        3,
+        64,
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        IdcValues("mse", 5e-3, 32, 1000, lr_base_at_ipc=((50, 1e-6),), dream_batch_real=64),
+        paper_name="TinyImageNet",
+    )
+)
 def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_stats: str, **_: object) -> ImageDataset:
     """TinyImageNet (64x64 RGB, 200 classes; val = test split) from ``tiny-imagenet-200/`` or ``tinyimagenet.pt``.
 
@@ -660,8 +788,9 @@ def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_sta
     index = {w: i for i, w in enumerate(wnids)}
     train_paths, train_y = [], []
     for w in wnids:
-        imgs = sorted(p for p in (folder / "train" / w / "images").glob("*")
-                      if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+        imgs = sorted(
+            p for p in (folder / "train" / w / "images").glob("*") if p.suffix.lower() in {".jpeg", ".jpg", ".png"}
+        )
         train_paths += imgs
         train_y += [index[w]] * len(imgs)
     test_paths, test_y = [], []
@@ -676,8 +805,10 @@ def _load_tinyimagenet(root: Path, *, download: bool, verify: bool, cifar100_sta
     for p in test_paths:
         if not p.is_file():
             raise _corrupt("TinyImageNet", folder, f"missing {p}")
-    splits = {"train": (_read_images(train_paths, folder), torch.tensor(train_y, dtype=torch.int64)),
-              "test": (_read_images(test_paths, folder), torch.tensor(test_y, dtype=torch.int64))}
+    splits = {
+        "train": (_read_images(train_paths, folder), torch.tensor(train_y, dtype=torch.int64)),
+        "test": (_read_images(test_paths, folder), torch.tensor(test_y, dtype=torch.int64)),
+    }
     _check_splits("TinyImageNet", "tinyimagenet", folder, splits, len(wnids))
     return ImageDataset(
         name="tinyimagenet",

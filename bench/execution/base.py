@@ -4,6 +4,7 @@
 them as one job array through submitit. The registry names them lazily, so choosing ``local`` never imports
 submitit. An executor is added with one ``EXECUTORS.add_lazy`` line here and its module.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from bench.core.registry import Registry
 from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
 
-PHASES = (("distill", "continual"), ("evaluate",))   # tasks that must finish before the next phase starts
+PHASES = (("distill", "continual"), ("evaluate",))  # tasks that must finish before the next phase starts
 
 
 class ExecutorError(RuntimeError):

@@ -6,6 +6,7 @@ The rates are measurements (``calibration/cpu.json``, ``calibration/gpu.json``, 
 scaled by image area. They are estimates: a network other than ConvNet-3, small-batch overheads and
 clustering are not modelled, and ``--dry-run`` says which measurements it used.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,20 +30,21 @@ def calibration(kind: str) -> dict[str, Any]:
 class CellCost:
     """Images one cell pushes through networks, by kind of pass (28x28-equivalent after area scaling)."""
 
-    train_large: float = 0.0   # training steps at batch ~256 (matching, feature networks)
-    train_small: float = 0.0   # training steps at batch ~64 (evaluation protocols)
-    test: float = 0.0          # forward passes (validation, embedding)
+    train_large: float = 0.0  # training steps at batch ~256 (matching, feature networks)
+    train_small: float = 0.0  # training steps at batch ~64 (evaluation protocols)
+    test: float = 0.0  # forward passes (validation, embedding)
 
     def seconds(self, rates: dict[str, float]) -> float:
-        return (self.train_large * rates["train_256"] + self.train_small * rates["train_64"]
-                + self.test * rates["test_512"])
+        return (
+            self.train_large * rates["train_256"] + self.train_small * rates["train_64"] + self.test * rates["test_512"]
+        )
 
 
 def cell_cost(plan: CellPlan, train_images: int, test_images: int) -> CellCost:
     """The cell's passes: its method's matching work (``Method.cost``), the feature network a coreset trains,
     every evaluation run of every evaluation network, and a continual run's steps."""
     info = dataset_info(plan.data_used)
-    scale = info.image_size ** 2 / BASE_AREA
+    scale = info.image_size**2 / BASE_AREA
     cell = plan.cell
     cost = CellCost()
     if cell.task != "evaluate":
@@ -51,7 +53,7 @@ def cell_cost(plan: CellPlan, train_images: int, test_images: int) -> CellCost:
     if plan.feature_network is not None:
         cost.train_large += plan.feature_network["epochs"] * train_images
         cost.test += train_images
-    set_images = cell.ipc * info.classes * plan.factor ** 2
+    set_images = cell.ipc * info.classes * plan.factor**2
     for protocol in plan.protocols.values():
         passes = plan.eval_runs * protocol.epochs * set_images
         if protocol.batch_size >= 128:
@@ -68,7 +70,9 @@ def cell_cost(plan: CellPlan, train_images: int, test_images: int) -> CellCost:
 def hours_by_method(costs: dict[str, list[CellCost]]) -> dict[str, tuple[float, float]]:
     """method -> (CPU hours, GPU hours), plus 'total'."""
     cpu, gpu = calibration("cpu")["seconds_per_image"], calibration("gpu")["seconds_per_image"]
-    out = {m: (sum(c.seconds(cpu) for c in cs) / 3600, sum(c.seconds(gpu) for c in cs) / 3600) for m, cs in costs.items()}
+    out = {
+        m: (sum(c.seconds(cpu) for c in cs) / 3600, sum(c.seconds(gpu) for c in cs) / 3600) for m, cs in costs.items()
+    }
     out["total"] = (sum(v[0] for v in out.values()), sum(v[1] for v in out.values()))
     return out
 
@@ -76,6 +80,8 @@ def hours_by_method(costs: dict[str, list[CellCost]]) -> dict[str, tuple[float, 
 def calibration_line() -> str:
     """Which measurements the hours come from."""
     cpu, gpu = calibration("cpu"), calibration("gpu")
-    return (f"rates: CPU {cpu['machine']} ({cpu['threads']} threads, measured {cpu['measured']}); "
-            f"GPU {gpu['machine']} ({gpu.get('source', 'measured')}; {gpu.get('note', '')}); "
-            "ConvNet-3 steps scaled by image area; estimates, not promises")
+    return (
+        f"rates: CPU {cpu['machine']} ({cpu['threads']} threads, measured {cpu['measured']}); "
+        f"GPU {gpu['machine']} ({gpu.get('source', 'measured')}; {gpu.get('note', '')}); "
+        "ConvNet-3 steps scaled by image area; estimates, not promises"
+    )

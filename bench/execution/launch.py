@@ -1,5 +1,6 @@
 """Before any cell runs: which cells a run takes, which still need computing, the checks that stop a run
 before work, and the bookkeeping of the results folder (corrupt or stale records moved aside, the plan file)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -24,8 +25,9 @@ def results_root(base: Path, matrix: str, profile: str) -> Path:
     return base / matrix / profile
 
 
-def classify(plans: list[CellPlan], root: Path, keep_stale: bool,
-             data_md5s: dict[str, str] | None = None) -> tuple[list[CellPlan], dict[str, RecordCheck]]:
+def classify(
+    plans: list[CellPlan], root: Path, keep_stale: bool, data_md5s: dict[str, str] | None = None
+) -> tuple[list[CellPlan], dict[str, RecordCheck]]:
     """Which cells still need computing: missing, corrupt, and stale ones (unless kept). With ``data_md5s``
     (cell id -> md5 of the data it would use now), a record made from other data is stale too."""
     checks = {p.id: check_record(root, p.id, p.fingerprint) for p in plans}
@@ -33,10 +35,14 @@ def classify(plans: list[CellPlan], root: Path, keep_stale: bool,
         check = checks[cell_id]
         used = check.record.provenance.get("dataset_md5") if check.state == "done" and check.record else None
         if check.state == "done" and used != md5:
-            checks[cell_id] = RecordCheck("stale", f"{root / cell_id}: computed on other data (md5 {used} != {md5})",
-                                          check.record)
-    pending = [p for p in plans if checks[p.id].state in ("missing", "corrupt") or
-               (checks[p.id].state == "stale" and not keep_stale)]
+            checks[cell_id] = RecordCheck(
+                "stale", f"{root / cell_id}: computed on other data (md5 {used} != {md5})", check.record
+            )
+    pending = [
+        p
+        for p in plans
+        if checks[p.id].state in ("missing", "corrupt") or (checks[p.id].state == "stale" and not keep_stale)
+    ]
     return pending, checks
 
 
@@ -48,15 +54,18 @@ def preflight(plans: list[CellPlan], root: Path, data_root: str | None) -> dict[
         data = load_data(plan.data_used, data_root, plan.cell.max_per_class)
         smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
         if plan.cell.ipc > smallest:
-            raise MatrixError(f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of the "
-                              f"smallest class of {plan.data_used}; allowed: ipc <= {smallest}")
+            raise MatrixError(
+                f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of the "
+                f"smallest class of {plan.data_used}; allowed: ipc <= {smallest}"
+            )
         md5s[plan.id] = data_md5(data)
     probe_writable(root)
     return md5s
 
 
-def settle(pending: list[CellPlan], checks: dict[str, RecordCheck], root: Path, keep_stale: bool,
-           fingerprints: dict[str, str]) -> None:
+def settle(
+    pending: list[CellPlan], checks: dict[str, RecordCheck], root: Path, keep_stale: bool, fingerprints: dict[str, str]
+) -> None:
     """Move corrupt and (unless kept) stale cells aside, saying so; record the matrix's plan."""
     for plan in pending:
         check = checks[plan.id]
@@ -64,8 +73,11 @@ def settle(pending: list[CellPlan], checks: dict[str, RecordCheck], root: Path, 
             target = move_aside(root, plan.id, check.state)
             print(f"{check.state}: {check.reason}; moved to {target} and computing the cell again")
     clean_old_temps(root)
-    kept = {cid: ch.record.fingerprint for cid, ch in checks.items()
-            if ch.state == "stale" and keep_stale and ch.record is not None}
+    kept = {
+        cid: ch.record.fingerprint
+        for cid, ch in checks.items()
+        if ch.state == "stale" and keep_stale and ch.record is not None
+    }
     for cid in kept:
         print(f"kept stale (--keep-stale): {checks[cid].reason}")
     write_plan(root, {**fingerprints, **kept})

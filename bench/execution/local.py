@@ -1,4 +1,5 @@
 """The ``local`` executor: cells in this process one after another, or ``launcher.workers`` at a time."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,11 +24,17 @@ class LocalExecutor:
     def run(self, cells: list[CellPlan], resume: bool = False) -> list[str]:
         if self.launcher.workers > 1 and len(cells) > 1:
             failures = []
-            for phase in PHASES:   # evaluation cells read the sets their distillation cells store
+            for phase in PHASES:  # evaluation cells read the sets their distillation cells store
                 todo = [c for c in cells if c.task in phase]
                 if todo:
-                    failures += run_packed(todo, self.root, self.data_root, self.launcher.checkpoint_every,
-                                           min(self.launcher.workers, len(todo)), report=tqdm.write)
+                    failures += run_packed(
+                        todo,
+                        self.root,
+                        self.data_root,
+                        self.launcher.checkpoint_every,
+                        min(self.launcher.workers, len(todo)),
+                        report=tqdm.write,
+                    )
             return failures
         failures = []
         bar = tqdm(cells, desc="cells", unit="cell", dynamic_ncols=True)
@@ -41,5 +48,3 @@ class LocalExecutor:
                 tqdm.write(f"cell {cell.id} failed: {type(err).__name__}: {err}")
                 failures.append(cell.id)
         return failures
-
-

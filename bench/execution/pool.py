@@ -1,5 +1,6 @@
 """Several cells at once on one machine: worker processes with a share of the threads each, shared preparations
 (feature networks) done once ahead of the cells that need them, and recovery from a worker pool that dies."""
+
 from __future__ import annotations
 
 import ctypes
@@ -26,13 +27,13 @@ def available_cores() -> int:
     """Cores this process may use (a Slurm job's allocation, not the whole node)."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
+    except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
 def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle: it stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     exit_with_parent(parent)
 
 
@@ -43,11 +44,11 @@ def exit_with_parent(parent: int) -> None:
         return
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:   # the parent died before the request took effect
+    if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_task(task: "PackedTask", root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any] | None:
+def run_task(task: PackedTask, root: str, data_root: str | None, checkpoint_every: int) -> dict[str, Any] | None:
     """What a worker does with a task: train a shared preparation (returns None) or run a cell (its record)."""
     if task.prepares is not None:
         prepare_cell(task.plan, Path(root), data_root)
@@ -56,7 +57,7 @@ def run_task(task: "PackedTask", root: str, data_root: str | None, checkpoint_ev
 
 
 TaskRunner = Callable[["PackedTask", str, "str | None", int], "dict[str, Any] | None"]
-WORKER_DEATHS_ALLOWED = 1   # a task running when its worker pool died this many times is retried; once more, it fails
+WORKER_DEATHS_ALLOWED = 1  # a task running when its worker pool died this many times is retried; once more, it fails
 
 
 @dataclass
@@ -71,7 +72,9 @@ class PackedTask:
 
     @property
     def name(self) -> str:
-        return self.plan.id if self.prepares is None else " ".join(str(part) for part in self.prepares if part is not None)
+        return (
+            self.plan.id if self.prepares is None else " ".join(str(part) for part in self.prepares if part is not None)
+        )
 
 
 def packed_tasks(cells: list[CellPlan]) -> list[PackedTask]:
@@ -88,8 +91,14 @@ def next_ready(queue: list[PackedTask], prepared: set[tuple[Any, ...]], suspects
     """Index of the first task a free worker may start: a preparation, or a cell whose preparation is over
     (never one that would wait on another worker's preparation while other cells could run); with
     ``suspects_only``, only tasks a dead pool interrupted."""
-    return next((i for i, t in enumerate(queue) if (t.needs is None or t.needs in prepared)
-                 and (t.deaths > 0 or not suspects_only)), None)
+    return next(
+        (
+            i
+            for i, t in enumerate(queue)
+            if (t.needs is None or t.needs in prepared) and (t.deaths > 0 or not suspects_only)
+        ),
+        None,
+    )
 
 
 class _PackedRun:
@@ -126,21 +135,27 @@ class _PackedRun:
         elif isinstance(error, CellInProgress):
             self.report(str(error))
             self.bar.update(1)
-        elif error is not None:   # a failing cell must not stop the others
+        elif error is not None:  # a failing cell must not stop the others
             self.fail_cell(task, f"{type(error).__name__}: {error}")
         else:
             self.report(timing_line(future.result()))
             self.bar.update(1)
 
-    def drain(self, pool: ProcessPoolExecutor, width: int, runner: TaskRunner, args: tuple[str, str | None, int],
-              suspects_only: bool = False) -> tuple[bool, list[PackedTask], int]:
+    def drain(
+        self,
+        pool: ProcessPoolExecutor,
+        width: int,
+        runner: TaskRunner,
+        args: tuple[str, str | None, int],
+        suspects_only: bool = False,
+    ) -> tuple[bool, list[PackedTask], int]:
         """Run queued tasks, ``width`` at a time (only those a dead pool interrupted, with ``suspects_only``),
         until none is left or the pool dies. Returns whether it died, the tasks running then, and how many
         tasks this pool finished."""
         running: dict[Future, tuple[PackedTask, float]] = {}
         done_here = 0
 
-        def settle(futures: Any) -> None:   # hand over what finished normally, even as the pool breaks
+        def settle(futures: Any) -> None:  # hand over what finished normally, even as the pool breaks
             nonlocal done_here
             for future in [f for f in futures if f.done() and not isinstance(f.exception(), BrokenProcessPool)]:
                 self.finished(*running.pop(future), future)
@@ -154,8 +169,8 @@ class _PackedRun:
                     settle(list(running))
                     return True, [task for task, _ in running.values()], done_here
                 running[future] = (self.queue.pop(i), time.perf_counter())
-            if not running:   # nothing may start: the suspects are done, or only cells whose preparation never ran
-                if not suspects_only:   # cannot happen, but never drop cells silently
+            if not running:  # nothing may start: the suspects are done, or only cells whose preparation never ran
+                if not suspects_only:  # cannot happen, but never drop cells silently
                     for task in self.queue:
                         self.fail_cell(task, "its preparation was never run")
                     self.queue.clear()
@@ -171,18 +186,18 @@ class _PackedRun:
         retried one at a time, so a death is then charged to the one task running; a task that dies more than
         ``WORKER_DEATHS_ALLOWED`` times fails alone (it is the cause)."""
         if not interrupted:
-            if finished_here == 0:   # the pool died before doing anything: new workers would too
+            if finished_here == 0:  # the pool died before doing anything: new workers would too
                 for task in self.queue:
                     if task.prepares is None:
                         self.fail_cell(task, "the worker processes could not start")
                 self.queue.clear()
-            else:   # an idle worker died (killed for memory between tasks): new workers, no task to blame
+            else:  # an idle worker died (killed for memory between tasks): new workers, no task to blame
                 self.report("a worker died between tasks; new workers take the queue")
             return
         again = []
         for task in interrupted:
             task.deaths += 1
-            if task.deaths <= WORKER_DEATHS_ALLOWED or len(interrupted) > 1:   # several running: the cause is unknown
+            if task.deaths <= WORKER_DEATHS_ALLOWED or len(interrupted) > 1:  # several running: the cause is unknown
                 again.append(task)
             elif task.prepares is not None:
                 self.preparation_failed(task, "its worker died every time")
@@ -192,8 +207,15 @@ class _PackedRun:
         self.report(f"a worker died; {len(again)} interrupted task(s) restart, one at a time, in new workers")
 
 
-def run_packed(cells: list[CellPlan], root: Path, data_root: str | None, checkpoint_every: int, workers: int,
-               report: Callable[[str], None] = print, runner: TaskRunner = run_task) -> list[str]:
+def run_packed(
+    cells: list[CellPlan],
+    root: Path,
+    data_root: str | None,
+    checkpoint_every: int,
+    workers: int,
+    report: Callable[[str], None] = print,
+    runner: TaskRunner = run_task,
+) -> list[str]:
     """Run cells ``workers`` at a time, each in its own process with an equal share of the CPU threads (one
     device shared by all). Shared preparations (feature networks) run first, once each, and no cell is
     started before the preparation it needs is over; if one fails, its cells fail without running. A worker
@@ -209,10 +231,12 @@ def run_packed(cells: list[CellPlan], root: Path, data_root: str | None, checkpo
             suspects = any(t.deaths for t in state.queue)
             width = 1 if suspects else workers
             threads = max(1, available_cores() // width)
-            pool = ProcessPoolExecutor(width, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid()))
+            pool = ProcessPoolExecutor(
+                width, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
+            )
             try:
                 died, interrupted, finished_here = state.drain(pool, width, runner, args, suspects_only=suspects)
-            except KeyboardInterrupt:   # stop the workers now (their cells resume from checkpoints on a re-run)
+            except KeyboardInterrupt:  # stop the workers now (their cells resume from checkpoints on a re-run)
                 stop_workers(pool)
                 raise
             pool.shutdown(wait=True)
@@ -239,5 +263,3 @@ def packing_width(requested: int, per_cell_gb: float = 2.0) -> int:
         return max(requested, 1)
     free_gb = torch.cuda.mem_get_info()[0] / 2**30
     return max(1, min(requested, int(free_gb // per_cell_gb)))
-
-

@@ -1,4 +1,5 @@
 """Run one cell under its lock, with checkpoints, keeping its traceback on failure: what every executor calls."""
+
 from __future__ import annotations
 
 import traceback
@@ -41,8 +42,9 @@ class PhaseBar:
         self.bar.update(done - self.bar.n)
 
 
-def run_recorded(plan: CellPlan, root: Path, data_root: str | None, checkpoint_every: int,
-                 show_iterations: bool = True) -> Record:
+def run_recorded(
+    plan: CellPlan, root: Path, data_root: str | None, checkpoint_every: int, show_iterations: bool = True
+) -> Record:
     """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.execution.status``.
 
     A cell another run is computing raises CellInProgress; one another run has finished meanwhile is not
@@ -69,5 +71,3 @@ def run_recorded(plan: CellPlan, root: Path, data_root: str | None, checkpoint_e
         ckpt.clear()
         error_path(root, cell.id).unlink(missing_ok=True)
         return result
-
-

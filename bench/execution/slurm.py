@@ -1,5 +1,6 @@
 """The ``submitit-local`` and ``slurm`` executors: cells as one job array through submitit, checkpointable so a
 timed-out or preempted job is requeued and resumes; job ids recorded in ``<results>/.jobs.json`` for status."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ class CellTask(submitit.helpers.Checkpointable):
             print(f"free GPU memory allows {width} of the {len(self.cells)} packed cells at once")
         if width == 1:
             failed = []
-            for cell in self.cells:   # one failure must not skip the rest of the group
+            for cell in self.cells:  # one failure must not skip the rest of the group
                 try:
                     run_recorded(cell, Path(self.root), self.data_root, self.checkpoint_every)
                 except Exception as err:
@@ -83,13 +84,17 @@ class SubmititExecutor:
             return []
         executor = self.make_executor()
         per_job = self.launcher.cells_per_gpu
-        groups = [todo[i:i + per_job] for i in range(0, len(todo), per_job)]
+        groups = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
         with executor.batch():
-            jobs = [executor.submit(CellTask(g, str(self.root), self.data_root, self.launcher.checkpoint_every))
-                    for g in groups]
+            jobs = [
+                executor.submit(CellTask(g, str(self.root), self.data_root, self.launcher.checkpoint_every))
+                for g in groups
+            ]
         record_jobs(self.root, {c.id: j.job_id for g, j in zip(groups, jobs) for c in g}, self.cluster or "auto")
-        print(f"submitted {len(todo)} cell(s) as {len(jobs)} job(s) {jobs[0].job_id.split('_')[0]}: "
-              f"python -m bench.status {self.root}")
+        print(
+            f"submitted {len(todo)} cell(s) as {len(jobs)} job(s) {jobs[0].job_id.split('_')[0]}: "
+            f"python -m bench.status {self.root}"
+        )
         failures = []
         for group, job in tqdm(list(zip(groups, jobs)), desc="jobs", unit="job"):
             try:
@@ -142,7 +147,8 @@ def job_state(root: Path, entry: dict[str, str]) -> str:
 
 
 def live_jobs(root: Path) -> set[str]:
-    return {cell_id for cell_id, entry in recorded_jobs(root).items()
-            if check_record(root, cell_id).state != "done" and job_state(root, entry) in LIVE_STATES}
-
-
+    return {
+        cell_id
+        for cell_id, entry in recorded_jobs(root).items()
+        if check_record(root, cell_id).state != "done" and job_state(root, entry) in LIVE_STATES
+    }

@@ -5,6 +5,7 @@ done = a valid result written with the matrix's current settings; running = a ru
 recorded (its last line is shown, e.g. "diverged at iteration k") or Slurm reports a failure; corrupt = an
 unreadable record or one off the schema; stale = a record computed under another plan.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

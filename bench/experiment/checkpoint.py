@@ -4,6 +4,7 @@ The engine draws every random number from generators seeded by (seed, outer iter
 an iteration boundary is just the synthetic images, the image optimiser and the log: resuming from it
 gives the same result as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -13,6 +13,7 @@ tested on the test images of those classes. Two protocols:
 The grown head is realised as a full-size head whose logits are sliced to the seen classes; at each step the
 new classes' rows are re-initialised from a fresh network, which is the same as appending fresh rows.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,7 +37,7 @@ PROTOCOLS = ("idc", "dc")
 @dataclass
 class ContinualResult:
     order: list[int]
-    accuracies: list[float]   # per step, on all classes seen so far (%)
+    accuracies: list[float]  # per step, on all classes seen so far (%)
 
 
 def class_order(num_classes: int, order_seed: int, steps: int, sort_groups: bool) -> list[int]:
@@ -59,13 +60,29 @@ def classes_subset(data: ImageDataset, first: int, count: int) -> ImageDataset:
     """Training images of classes [first, first + count) relabelled 0..count-1 (for distilling one step)."""
     keep = (data.train_labels >= first) & (data.train_labels < first + count)
     test_keep = (data.test_labels >= first) & (data.test_labels < first + count)
-    return dataclasses.replace(data, train_images=data.train_images[keep], train_labels=data.train_labels[keep] - first,
-                               test_images=data.test_images[test_keep], test_labels=data.test_labels[test_keep] - first,
-                               num_classes=count, class_names=())
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images[keep],
+        train_labels=data.train_labels[keep] - first,
+        test_images=data.test_images[test_keep],
+        test_labels=data.test_labels[test_keep] - first,
+        num_classes=count,
+        class_names=(),
+    )
 
 
-def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_out: int, data: ImageDataset, protocol: Protocol,
-           gen: torch.Generator, teacher: nn.Module | None, n_old: int, temperature: float = 2.0) -> None:
+def _train(
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n_out: int,
+    data: ImageDataset,
+    protocol: Protocol,
+    gen: torch.Generator,
+    teacher: nn.Module | None,
+    n_old: int,
+    temperature: float = 2.0,
+) -> None:
     """CE over the first ``n_out`` logits (+ KD on the ``n_old`` old ones when a teacher is given)."""
 
     def loss_fn(x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -79,7 +96,9 @@ def _train(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_out: in
     fit(net, images, labels, data, protocol, gen, loss_fn=loss_fn)
 
 
-def distillation_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0, beta: float = 1.0) -> torch.Tensor:
+def distillation_term(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0, beta: float = 1.0
+) -> torch.Tensor:
     """IDC's KD loss on the old classes' logits: KL per sample (summed over classes, averaged over the batch)
     x T^2 x beta; equal to the official ``KLDivLoss()`` (element mean) x T^2 x beta x n_old."""
     kl = F.kl_div(F.log_softmax(student / temperature, 1), F.softmax(teacher / temperature, 1), reduction="batchmean")
@@ -100,13 +119,24 @@ def _accuracy_on_seen(net: nn.Module, data: ImageDataset, n_seen: int, n_out: in
     keep = data.test_labels < n_seen
     x, y = data.test_images[keep], data.test_labels[keep]
     device = next(net.parameters()).device
-    preds = torch.cat([net(data.normalize(x[i : i + 500].to(device)))[:, :n_out].argmax(1).cpu() for i in range(0, len(x), 500)])
+    preds = torch.cat(
+        [net(data.normalize(x[i : i + 500].to(device)))[:, :n_out].argmax(1).cpu() for i in range(0, len(x), 500)]
+    )
     return float((preds == y).float().mean() * 100)
 
 
 def run_continual(
-    data: ImageDataset, method: Method, ipc: int, steps: int, make_distill_net: Callable[[ImageDataset], Callable[[], nn.Module]],
-    make_eval_net: Callable[[], nn.Module], protocol_name: str, protocol: Protocol, budget: Budget, seed: int, order_seed: int,
+    data: ImageDataset,
+    method: Method,
+    ipc: int,
+    steps: int,
+    make_distill_net: Callable[[ImageDataset], Callable[[], nn.Module]],
+    make_eval_net: Callable[[], nn.Module],
+    protocol_name: str,
+    protocol: Protocol,
+    budget: Budget,
+    seed: int,
+    order_seed: int,
 ) -> ContinualResult:
     """Distil a memory per step and evaluate on all seen classes after every step."""
     if protocol_name not in PROTOCOLS:
@@ -124,7 +154,9 @@ def run_continual(
     for step in range(steps):
         first = step * per_step
         subset = classes_subset(ordered, first, per_step)
-        distilled = method.distill(subset, ipc, make_distill_net(subset), budget, derive_seed(seed, "continual distillation", step))
+        distilled = method.distill(
+            subset, ipc, make_distill_net(subset), budget, derive_seed(seed, "continual distillation", step)
+        )
         x, y = distilled.decoded()
         memory_x.append(x)
         memory_y.append(y + first)
@@ -141,7 +173,17 @@ def run_continual(
             grow_head(net, fresh, first, n_seen)
         # IDC: the head has exactly the seen classes; DC: a fixed head over every class
         n_out = n_seen if protocol_name == "idc" else data.num_classes
-        _train(net, torch.cat(memory_x), torch.cat(memory_y), n_out, ordered, protocol, seeded(derive_seed(seed, "continual batches", step)), teacher, first)
+        _train(
+            net,
+            torch.cat(memory_x),
+            torch.cat(memory_y),
+            n_out,
+            ordered,
+            protocol,
+            seeded(derive_seed(seed, "continual batches", step)),
+            teacher,
+            first,
+        )
         accuracies.append(_accuracy_on_seen(net, ordered, n_seen, n_out))
     return ContinualResult(order, accuracies)
 

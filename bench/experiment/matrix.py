@@ -5,6 +5,7 @@ A matrix names the grid (datasets x ipc x methods x archs x seeds) and ``profile
 ``<method>/ipc<N>`` keys (the latter applied last, for that IPC only). Every mistake is reported before any work as one
 :class:`MatrixError` line naming the key, the bad value and what is allowed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,14 +46,27 @@ class MatrixError(ValueError):
 
 
 GRID_KEYS = {"datasets": str, "ipc": int, "methods": str, "archs": str, "seeds": int}
-GRID_FIELDS = {"dataset", "ipc", "method", "arch", "seed"}   # Cell attributes that 'exclude' may match
-TOP_KEYS = {"name", "description", "layout", "profile", "profiles", "overrides", "eval_archs", "launcher", "variants", "exclude",
-            "task", "separate_evaluation", *GRID_KEYS}
-TASKS = ("distill", "continual")   # 'evaluate' cells are derived, never named in a matrix
+GRID_FIELDS = {"dataset", "ipc", "method", "arch", "seed"}  # Cell attributes that 'exclude' may match
+TOP_KEYS = {
+    "name",
+    "description",
+    "layout",
+    "profile",
+    "profiles",
+    "overrides",
+    "eval_archs",
+    "launcher",
+    "variants",
+    "exclude",
+    "task",
+    "separate_evaluation",
+    *GRID_KEYS,
+}
+TASKS = ("distill", "continual")  # 'evaluate' cells are derived, never named in a matrix
 PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid", "exclude"}
 EVAL_PROTOCOLS = sorted(protocol_names())
 MAX_IPC = 100_000
-MAX_CELLS = int(os.environ.get("DREAMBENCH_MAX_CELLS", "0") or 0) or 100_000   # cells one matrix may expand to
+MAX_CELLS = int(os.environ.get("DREAMBENCH_MAX_CELLS", "0") or 0) or 100_000  # cells one matrix may expand to
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class Cell:
     max_per_class: int | None = None
     variant: str = ""
     task: str = "distill"
-    source: str = ""          # evaluate cells: the id of the distillation cell whose set they evaluate
+    source: str = ""  # evaluate cells: the id of the distillation cell whose set they evaluate
 
     @property
     def id(self) -> str:
@@ -110,7 +124,7 @@ class Matrix:
     cells: list[Cell]
     launcher: Launcher
     raw: dict[str, Any]
-    layout: str = "table1"   # the report's table layout (bench.reporting.layouts.LAYOUTS), checked by bench.cli.run
+    layout: str = "table1"  # the report's table layout (bench.reporting.layouts.LAYOUTS), checked by bench.cli.run
     notes: list[str] = field(default_factory=list)
 
 
@@ -166,9 +180,11 @@ def flatten_sections(where: str, settings: Any, notes: list[str] | None = None) 
             raise _fail(f"{where} sets {key!r} twice (flat and in its section); allowed: once")
         flat[key] = settings[key]
     if loose and notes is not None:
-        notes.append(f"note: {where} uses flat setting keys ({', '.join(map(str, loose[:4]))}"
-                     f"{', ...' if len(loose) > 4 else ''}), which are deprecated; group them under "
-                     "budget:, evaluation:, engine: or continual: (docs/matrices.md)")
+        notes.append(
+            f"note: {where} uses flat setting keys ({', '.join(map(str, loose[:4]))}"
+            f"{', ...' if len(loose) > 4 else ''}), which are deprecated; group them under "
+            "budget:, evaluation:, engine: or continual: (docs/matrices.md)"
+        )
     return flat
 
 
@@ -179,8 +195,7 @@ def _check_settings(where: str, settings: Any, notes: list[str] | None = None) -
         raise _fail(str(err)) from None
 
 
-def method_entries(where: str, source: dict[Any, Any], methods: list[str],
-                   notes: list[str]) -> list[tuple[str, Any]]:
+def method_entries(where: str, source: dict[Any, Any], methods: list[str], notes: list[str]) -> list[tuple[str, Any]]:
     """A profile's ``methods:`` entries as (key, settings), key = ``<method>`` or ``<method>/ipc<N>`` internally.
     Per-IPC settings are written ``DC: {budget: {...}, per_ipc: {10: {budget: {...}}}}``; the older key form
     ``DC/ipc10`` is still accepted with a deprecation note."""
@@ -188,19 +203,25 @@ def method_entries(where: str, source: dict[Any, Any], methods: list[str],
     for key, settings in source.items():
         method, sep, ipc_part = str(key).partition("/ipc")
         if method not in methods or (sep and not ipc_part.isdigit()):
-            raise _fail(f"{where} names {key!r}, not a method of 'methods'{suggestion(str(key), methods)}; "
-                        f"allowed: {methods}")
+            raise _fail(
+                f"{where} names {key!r}, not a method of 'methods'{suggestion(str(key), methods)}; allowed: {methods}"
+            )
         if sep:
-            notes.append(f"note: {where}.{key}: '<method>/ipc<N>' keys are deprecated; write "
-                         f"{method}: {{per_ipc: {{{ipc_part}: ...}}}}")
+            notes.append(
+                f"note: {where}.{key}: '<method>/ipc<N>' keys are deprecated; write "
+                f"{method}: {{per_ipc: {{{ipc_part}: ...}}}}"
+            )
         if isinstance(settings, dict) and "per_ipc" in settings:
             if sep:
                 raise _fail(f"{where}.{key}.per_ipc: a per-IPC entry cannot nest another; allowed: under '{method}'")
             settings = dict(settings)
             per_ipc = settings.pop("per_ipc")
-            if not isinstance(per_ipc, dict) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
-                                                        for k in per_ipc):
-                raise _fail(f"{where}.{key}.per_ipc must map IPC values (integers >= 1) to settings, got {per_ipc!r:.80}")
+            if not isinstance(per_ipc, dict) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in per_ipc
+            ):
+                raise _fail(
+                    f"{where}.{key}.per_ipc must map IPC values (integers >= 1) to settings, got {per_ipc!r:.80}"
+                )
             out.extend((f"{method}/ipc{ipc}", body) for ipc, body in per_ipc.items())
         out.append((str(key), settings))
     return out
@@ -216,7 +237,7 @@ def _check_arch(arch: str, key: str) -> None:
     if arch.startswith("timm:"):
         import timm
 
-        if not timm.is_model(arch[len("timm:"):]):
+        if not timm.is_model(arch[len("timm:") :]):
             raise _fail(f"{key} has unknown timm model {arch!r}; allowed: timm:<a name from timm.list_models()>")
         return
     try:
@@ -233,13 +254,16 @@ def check_name(value: Any, what: str) -> str:
     """Names that become folder names or job names: a safe alphabet, no path separators, no leading dot."""
     text = str(value)
     if not SAFE_NAME.fullmatch(text) or ".." in text:
-        raise _fail(f"{what} = {text!r} is not a safe name; allowed: 1-64 of A-Z a-z 0-9 _ . + -, "
-                    "starting with a letter or digit, without '..'")
+        raise _fail(
+            f"{what} = {text!r} is not a safe name; allowed: 1-64 of A-Z a-z 0-9 _ . + -, "
+            "starting with a letter or digit, without '..'"
+        )
     return text
 
 
-def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[str, Any] | None = None,
-                 max_cells: int | None = None) -> Matrix:
+def parse_matrix(
+    raw: Any, name: str, profile: str | None = None, extra: dict[str, Any] | None = None, max_cells: int | None = None
+) -> Matrix:
     """Validate a loaded YAML document and expand it into cells. ``extra`` settings (``--set key=value``) apply
     to every cell last, checked like the matrix's own."""
     if not isinstance(raw, dict):
@@ -253,14 +277,18 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
         raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
     chosen = check_name(profile or raw.get("profile") or next(iter(profiles)), "profile")
     if chosen not in profiles:
-        raise _fail(f"unknown profile {chosen!r}{suggestion(chosen, [str(p) for p in profiles])}; allowed: {sorted(profiles)}")
+        raise _fail(
+            f"unknown profile {chosen!r}{suggestion(chosen, [str(p) for p in profiles])}; allowed: {sorted(profiles)}"
+        )
     prof = profiles[chosen] or {}
     if not isinstance(prof, dict):
         raise _fail(f"profile {chosen!r} must be a mapping")
     for key in prof:
         if key not in PROFILE_KEYS:
-            raise _fail(f"profiles.{chosen} has unknown key {key!r}{suggestion(str(key), sorted(PROFILE_KEYS))}; "
-                        f"allowed: {sorted(PROFILE_KEYS)}")
+            raise _fail(
+                f"profiles.{chosen} has unknown key {key!r}{suggestion(str(key), sorted(PROFILE_KEYS))}; "
+                f"allowed: {sorted(PROFILE_KEYS)}"
+            )
     grid_override = prof.get("grid") or {}
     if not isinstance(grid_override, dict) or not set(grid_override) <= set(GRID_KEYS):
         raise _fail(f"profiles.{chosen}.grid may only set {sorted(GRID_KEYS)}, got {grid_override!r}")
@@ -294,8 +322,13 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     command_line = _check_settings("--set", extra or {})
     per_method: dict[str, dict[str, Any]] = {}
     # real images kept per class: the profile's, or one method's (a cheaper pool for one row of a CPU profile)
-    pool_size: dict[str, int | None] = {"": _check_pool_size(f"profiles.{chosen}.max_per_class", prof.get("max_per_class"))}
-    for source, where in ((raw.get("overrides") or {}, "overrides"), (prof.get("methods") or {}, f"profiles.{chosen}.methods")):
+    pool_size: dict[str, int | None] = {
+        "": _check_pool_size(f"profiles.{chosen}.max_per_class", prof.get("max_per_class"))
+    }
+    for source, where in (
+        (raw.get("overrides") or {}, "overrides"),
+        (prof.get("methods") or {}, f"profiles.{chosen}.methods"),
+    ):
         if not isinstance(source, dict):
             raise _fail(f"{where} must map method names to settings")
         for key, settings in method_entries(where, source, grid["methods"], notes):
@@ -313,25 +346,51 @@ def parse_matrix(raw: Any, name: str, profile: str | None = None, extra: dict[st
     variants = raw.get("variants") or {"": {}}
     if not isinstance(variants, dict):
         raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
-    variants = {check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v, notes) for k, v in variants.items()}
+    variants = {
+        check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v, notes) for k, v in variants.items()
+    }
     exclude = [*(raw.get("exclude") or []), *(prof.get("exclude") or [])]
-    if not isinstance(exclude, list) or not all(isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude):
-        raise _fail(f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
-                    "(a value may be a list: any of them matches)")
+    if not isinstance(exclude, list) or not all(
+        isinstance(e, dict) and set(e) <= {*GRID_FIELDS, "variant"} for e in exclude
+    ):
+        raise _fail(
+            f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
+            "(a value may be a list: any of them matches)"
+        )
     size = math.prod(len(grid[k]) for k in GRID_KEYS) * len(variants)
     limit = max_cells if max_cells is not None else MAX_CELLS
     if size > limit:
-        raise _fail(f"the matrix expands to {size} cells before 'exclude'; allowed: at most {limit} "
-                    f"(raise it with --max-cells or DREAMBENCH_MAX_CELLS)")
+        raise _fail(
+            f"the matrix expands to {size} cells before 'exclude'; allowed: at most {limit} "
+            f"(raise it with --max-cells or DREAMBENCH_MAX_CELLS)"
+        )
     cells = [
-        Cell(matrix_name, chosen, d, ipc, m, a, s, tuple(eval_archs),
-             {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
-             fallback, pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])), v, task)
+        Cell(
+            matrix_name,
+            chosen,
+            d,
+            ipc,
+            m,
+            a,
+            s,
+            tuple(eval_archs),
+            {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
+            fallback,
+            pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])),
+            v,
+            task,
+        )
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
     ]
-    cells = [c for c in cells if not any(all(dataclasses.asdict(c)[k] in (val if isinstance(val, list) else [val])
-                                             for k, val in e.items()) for e in exclude)]
+    cells = [
+        c
+        for c in cells
+        if not any(
+            all(dataclasses.asdict(c)[k] in (val if isinstance(val, list) else [val]) for k, val in e.items())
+            for e in exclude
+        )
+    ]
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")
     separate = raw.get("separate_evaluation", False)
@@ -353,13 +412,17 @@ def split_evaluation(cells: list[Cell]) -> list[Cell]:
     """Distil once, evaluate many times: every distillation cell stores its set and evaluates nothing;
     one 'evaluate' cell per evaluation architecture depends on it. Distillation cells come first."""
     distill = [dataclasses.replace(c, eval_archs=()) for c in cells]
-    evaluate = [dataclasses.replace(c, task="evaluate", eval_archs=(arch,), source=d.id)
-                for c, d in zip(cells, distill) for arch in c.eval_archs]
+    evaluate = [
+        dataclasses.replace(c, task="evaluate", eval_archs=(arch,), source=d.id)
+        for c, d in zip(cells, distill)
+        for arch in c.eval_archs
+    ]
     return distill + evaluate
 
 
-def load_matrix(path: str | Path, profile: str | None = None, extra: dict[str, Any] | None = None,
-                max_cells: int | None = None) -> Matrix:
+def load_matrix(
+    path: str | Path, profile: str | None = None, extra: dict[str, Any] | None = None, max_cells: int | None = None
+) -> Matrix:
     """Read and validate a matrix file: a regular file of at most 1 MiB of UTF-8 YAML, read with
     ``bench.core.safe_yaml`` (duplicate keys, alias bombs and deep nesting are refused in one line)."""
     path = Path(path)

@@ -6,6 +6,7 @@ protocol and epochs of every evaluation network, the feature-network recipe of a
 factor, and a fingerprint computed from all of that. Everything that runs, records, fingerprints, estimates
 or reports a cell takes its plan, so a record always describes the configuration that ran.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,20 +56,20 @@ class CellPlan:
 
     cell: Cell
     data_used: str
-    method_kind: str                      # engine | coreset | composite
-    method_parts: tuple[str, ...]         # the base and DREAM switches, equivalences expanded: DREAM -> IDC, rm, init
-    config: dict[str, Any] | None         # engine methods: the whole configuration, budget applied
+    method_kind: str  # engine | coreset | composite
+    method_parts: tuple[str, ...]  # the base and DREAM switches, equivalences expanded: DREAM -> IDC, rm, init
+    config: dict[str, Any] | None  # engine methods: the whole configuration, budget applied
     selection_rule: dict[str, Any] | None  # coresets: the rule choices that decide the set
-    factor: int                           # stored-image multi-formation factor
+    factor: int  # stored-image multi-formation factor
     budget: Budget
-    inner_loops: int                      # image-update steps (0 for coresets)
-    protocols: dict[str, Protocol]        # evaluation network -> protocol as run (epochs included)
-    protocol_choice: str                  # 'published' (the row's paper) or 'forced' (the matrix's eval_protocol)
-    epochs_from: str                      # 'protocol' or 'matrix' (eval_epochs)
+    inner_loops: int  # image-update steps (0 for coresets)
+    protocols: dict[str, Protocol]  # evaluation network -> protocol as run (epochs included)
+    protocol_choice: str  # 'published' (the row's paper) or 'forced' (the matrix's eval_protocol)
+    epochs_from: str  # 'protocol' or 'matrix' (eval_epochs)
     eval_runs: int
-    curve_epochs: int | None              # epochs of each evaluation during distillation (eval_every)
-    continual: dict[str, Any] | None      # continual cells: steps, protocol, evaluation network
-    continual_training: Protocol | None   # continual cells: how each step's network is trained
+    curve_epochs: int | None  # epochs of each evaluation during distillation (eval_every)
+    continual: dict[str, Any] | None  # continual cells: steps, protocol, evaluation network
+    continual_training: Protocol | None  # continual cells: how each step's network is trained
     feature_network: dict[str, Any] | None  # coresets that select with a network: seed, epochs, recipe
     code_version: str = CODE_VERSION
     fingerprint: str = ""
@@ -96,16 +97,29 @@ class CellPlan:
         """The resolved plan as plain JSON data (what the record stores)."""
         cell = self.cell
         return {
-            "cell": {**dataclasses.asdict(cell), "id": cell.id}, "data_used": self.data_used,
-            "method": {"name": cell.method, "kind": self.method_kind, "parts": list(self.method_parts),
-                       "config": self.config, "selection_rule": self.selection_rule, "factor": self.factor,
-                       "feature_network": self.feature_network},
-            "budget": dataclasses.asdict(self.budget), "inner_loops": self.inner_loops,
-            "evaluation": {"protocols": {arch: dataclasses.asdict(p) for arch, p in self.protocols.items()},
-                           "protocol_choice": self.protocol_choice, "epochs_from": self.epochs_from,
-                           "runs": self.eval_runs, "curve_epochs": self.curve_epochs},
-            "continual": None if self.continual is None else {
-                **self.continual, "training": dataclasses.asdict(self.continual_training)},
+            "cell": {**dataclasses.asdict(cell), "id": cell.id},
+            "data_used": self.data_used,
+            "method": {
+                "name": cell.method,
+                "kind": self.method_kind,
+                "parts": list(self.method_parts),
+                "config": self.config,
+                "selection_rule": self.selection_rule,
+                "factor": self.factor,
+                "feature_network": self.feature_network,
+            },
+            "budget": dataclasses.asdict(self.budget),
+            "inner_loops": self.inner_loops,
+            "evaluation": {
+                "protocols": {arch: dataclasses.asdict(p) for arch, p in self.protocols.items()},
+                "protocol_choice": self.protocol_choice,
+                "epochs_from": self.epochs_from,
+                "runs": self.eval_runs,
+                "curve_epochs": self.curve_epochs,
+            },
+            "continual": None
+            if self.continual is None
+            else {**self.continual, "training": dataclasses.asdict(self.continual_training)},
             "code_version": self.code_version,
         }
 
@@ -127,7 +141,10 @@ def _fingerprinted(config: dict[str, Any]) -> dict[str, Any]:
 def fingerprint_of(plan_json: dict[str, Any]) -> str:
     """A short digest of a resolved plan: records and checkpoints carry it; a mismatch is 'stale'."""
     method = plan_json["method"]
-    digestible = {**plan_json, "method": {**method, "config": _fingerprinted(method["config"]) if method["config"] else None}}
+    digestible = {
+        **plan_json,
+        "method": {**method, "config": _fingerprinted(method["config"]) if method["config"] else None},
+    }
     text = json.dumps(digestible, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -152,8 +169,11 @@ def _continual(cell: Cell) -> tuple[dict[str, Any] | None, Protocol | None]:
     protocol = training_protocol(settings.protocol)
     if cell.evaluation.epochs is not None:
         protocol = dataclasses.replace(protocol, epochs=cell.evaluation.epochs)
-    return {"steps": settings.steps, "protocol": settings.protocol,
-            "eval_arch": settings.eval_arch or cell.eval_archs[0]}, protocol
+    return {
+        "steps": settings.steps,
+        "protocol": settings.protocol,
+        "eval_arch": settings.eval_arch or cell.eval_archs[0],
+    }, protocol
 
 
 def plan_cell(cell: Cell, data_used: str) -> CellPlan:
@@ -166,15 +186,25 @@ def plan_cell(cell: Cell, data_used: str) -> CellPlan:
     base, switches = expand_same_as(cell.method)
     continual, continual_training = _continual(cell)
     plan = CellPlan(
-        cell=cell, data_used=data_used, method_kind=method_kind(cell.method), method_parts=(base, *switches),
-        config=config, selection_rule=method.selection_rule, factor=method.factor, budget=budget,
+        cell=cell,
+        data_used=data_used,
+        method_kind=method_kind(cell.method),
+        method_parts=(base, *switches),
+        config=config,
+        selection_rule=method.selection_rule,
+        factor=method.factor,
+        budget=budget,
         inner_loops=method.inner_loops(budget),
         protocols={arch: evaluation_protocol(cell, method, data_used, arch) for arch in cell.eval_archs},
         protocol_choice="forced" if cell.evaluation.protocol else "published",
         epochs_from="matrix" if cell.evaluation.epochs is not None else "protocol",
-        eval_runs=cell.evaluation.runs, curve_epochs=cell.evaluation.curve_epochs, continual=continual,
+        eval_runs=cell.evaluation.runs,
+        curve_epochs=cell.evaluation.curve_epochs,
+        continual=continual,
         continual_training=continual_training,
-        feature_network=feature, _method=method)
+        feature_network=feature,
+        _method=method,
+    )
     plan.fingerprint = fingerprint_of(plan.to_json())
     return plan
 

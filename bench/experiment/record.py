@@ -7,6 +7,7 @@ used, feature-network recipe, factor). Records of an older schema are upgraded b
 one place that knows old layouts; a record that fails the schema (a field missing, of the wrong type, out of
 its bounds or too large) is "corrupt" everywhere with the same rule.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,23 +19,23 @@ from typing import Any, Callable
 from bench.core.version import CODE_VERSION, SCHEMA_VERSION
 from bench.learning.evaluation import PROTOCOLS
 
-MAX_TEXT = 4096          # characters of any string field (a huge field must not make the report crawl)
-MAX_ITEMS = 100_000      # entries of any list or mapping field
+MAX_TEXT = 4096  # characters of any string field (a huge field must not make the report crawl)
+MAX_ITEMS = 100_000  # entries of any list or mapping field
 
 
 @dataclass
 class CellRecord:
     """What one cell produced, as it is written: accuracies per evaluation network, timings, the plan."""
 
-    cell: dict[str, Any]                 # the cell's fields and id
-    fingerprint: str                     # digest of the resolved plan (bench.experiment.plan)
-    plan: dict[str, Any]                 # the resolved plan (CellPlan.to_json)
-    provenance: dict[str, Any]           # seed, code commit, library versions, device, data md5
+    cell: dict[str, Any]  # the cell's fields and id
+    fingerprint: str  # digest of the resolved plan (bench.experiment.plan)
+    plan: dict[str, Any]  # the resolved plan (CellPlan.to_json)
+    provenance: dict[str, Any]  # seed, code commit, library versions, device, data md5
     data_used: str
-    scale: str                           # the matrix profile (mini, cpu, gpu, paper, ...)
+    scale: str  # the matrix profile (mini, cpu, gpu, paper, ...)
     machine: str
     torch: str
-    accuracies: dict[str, list[float]]   # eval arch -> last-epoch accuracy of each evaluation run (%)
+    accuracies: dict[str, list[float]]  # eval arch -> last-epoch accuracy of each evaluation run (%)
     schema_version: int = SCHEMA_VERSION
     code_version: str = CODE_VERSION
     distill_seconds: float = 0.0
@@ -44,7 +45,7 @@ class CellRecord:
     finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     # evaluated cells
     protocol: dict[str, Any] | None = None
-    protocol_choice: str | None = None   # 'published' or 'forced'
+    protocol_choice: str | None = None  # 'published' or 'forced'
     eval_runs: int | None = None
     best_accuracies: dict[str, list[float]] | None = None
     # DREAM+'s published kind: the maximum over the evaluations during distillation (curve points and the
@@ -59,7 +60,7 @@ class CellRecord:
     class_order: list[int] | None = None
     step_accuracies: list[float] | None = None
 
-    _ALWAYS = ("seconds_per_inner_loop",)   # kept even when None: coreset cells state they have no inner loop
+    _ALWAYS = ("seconds_per_inner_loop",)  # kept even when None: coreset cells state they have no inner loop
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to disk (optional fields that do not apply are left out)."""
@@ -87,6 +88,7 @@ def _number(low: float = -math.inf, high: float = math.inf) -> Check:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not low <= v <= high:
             return f"holds {v!r}, not a finite number in [{low}, {high}]"
         return None
+
     return check
 
 
@@ -95,6 +97,7 @@ def _integer(low: int = 0, high: int = 2**63 - 1) -> Check:
         if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
             return f"holds {v!r}, not an integer in [{low}, {high}]"
         return None
+
     return check
 
 
@@ -108,6 +111,7 @@ def _list_of(item: Check) -> Check:
     def check(v: Any) -> str | None:
         problem = _sized(v, list)
         return problem or next((f"[{i}] {p}" for i, x in enumerate(v) if (p := item(x))), None)
+
     return check
 
 
@@ -120,6 +124,7 @@ def _mapping(value: Check | None = None) -> Check:
             if (p := _text(key)) or (value is not None and (p := value(x))):
                 return f"[{key!r:.40}] {p}"
         return _json_size(v)
+
     return check
 
 
@@ -156,22 +161,49 @@ def _optional(check: Check) -> Check:
 
 
 _CELL: dict[str, Check] = {
-    "id": _text, "matrix": _text, "profile": _text, "dataset": _text, "ipc": _integer(1), "method": _text,
-    "arch": _text, "seed": _integer(0), "eval_archs": _list_of(_text), "settings": _mapping(),
-    "data_fallback": _optional(_text), "max_per_class": _optional(_integer(1)), "variant": _text, "task": _text,
+    "id": _text,
+    "matrix": _text,
+    "profile": _text,
+    "dataset": _text,
+    "ipc": _integer(1),
+    "method": _text,
+    "arch": _text,
+    "seed": _integer(0),
+    "eval_archs": _list_of(_text),
+    "settings": _mapping(),
+    "data_fallback": _optional(_text),
+    "max_per_class": _optional(_integer(1)),
+    "variant": _text,
+    "task": _text,
     "source": _text,
 }
-_FIELDS: dict[str, tuple[bool, Check]] = {   # name -> (required, check)
-    "schema_version": (True, _integer(1, SCHEMA_VERSION)), "code_version": (True, _text),
-    "fingerprint": (True, _text), "plan": (False, _optional(_mapping())), "provenance": (True, _mapping()),
-    "data_used": (True, _text), "scale": (True, _text), "machine": (True, _text), "torch": (True, _text),
-    "accuracies": (True, _accuracies), "distill_seconds": (False, _number(0.0)), "eval_seconds": (False, _number(0.0)),
-    "timings": (False, _mapping(_number(0.0))), "log": (False, _list_of(_mapping())), "finished": (False, _text),
-    "protocol": (False, _mapping()), "protocol_choice": (False, _text), "eval_runs": (False, _integer(1)),
-    "best_accuracies": (False, _accuracies), "max_during_distillation": (False, _accuracies),
-    "seconds_per_inner_loop": (False, _optional(_number(0.0))), "clustering_share": (False, _number(0.0, 1.0)),
-    "resumed_from": (False, _integer(0)), "continual_protocol": (False, _text),
-    "class_order": (False, _list_of(_integer(0))), "step_accuracies": (False, _list_of(_number(0.0, 100.0))),
+_FIELDS: dict[str, tuple[bool, Check]] = {  # name -> (required, check)
+    "schema_version": (True, _integer(1, SCHEMA_VERSION)),
+    "code_version": (True, _text),
+    "fingerprint": (True, _text),
+    "plan": (False, _optional(_mapping())),
+    "provenance": (True, _mapping()),
+    "data_used": (True, _text),
+    "scale": (True, _text),
+    "machine": (True, _text),
+    "torch": (True, _text),
+    "accuracies": (True, _accuracies),
+    "distill_seconds": (False, _number(0.0)),
+    "eval_seconds": (False, _number(0.0)),
+    "timings": (False, _mapping(_number(0.0))),
+    "log": (False, _list_of(_mapping())),
+    "finished": (False, _text),
+    "protocol": (False, _mapping()),
+    "protocol_choice": (False, _text),
+    "eval_runs": (False, _integer(1)),
+    "best_accuracies": (False, _accuracies),
+    "max_during_distillation": (False, _accuracies),
+    "seconds_per_inner_loop": (False, _optional(_number(0.0))),
+    "clustering_share": (False, _number(0.0, 1.0)),
+    "resumed_from": (False, _integer(0)),
+    "continual_protocol": (False, _text),
+    "class_order": (False, _list_of(_integer(0))),
+    "step_accuracies": (False, _list_of(_number(0.0, 100.0))),
 }
 
 

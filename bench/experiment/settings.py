@@ -5,6 +5,7 @@ A cell keeps the flat ``key: value`` mapping its matrix gave (that mapping is pa
 so records stay comparable); code reads it only through the typed views below (``Cell.evaluation``,
 ``Cell.continual``, ``Cell.budget()``), never with ``settings.get(key) or default``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,8 @@ class SettingError(ValueError):
 class EvalSettings:
     """How a cell's set is evaluated."""
 
-    runs: int = field(default=5, metadata={"key": "eval_runs"})                  # fresh networks per set
-    epochs: int | None = field(default=None, metadata={"key": "eval_epochs"})    # None: the protocol's own
+    runs: int = field(default=5, metadata={"key": "eval_runs"})  # fresh networks per set
+    epochs: int | None = field(default=None, metadata={"key": "eval_epochs"})  # None: the protocol's own
     protocol: str | None = field(default=None, metadata={"key": "eval_protocol"})  # None: the row's published one
     curve_epochs: int | None = field(default=None, metadata={"key": "eval_curve_epochs"})  # None: ``epochs``
 
@@ -39,7 +40,7 @@ class ContinualSettings:
 
     steps: int = field(default=5, metadata={"key": "cl_steps"})
     protocol: str = field(default="idc", metadata={"key": "cl_protocol"})
-    eval_arch: str | None = field(default=None, metadata={"key": "cl_eval_arch"})   # None: the first eval_archs
+    eval_arch: str | None = field(default=None, metadata={"key": "cl_eval_arch"})  # None: the first eval_archs
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class Launcher:
     """Where and how cells run (the matrix's ``launcher:`` mapping)."""
 
     executor: str = "local"
-    checkpoint_every: int = 10       # iterations between checkpoints, in-process and on Slurm alike (0: none)
-    workers: int = 1                 # local executor: cells at once, each in a process with its share of the threads
-    cells_per_gpu: int = 1           # Slurm / submitit: cells a job runs at once on its GPU (fewer if memory is short)
+    checkpoint_every: int = 10  # iterations between checkpoints, in-process and on Slurm alike (0: none)
+    workers: int = 1  # local executor: cells at once, each in a process with its share of the threads
+    cells_per_gpu: int = 1  # Slurm / submitit: cells a job runs at once on its GPU (fewer if memory is short)
     timeout_min: int = 60
     cpus_per_task: int | None = None
     gpus_per_task: int | None = None
@@ -73,7 +74,7 @@ class Launcher:
         for key, value in raw.items():
             if key not in kinds:
                 raise SettingError(f"launcher has unknown key {_show(key)}; allowed: {sorted(kinds)}")
-            if value is None:   # null = unset: the default (None where the field allows it)
+            if value is None:  # null = unset: the default (None where the field allows it)
                 if kinds[key].nullable:
                     given[key] = None
                 continue
@@ -89,10 +90,17 @@ class Launcher:
 
     def slurm_parameters(self) -> dict[str, Any]:
         """submitit's names for the Slurm settings that were given."""
-        names = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism",
-                 "account": "slurm_account", "qos": "slurm_qos", "additional_parameters": "slurm_additional_parameters",
-                 "setup": "slurm_setup", "gpus_per_task": "slurm_gpus_per_task", "cpus_per_task": "cpus_per_task",
-                 "mem_gb": "mem_gb"}
+        names = {
+            "partition": "slurm_partition",
+            "array_parallelism": "slurm_array_parallelism",
+            "account": "slurm_account",
+            "qos": "slurm_qos",
+            "additional_parameters": "slurm_additional_parameters",
+            "setup": "slurm_setup",
+            "gpus_per_task": "slurm_gpus_per_task",
+            "cpus_per_task": "cpus_per_task",
+            "mem_gb": "mem_gb",
+        }
         given = dataclasses.asdict(self)
         return {names[k]: given[k] for k in names if given[k] is not None}
 
@@ -118,8 +126,11 @@ def engine_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that replace fields of the method's EngineConfig. ``iterations`` and ``steps_per_network``
     are the budget's (``Cell.budget()``), applied by the method at run time, not overrides. A null is unset (the
     method's value) except for fields that may be None (``batch_syn_max: null`` is no cap)."""
-    return {k: v for k, v in settings.items() if k in ENGINE_KEYS and k not in BUDGET_KEYS
-            and (v is not None or _ENGINE_NULLABLE[k])}
+    return {
+        k: v
+        for k, v in settings.items()
+        if k in ENGINE_KEYS and k not in BUDGET_KEYS and (v is not None or _ENGINE_NULLABLE[k])
+    }
 
 
 # --- the one place types and ranges are checked -------------------------------------------------------
@@ -128,9 +139,9 @@ def engine_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
 # never from a list kept here; this table adds only ranges. Every number must be finite and every integer lie
 # in (-2**31, 2**31), so seeds and counts stay within what torch, numpy and Slurm accept; strings are bounded.
 
-INT_LIMIT = 2**31     # |integer| < this
-MAX_TEXT = 1024       # characters in one string setting
-MAX_ITEMS = 100       # entries of a launcher list or mapping
+INT_LIMIT = 2**31  # |integer| < this
+MAX_TEXT = 1024  # characters in one string setting
+MAX_ITEMS = 100  # entries of a launcher list or mapping
 
 
 @dataclass(frozen=True)
@@ -159,7 +170,7 @@ class _Spec:
     high: float | None = None
     open_low: bool = False
     choices: tuple[str, ...] | None = None
-    label: str = ""          # how the range reads in messages, when not derived
+    label: str = ""  # how the range reads in messages, when not derived
 
 
 def _described(spec: _Spec) -> str:
@@ -181,7 +192,7 @@ def _described(spec: _Spec) -> str:
 def _show(value: Any, limit: int = 60) -> str:
     try:
         text = repr(value)
-    except ValueError:   # an integer too long to print (Python's 4300-digit limit)
+    except ValueError:  # an integer too long to print (Python's 4300-digit limit)
         return f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -191,8 +202,12 @@ def _check_value(where: str, value: Any, spec: _Spec) -> None:
     range, or is one of its choices; else one SettingError line ``<where> = <value>; allowed: ...``."""
     allowed = _described(spec)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    fits = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number,
-            str: isinstance(value, str)}.get(spec.type, isinstance(value, spec.type))
+    fits = {
+        bool: isinstance(value, bool),
+        int: number and isinstance(value, int),
+        float: number,
+        str: isinstance(value, str),
+    }.get(spec.type, isinstance(value, spec.type))
     if not fits:
         raise SettingError(f"{where} = {_show(value)} must be {spec.type.__name__}; allowed: {allowed}")
     if isinstance(value, str):
@@ -206,7 +221,7 @@ def _check_value(where: str, value: Any, spec: _Spec) -> None:
         else:
             try:
                 ok = math.isfinite(float(value))
-            except OverflowError:   # an integer too large for a float
+            except OverflowError:  # an integer too large for a float
                 ok = False
         if ok and spec.low is not None:
             ok = value > spec.low if spec.open_low else value >= spec.low
@@ -241,8 +256,11 @@ def _flat_hints() -> dict[str, _Kind]:
     """Every flat setting key -> its annotation's kind (keys of several views agree on the type; nullable if any
     view allows None)."""
     sources: list[tuple[type, dict[str, str]]] = [
-        (Budget, BUDGET_KEYS), (EvalSettings, EVAL_KEYS), (ContinualSettings, CONTINUAL_KEYS),
-        (EngineConfig, {k: k for k in ENGINE_KEYS})]
+        (Budget, BUDGET_KEYS),
+        (EvalSettings, EVAL_KEYS),
+        (ContinualSettings, CONTINUAL_KEYS),
+        (EngineConfig, {k: k for k in ENGINE_KEYS}),
+    ]
     kinds: dict[str, _Kind] = {}
     for cls, keys in sources:
         hints = typing.get_type_hints(cls)
@@ -262,11 +280,37 @@ _ENGINE_NULLABLE = {k: _kind(h).nullable for k, h in typing.get_type_hints(Engin
 # Ranges (the types come from the annotations): (low, high, low excluded).
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     **{k: (0, None, True) for k in ("lr_img", "net_lr")},
-    **{k: (1, None, False) for k in (
-        "iterations", "steps_per_network", "batch_real", "eval_runs", "eval_epochs", "eval_every", "eval_curve_epochs",
-        "interval", "samples_per_cluster", "cl_steps", "net_batch", "factor", "batch_syn_max")},
-    **{k: (0, None, False) for k in ("feature_seed", "feature_epochs", "warmup_epochs", "net_update_epochs",
-                                     "net_update_samples", "momentum_img", "net_momentum", "net_weight_decay")},
+    **{
+        k: (1, None, False)
+        for k in (
+            "iterations",
+            "steps_per_network",
+            "batch_real",
+            "eval_runs",
+            "eval_epochs",
+            "eval_every",
+            "eval_curve_epochs",
+            "interval",
+            "samples_per_cluster",
+            "cl_steps",
+            "net_batch",
+            "factor",
+            "batch_syn_max",
+        )
+    },
+    **{
+        k: (0, None, False)
+        for k in (
+            "feature_seed",
+            "feature_epochs",
+            "warmup_epochs",
+            "net_update_epochs",
+            "net_update_samples",
+            "momentum_img",
+            "net_momentum",
+            "net_weight_decay",
+        )
+    },
     "cutmix_p": (0, 1, False),
 }
 

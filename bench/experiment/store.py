@@ -1,4 +1,5 @@
 """Where a cell's results live, written atomically so an interrupted run never leaves half a cell."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,9 +25,9 @@ RESULT_FILE = "result.json"
 SET_FILE = "synthetic.pt"
 
 
-PLAN_FILE = ".cells.json"      # the matrix's cells and their settings fingerprints, written before any work
-MATRIX_FILE = ".matrix.json"   # the matrix's name, profile and table layout (what the report draws)
-ASIDE_DIR = ".aside"           # corrupt or stale cells moved out of the way (never deleted)
+PLAN_FILE = ".cells.json"  # the matrix's cells and their settings fingerprints, written before any work
+MATRIX_FILE = ".matrix.json"  # the matrix's name, profile and table layout (what the report draws)
+ASIDE_DIR = ".aside"  # corrupt or stale cells moved out of the way (never deleted)
 LOCK_DIR = ".locks"
 
 
@@ -55,7 +56,7 @@ class RecordCheck:
     record: Record | None = None
 
 
-MAX_RECORD_BYTES = 64 * 2**20   # a result.json larger than this is corrupt, not read
+MAX_RECORD_BYTES = 64 * 2**20  # a result.json larger than this is corrupt, not read
 
 
 def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> RecordCheck:
@@ -63,24 +64,32 @@ def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> Re
     also compare the plan it was computed under."""
     path = root / cell_id / RESULT_FILE
     if not path.is_file() or path.is_symlink():
-        return RecordCheck("missing") if not path.exists() and not path.is_symlink() else \
-            RecordCheck("corrupt", f"{path}: not a regular file")
+        return (
+            RecordCheck("missing")
+            if not path.exists() and not path.is_symlink()
+            else RecordCheck("corrupt", f"{path}: not a regular file")
+        )
     try:
         if path.stat().st_size > MAX_RECORD_BYTES:
             return RecordCheck("corrupt", f"{path}: {path.stat().st_size} bytes (at most {MAX_RECORD_BYTES})")
         record = read_record(json.loads(path.read_text()), cell_id)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        return RecordCheck("corrupt", f"{path}: {err if isinstance(err, RecordError) else 'unreadable (' + type(err).__name__ + ')'}")
+        return RecordCheck(
+            "corrupt", f"{path}: {err if isinstance(err, RecordError) else 'unreadable (' + type(err).__name__ + ')'}"
+        )
     if fingerprint is not None and record.fingerprint != fingerprint:
-        return RecordCheck("stale", f"{path}: computed with other settings (fingerprint {record.fingerprint} != {fingerprint})",
-                           record)
+        return RecordCheck(
+            "stale", f"{path}: computed with other settings (fingerprint {record.fingerprint} != {fingerprint})", record
+        )
     return RecordCheck("done", "", record)
 
 
 def move_aside(root: Path, cell_id: str, why: str) -> Path:
     """Move a corrupt or stale cell folder to ``.aside/`` (kept for inspection, out of every table; never deleted)."""
     aside = own_subfolder(root, ASIDE_DIR)
-    target = inside(root, aside / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}.{time.monotonic_ns()}")
+    target = inside(
+        root, aside / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}.{time.monotonic_ns()}"
+    )
     os.replace(root / cell_id, target)
     return target
 
@@ -94,8 +103,10 @@ def own_subfolder(root: Path, name: str, create: bool = True) -> Path:
     """``root/name`` proven to be a real folder inside ``root`` (created if absent); ResultsFolderError otherwise."""
     path = root / name
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise ResultsFolderError(f"refusing to use {path}: it is a symlink or not a folder; "
-                                 "allowed: a real folder inside the results folder (remove it)")
+        raise ResultsFolderError(
+            f"refusing to use {path}: it is a symlink or not a folder; "
+            "allowed: a real folder inside the results folder (remove it)"
+        )
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return inside(root, path)
@@ -121,9 +132,12 @@ def write_cell(root: Path, cell_id: str, result: dict[str, Any], synthetic: dict
         follow_umask(tmp, directory=True)
         if synthetic is not None:
             torch.save(synthetic, tmp / SET_FILE)
-            result = {**result, "provenance": {**result.get("provenance", {}), "set_sha256": file_digest(tmp / SET_FILE, "sha256")}}
+            result = {
+                **result,
+                "provenance": {**result.get("provenance", {}), "set_sha256": file_digest(tmp / SET_FILE, "sha256")},
+            }
         (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1, default=str))
-        if final.exists() or final.is_symlink():   # another run's record, or a corrupt/stale one: kept, never deleted
+        if final.exists() or final.is_symlink():  # another run's record, or a corrupt/stale one: kept, never deleted
             move_aside(root, cell_id, "replaced")
         os.replace(tmp, final)
     except BaseException:
@@ -136,7 +150,17 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
     """Remove temporary files of killed ``atomic_write_text`` calls on the folder's shared files (tables, plan,
     job list, error logs). Only old ones: a fresh one may belong to a write in progress."""
     cutoff = time.time() - older_than_s
-    shared = ("table.md", "table.tex", "table_best.md", "table_best.tex", "table_max-during.md", "table_max-during.tex", PLAN_FILE, MATRIX_FILE, ".jobs.json")
+    shared = (
+        "table.md",
+        "table.tex",
+        "table_best.md",
+        "table_best.tex",
+        "table_max-during.md",
+        "table_max-during.tex",
+        PLAN_FILE,
+        MATRIX_FILE,
+        ".jobs.json",
+    )
     candidates = [p for name in shared for p in root.glob(f".{glob.escape(name)}.*")]
     candidates += list((root / ".errors").glob(".*.txt.*")) + list(root.glob(".probe.*"))
     for path in candidates:
@@ -175,7 +199,7 @@ class FolderBusyError(ResultsFolderError):
     """Another live run uses the results folder with other settings."""
 
 
-ACTIVE_FILE = ".active.json"   # the live runs of a folder: pid -> digest of their plan
+ACTIVE_FILE = ".active.json"  # the live runs of a folder: pid -> digest of their plan
 
 
 def _alive(pid: int) -> bool:
@@ -200,8 +224,10 @@ def claim_folder(root: Path, fingerprints: dict[str, str]) -> Iterator[None]:
         live = {pid: d for pid, d in active.items() if _alive(int(pid)) and int(pid) != os.getpid()}
         other = next((pid for pid, d in live.items() if d != digest), None)
         if other is not None:
-            raise FolderBusyError(f"another run (pid {other}) is using {root} with other settings; wait for it to "
-                                  "finish or choose another --results folder")
+            raise FolderBusyError(
+                f"another run (pid {other}) is using {root} with other settings; wait for it to "
+                "finish or choose another --results folder"
+            )
         atomic_write_text(root / ACTIVE_FILE, json.dumps({**live, str(os.getpid()): digest}, sort_keys=True))
     try:
         yield
@@ -218,8 +244,11 @@ def _read_active(root: Path) -> dict[str, str]:
         data = json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else {}
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and k.isdigit() and isinstance(v, str)} \
-        if isinstance(data, dict) else {}
+    return (
+        {k: v for k, v in data.items() if isinstance(k, str) and k.isdigit() and isinstance(v, str)}
+        if isinstance(data, dict)
+        else {}
+    )
 
 
 def probe_writable(root: Path) -> None:
@@ -234,7 +263,9 @@ def probe_writable(root: Path) -> None:
             os.close(fd)
             os.unlink(probe)
     except OSError as err:
-        raise ResultsFolderError(f"results folder {root} is not writable ({err.strerror or type(err).__name__})") from None
+        raise ResultsFolderError(
+            f"results folder {root} is not writable ({err.strerror or type(err).__name__})"
+        ) from None
 
 
 def write_plan(root: Path, fingerprints: dict[str, str]) -> None:
@@ -251,7 +282,7 @@ def write_matrix_info(root: Path, info: dict[str, str]) -> None:
 
 def read_matrix_info(root: Path) -> dict[str, str]:
     """What :func:`write_matrix_info` wrote; {} for folders made before it existed or unreadable files."""
-    try:   # a regular file of at most 1 MiB only: a FIFO or device named .matrix.json must not block the report
+    try:  # a regular file of at most 1 MiB only: a FIFO or device named .matrix.json must not block the report
         info = json.loads(read_regular_text(root / MATRIX_FILE, 1 << 20))
     except (OSError, ValueError, RecursionError):
         return {}
@@ -278,7 +309,11 @@ def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[
     """
     root = Path(root)
     plan = read_plan(root)
-    ids = sorted(plan) if plan is not None else sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ids = (
+        sorted(plan)
+        if plan is not None
+        else sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    )
     records = []
     for cell_id in ids:
         check = check_record(root, cell_id, plan.get(cell_id) if plan is not None else None)
@@ -289,7 +324,9 @@ def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[
     if plan is not None and warn is not None:
         dropped = sorted(p.parent.name for p in root.glob("*/" + RESULT_FILE) if p.parent.name not in plan)
         if dropped:
-            warn(f"left out: {len(dropped)} folder(s) with a result that the matrix's current plan does not list "
-                 f"(cells it no longer has, or copies) ({', '.join(dropped[:3])}"
-                 f"{', ...' if len(dropped) > 3 else ''})")
+            warn(
+                f"left out: {len(dropped)} folder(s) with a result that the matrix's current plan does not list "
+                f"(cells it no longer has, or copies) ({', '.join(dropped[:3])}"
+                f"{', ...' if len(dropped) > 3 else ''})"
+            )
     return records

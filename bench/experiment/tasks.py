@@ -3,6 +3,7 @@
 Each task (``distill``, ``continual``, ``evaluate``) takes a :class:`bench.experiment.plan.CellPlan` and
 returns the record; nothing here resolves settings again.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,15 @@ def data_md5(data: ImageDataset) -> str:
 
 def provenance(plan: CellPlan, data: ImageDataset) -> dict[str, Any]:
     """What produced a record: seed, plan fingerprint, code, library versions, device and data."""
-    return {"seed": plan.cell.seed, "fingerprint": plan.fingerprint, **code_state(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "device": machine_label(), "dataset_md5": data_md5(data)}
+    return {
+        "seed": plan.cell.seed,
+        "fingerprint": plan.fingerprint,
+        **code_state(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": machine_label(),
+        "dataset_md5": data_md5(data),
+    }
 
 
 class Progress(typing.Protocol):
@@ -79,18 +87,30 @@ class RunContext:
     progress: Progress = field(default_factory=NoProgress)
 
 
-def new_record(plan: CellPlan, data: ImageDataset, accuracies: dict[str, list[float]], **measured: Any) -> dict[str, Any]:
+def new_record(
+    plan: CellPlan, data: ImageDataset, accuracies: dict[str, list[float]], **measured: Any
+) -> dict[str, Any]:
     """The cell's result record (:class:`bench.experiment.record.CellRecord`) as the JSON object it is stored as."""
-    return CellRecord(cell={**dataclasses.asdict(plan.cell), "id": plan.id}, fingerprint=plan.fingerprint,
-                      plan=plan.to_json(), provenance=provenance(plan, data), data_used=plan.data_used,
-                      scale=plan.cell.profile, machine=machine_label(), torch=torch.__version__, accuracies=accuracies,
-                      **measured).to_json()
+    return CellRecord(
+        cell={**dataclasses.asdict(plan.cell), "id": plan.id},
+        fingerprint=plan.fingerprint,
+        plan=plan.to_json(),
+        provenance=provenance(plan, data),
+        data_used=plan.data_used,
+        scale=plan.cell.profile,
+        machine=machine_label(),
+        torch=torch.__version__,
+        accuracies=accuracies,
+        **measured,
+    ).to_json()
 
 
 def _protocol_record(plan: CellPlan, protocol: Protocol) -> dict[str, Any]:
     """The protocol as run, and whether it is the row's published one or forced by the matrix."""
-    return {"protocol": {**dataclasses.asdict(protocol), "epochs_from": plan.epochs_from},
-            "protocol_choice": plan.protocol_choice}
+    return {
+        "protocol": {**dataclasses.asdict(protocol), "epochs_from": plan.epochs_from},
+        "protocol_choice": plan.protocol_choice,
+    }
 
 
 def execute_continual(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any], None]:
@@ -103,13 +123,29 @@ def execute_continual(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any], 
     eval_arch = settings["eval_arch"]
     ctx.progress.phase("continual (distil and train per step)", None)
     start = time.perf_counter()
-    outcome = run_continual(data, plan.method, cell.ipc, settings["steps"],
-                            lambda subset: network_factory(cell.arch, subset), network_factory(eval_arch, data),
-                            settings["protocol"], protocol, plan.budget, cell.seed,
-                            order_seed=cell.seed if settings["protocol"] == "dc" else 0)
-    result = new_record(plan, data, {eval_arch: [outcome.accuracies[-1]]}, protocol=dataclasses.asdict(protocol),
-                        continual_protocol=settings["protocol"], class_order=outcome.order,
-                        step_accuracies=outcome.accuracies, distill_seconds=time.perf_counter() - start)
+    outcome = run_continual(
+        data,
+        plan.method,
+        cell.ipc,
+        settings["steps"],
+        lambda subset: network_factory(cell.arch, subset),
+        network_factory(eval_arch, data),
+        settings["protocol"],
+        protocol,
+        plan.budget,
+        cell.seed,
+        order_seed=cell.seed if settings["protocol"] == "dc" else 0,
+    )
+    result = new_record(
+        plan,
+        data,
+        {eval_arch: [outcome.accuracies[-1]]},
+        protocol=dataclasses.asdict(protocol),
+        continual_protocol=settings["protocol"],
+        class_order=outcome.order,
+        step_accuracies=outcome.accuracies,
+        distill_seconds=time.perf_counter() - start,
+    )
     return result, None
 
 
@@ -118,8 +154,8 @@ def execute_distillation(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any
     cell = plan.cell
     data = plan_data(plan, ctx.data_root)
     budget = plan.budget
-    hooks: dict[str, Any] = {"cache_dir": ctx.root}   # coresets keep their feature network there
-    curve_best: list[float] = []   # best-of-validation of every evaluation during distillation
+    hooks: dict[str, Any] = {"cache_dir": ctx.root}  # coresets keep their feature network there
+    curve_best: list[float] = []  # best-of-validation of every evaluation during distillation
     if budget.eval_every:
         first = plan.protocols[cell.eval_archs[0]]
         curve_protocol = dataclasses.replace(first, epochs=plan.curve_epochs or first.epochs)
@@ -159,12 +195,21 @@ def execute_distillation(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any
     loop_seconds = (t.get("clustering", 0.0) + t.get("image_update", 0.0)) / steps if steps else None
     protocol = plan.protocols[cell.eval_archs[0]] if cell.eval_archs else None
     result = new_record(
-        plan, data, evaluations, best_accuracies=best, max_during_distillation=during, eval_runs=plan.eval_runs,
+        plan,
+        data,
+        evaluations,
+        best_accuracies=best,
+        max_during_distillation=during,
+        eval_runs=plan.eval_runs,
         **(_protocol_record(plan, protocol) if protocol is not None else {}),
         seconds_per_inner_loop=loop_seconds,
         clustering_share=(t.get("clustering", 0.0) / steps / loop_seconds) if loop_seconds else 0.0,
-        distill_seconds=distill_seconds, eval_seconds=time.perf_counter() - eval_start, timings=distilled.timings,
-        resumed_from=resumed, log=distilled.log)
+        distill_seconds=distill_seconds,
+        eval_seconds=time.perf_counter() - eval_start,
+        timings=distilled.timings,
+        resumed_from=resumed,
+        log=distilled.log,
+    )
     return result, distilled
 
 
@@ -183,10 +228,16 @@ def execute_evaluation(plan: CellPlan, ctx: RunContext) -> tuple[dict[str, Any],
     ctx.progress.phase("evaluate", plan.eval_runs, "network")
     start = time.perf_counter()
     outcome = evaluate_set(images, labels, data, arch, protocol, plan.eval_runs, cell.seed)
-    result = new_record(plan, data, {arch: outcome.accuracies}, **_protocol_record(plan, protocol),
-                        eval_runs=plan.eval_runs, best_accuracies={arch: outcome.best},
-                        eval_seconds=time.perf_counter() - start)
-    result["provenance"]["set_sha256"] = file_digest(set_file, "sha256")   # the set it evaluated (reports count sets)
+    result = new_record(
+        plan,
+        data,
+        {arch: outcome.accuracies},
+        **_protocol_record(plan, protocol),
+        eval_runs=plan.eval_runs,
+        best_accuracies={arch: outcome.best},
+        eval_seconds=time.perf_counter() - start,
+    )
+    result["provenance"]["set_sha256"] = file_digest(set_file, "sha256")  # the set it evaluated (reports count sets)
     return result, None
 
 
@@ -217,15 +268,20 @@ def timing_line(record: Record) -> str:
     """Seconds per inner loop (clustering + image update) and the clustering share, as Table VI reports."""
     if not record.seconds_per_inner_loop:
         return f"{record.cell.id}: selection {record.distill_seconds:.1f}s"
-    return (f"{record.cell.id}: {record.seconds_per_inner_loop:.3f} s/inner loop "
-            f"(clustering {100 * (record.clustering_share or 0.0):.0f}%), distil {record.distill_seconds:.1f}s, "
-            f"eval {record.eval_seconds:.1f}s")
+    return (
+        f"{record.cell.id}: {record.seconds_per_inner_loop:.3f} s/inner loop "
+        f"(clustering {100 * (record.clustering_share or 0.0):.0f}%), distil {record.distill_seconds:.1f}s, "
+        f"eval {record.eval_seconds:.1f}s"
+    )
 
 
-def run_and_store(plan: CellPlan, root: Path, data_root: str | None = None, checkpoint: Any = None,
-                  progress: Progress | None = None) -> Record:
+def run_and_store(
+    plan: CellPlan, root: Path, data_root: str | None = None, checkpoint: Any = None, progress: Progress | None = None
+) -> Record:
     """Run a planned cell and write it atomically under ``root/<cell id>``; returns the record as read back."""
     with keeping_freed_memory():
-        result, distilled = TASKS[plan.cell.task](plan, RunContext(root, data_root, checkpoint, progress or NoProgress()))
+        result, distilled = TASKS[plan.cell.task](
+            plan, RunContext(root, data_root, checkpoint, progress or NoProgress())
+        )
     written = write_cell(root, plan.id, result, distilled.state() if distilled is not None else None)
-    return read_record(json.loads(json.dumps(written, default=str)), plan.id)   # as a reader will see it
+    return read_record(json.loads(json.dumps(written, default=str)), plan.id)  # as a reader will see it

@@ -8,6 +8,7 @@ registered data;
 for both. A set is bounded (:data:`MAX_SET_IMAGES` images, :data:`MAX_SET_BYTES` of float32 pixels) and its labels
 must be integers: anything else is one ValueError line, before any training.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,18 +47,18 @@ class Protocol:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "multistep"     # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 after E//2+1 (A)
+    schedule: str = "multistep"  # multistep: x0.2 at each milestone (B: 2E/3, 5E/6) | halfway: x0.1 after E//2+1 (A)
     milestones: tuple[float, ...] = (2 / 3, 5 / 6)
-    augment: str = "dsa"            # dsa: the dataset's DSA strategy | dc: DC's own crop/scale/rotate | none
+    augment: str = "dsa"  # dsa: the dataset's DSA strategy | dc: DC's own crop/scale/rotate | none
     aug_mode: str = "single"
-    drop_cutout: bool = False       # B removes cutout because CutMix is on
+    drop_cutout: bool = False  # B removes cutout because CutMix is on
     cutmix_p: float = 0.0
-    validations: int = 1            # test-set checks at evenly spaced epochs (the last is the last epoch)
-    strategy: str = ""              # DSA families; "" = the dataset's (no flip on digit sets, as DSA advises)
+    validations: int = 1  # test-set checks at evenly spaced epochs (the last is the last epoch)
+    strategy: str = ""  # DSA families; "" = the dataset's (no flip on digit sets, as DSA advises)
 
 
 PROTOCOLS: Registry[Protocol] = Registry("evaluation protocol")
-SUMMARIES: dict[str, str] = {}   # one line per protocol, for captions and `dreambench ls protocols`
+SUMMARIES: dict[str, str] = {}  # one line per protocol, for captions and `dreambench ls protocols`
 
 
 def register_protocol(protocol: Protocol, summary: str) -> Protocol:
@@ -66,19 +67,44 @@ def register_protocol(protocol: Protocol, summary: str) -> Protocol:
     return PROTOCOLS.add(protocol.name, protocol)
 
 
-register_protocol(Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
-                  "DSA augmentation, 1000 epochs, batch 256, lr x0.1 at half")
-register_protocol(Protocol("A-dm", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single",
-                           strategy="color_crop_cutout_flip_scale_rotate"),   # main_DM.py's default, flip everywhere
-                  "as A but DSA with flip on every dataset (main_DM.py's default strategy)")
-register_protocol(Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
-                  "DC's crop/scale/rotate augmentation, 1000 epochs, batch 256, lr x0.1 at half")
-register_protocol(Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
-                  "no augmentation, 300 epochs, batch 256, lr x0.1 at half")
-register_protocol(Protocol("B", epochs=1000, batch_size=64, schedule="multistep", augment="dsa", aug_mode="composite",
-                           drop_cutout=True, cutmix_p=0.5, validations=4),
-                  "DSA (no cutout) + CutMix, 1000 epochs, batch 64, lr x0.2 at 2/3 and 5/6, 4 validations (best and "
-                  "last logged)")
+register_protocol(
+    Protocol("A", epochs=1000, batch_size=256, schedule="halfway", augment="dsa", aug_mode="single"),
+    "DSA augmentation, 1000 epochs, batch 256, lr x0.1 at half",
+)
+register_protocol(
+    Protocol(
+        "A-dm",
+        epochs=1000,
+        batch_size=256,
+        schedule="halfway",
+        augment="dsa",
+        aug_mode="single",
+        strategy="color_crop_cutout_flip_scale_rotate",
+    ),  # main_DM.py's default, flip everywhere
+    "as A but DSA with flip on every dataset (main_DM.py's default strategy)",
+)
+register_protocol(
+    Protocol("A-dcaug", epochs=1000, batch_size=256, schedule="halfway", augment="dc"),
+    "DC's crop/scale/rotate augmentation, 1000 epochs, batch 256, lr x0.1 at half",
+)
+register_protocol(
+    Protocol("A-noaug", epochs=300, batch_size=256, schedule="halfway", augment="none"),
+    "no augmentation, 300 epochs, batch 256, lr x0.1 at half",
+)
+register_protocol(
+    Protocol(
+        "B",
+        epochs=1000,
+        batch_size=64,
+        schedule="multistep",
+        augment="dsa",
+        aug_mode="composite",
+        drop_cutout=True,
+        cutmix_p=0.5,
+        validations=4,
+    ),
+    "DSA (no cutout) + CutMix, 1000 epochs, batch 64, lr x0.2 at 2/3 and 5/6, 4 validations (best and last logged)",
+)
 PER_DATASET = {"A-dc": "DC's rule: A-dcaug on MNIST, A-noaug elsewhere"}
 
 
@@ -99,7 +125,7 @@ def resolve_protocol(name: str, dataset: str, factor: int = 1) -> Protocol:
         raise ValueError(f"unknown evaluation protocol {name!r}; allowed: {', '.join(protocol_names())}")
     protocol = PROTOCOLS.get(name)
     if name == "B" and _digit_like(dataset) and factor > 1:
-        protocol = replace(protocol, cutmix_p=0.0)   # IDC: MNIST with f > 1 uses no CutMix (docs/official-code.md 12)
+        protocol = replace(protocol, cutmix_p=0.0)  # IDC: MNIST with f > 1 uses no CutMix (docs/official-code.md 12)
     return protocol
 
 
@@ -135,9 +161,16 @@ def _sgd(net: torch.nn.Module, protocol: Protocol, lr: float) -> torch.optim.Opt
     return torch.optim.SGD(net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
 
 
-def fit(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, protocol: Protocol,
-        gen: torch.Generator, loss_fn: LossHook | None = None,
-        after_epoch: Callable[[int], None] | None = None) -> None:
+def fit(
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: ImageDataset,
+    protocol: Protocol,
+    gen: torch.Generator,
+    loss_fn: LossHook | None = None,
+    after_epoch: Callable[[int], None] | None = None,
+) -> None:
     """Train ``net`` on a set (pixel space) for the protocol's epochs: its schedule, augmentation and CutMix.
     The one training loop of evaluation and continual learning; ``after_epoch(k)`` runs after epoch k."""
     aug = make_augment(protocol, data.name)
@@ -147,11 +180,21 @@ def fit(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, data: 
     for epoch in range(protocol.epochs):
         lr = lr_at(protocol, epoch)
         if protocol.schedule == "halfway" and epoch == protocol.epochs // 2 + 2:
-            opt = _sgd(net, protocol, lr)   # DC rebuilds the optimiser at the decay, which resets momentum
+            opt = _sgd(net, protocol, lr)  # DC rebuilds the optimiser at the decay, which resets momentum
         for group in opt.param_groups:
             group["lr"] = lr
-        train_epoch(net, opt, images, labels, batch_size=protocol.batch_size, to_input=data.normalize, gen=gen,
-                    aug=aug, cutmix_p=protocol.cutmix_p, loss_fn=loss_fn)
+        train_epoch(
+            net,
+            opt,
+            images,
+            labels,
+            batch_size=protocol.batch_size,
+            to_input=data.normalize,
+            gen=gen,
+            aug=aug,
+            cutmix_p=protocol.cutmix_p,
+            loss_fn=loss_fn,
+        )
         if after_epoch is not None:
             after_epoch(epoch + 1)
 
@@ -178,7 +221,12 @@ def validation_epochs(protocol: Protocol) -> set[int]:
 
 
 def train_and_test(
-    images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, seed: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: ImageDataset,
+    arch: str,
+    protocol: Protocol,
+    seed: int,
 ) -> RunAccuracy:
     """Train a fresh ``arch`` on (images, labels) in pixel space; top-1 test accuracy (%) at the last epoch
     and the best over the protocol's validation points (the number IDC/DREAM logs as 'best')."""
@@ -219,12 +267,22 @@ class EvalResult:
 
 
 def evaluate_set(
-    images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, arch: str, protocol: Protocol, runs: int, seed: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: ImageDataset,
+    arch: str,
+    protocol: Protocol,
+    runs: int,
+    seed: int,
 ) -> EvalResult:
     """``runs`` independently initialised networks on the same set (which must be finite and well-formed)."""
     check_set(images, labels, data)
-    return EvalResult([train_and_test(images, labels, data, arch, protocol, derive_seed(seed, "evaluation network", r))
-                       for r in range(runs)])
+    return EvalResult(
+        [
+            train_and_test(images, labels, data, arch, protocol, derive_seed(seed, "evaluation network", r))
+            for r in range(runs)
+        ]
+    )
 
 
 def _whole_number(value: Any, what: str, low: int, high: int = 2**31 - 1) -> int:
@@ -234,8 +292,14 @@ def _whole_number(value: Any, what: str, low: int, high: int = 2**31 - 1) -> int
 
 
 def evaluate_images(
-    images: torch.Tensor, labels: torch.Tensor, dataset: str | ImageDataset, arch: str = "ConvNet-3",
-    protocol: str | Protocol = "B", runs: int = 5, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    dataset: str | ImageDataset,
+    arch: str = "ConvNet-3",
+    protocol: str | Protocol = "B",
+    runs: int = 5,
+    seed: int = 0,
+    data_root: str | os.PathLike[str] | None = None,
     epochs: int | None = None,
 ) -> EvalResult:
     """Evaluate a set given as tensors: train ``runs`` fresh ``arch`` networks on it under an evaluation protocol
@@ -268,14 +332,14 @@ def evaluate_images(
         raise ValueError(f"protocol = {protocol!r:.40}; allowed: {', '.join(protocol_names())} or a Protocol")
     if epochs is not None:
         protocol = replace(protocol, epochs=epochs)
-    network_factory(arch, data)()   # an unknown or unbuildable architecture fails here, before training
+    network_factory(arch, data)()  # an unknown or unbuildable architecture fails here, before training
     with keeping_freed_memory():
         return evaluate_set(images, labels, data, arch, protocol, runs, seed)
 
 
 # A set to evaluate is bounded: beyond these it is refused before it is converted, decoded or trained on.
 MAX_SET_IMAGES = 1_000_000
-MAX_SET_BYTES = 2 << 30        # 2 GiB of decoded float32 pixels; also the most a set file may hold on disk
+MAX_SET_BYTES = 2 << 30  # 2 GiB of decoded float32 pixels; also the most a set file may hold on disk
 
 
 def check_set_size(count: int, image_shape: tuple[int, ...] | torch.Size, where: str) -> None:
@@ -283,17 +347,20 @@ def check_set_size(count: int, image_shape: tuple[int, ...] | torch.Size, where:
     float32), else one ValueError line. Call it before decoding (count x factor**2) or converting."""
     nbytes = count * math.prod(int(d) for d in image_shape) * 4
     if count > MAX_SET_IMAGES or nbytes > MAX_SET_BYTES:
-        raise ValueError(f"{where}: {count} images of {' x '.join(str(int(d)) for d in image_shape) or 'one value'} "
-                         f"({nbytes / 2**30:.2f} GiB as float32); allowed: at most {MAX_SET_IMAGES} images and "
-                         f"{MAX_SET_BYTES // 2**30} GiB")
+        raise ValueError(
+            f"{where}: {count} images of {' x '.join(str(int(d)) for d in image_shape) or 'one value'} "
+            f"({nbytes / 2**30:.2f} GiB as float32); allowed: at most {MAX_SET_IMAGES} images and "
+            f"{MAX_SET_BYTES // 2**30} GiB"
+        )
 
 
 def as_set(images: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) as float32 and int64 tensors, checked first: tensors of real numbers, at most the bounded
     size, labels integers (a fractional, infinite or NaN label is refused, never truncated into a class)."""
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise ValueError(f"{where}: images and labels must be tensors, got {type(images).__name__} and "
-                         f"{type(labels).__name__}")
+        raise ValueError(
+            f"{where}: images and labels must be tensors, got {type(images).__name__} and {type(labels).__name__}"
+        )
     for name, t in (("images", images), ("labels", labels)):
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{where}: {name} of dtype {t.dtype}; allowed: real numbers")
@@ -307,8 +374,9 @@ def as_set(images: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Te
     return images.float(), labels.long()
 
 
-def load_external_set(path: str, data: ImageDataset | None = None,
-                      experiment: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+def load_external_set(
+    path: str, data: ImageDataset | None = None, experiment: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Read a set produced elsewhere as (pixel-space images, labels, decode factor).
 
     Layouts: dreambench's dict (images/labels[/factor]); IDC/DREAM's ``[x, y]`` (stored images of their
@@ -331,24 +399,31 @@ def load_external_set(path: str, data: ImageDataset | None = None,
         images, labels = as_set(images, labels, path)
     elif isinstance(obj, dict) and isinstance(obj.get("data"), (list, tuple)) and obj["data"]:
         pairs = obj["data"]
-        if not 0 <= experiment < len(pairs) or not isinstance(pairs[experiment], (list, tuple)) or \
-                len(pairs[experiment]) != 2:
-            raise ValueError(f"{path}: DC-style file with {len(pairs)} experiments; --experiment must be in "
-                             f"[0, {len(pairs) - 1}]")
+        if (
+            not 0 <= experiment < len(pairs)
+            or not isinstance(pairs[experiment], (list, tuple))
+            or len(pairs[experiment]) != 2
+        ):
+            raise ValueError(
+                f"{path}: DC-style file with {len(pairs)} experiments; --experiment must be in [0, {len(pairs) - 1}]"
+            )
         if data is None:
             raise ValueError(f"{path}: DC-style images are normalised; the dataset is needed to undo it")
         images, labels = as_set(pairs[experiment][0], pairs[experiment][1], path)
         if images.ndim != 4 or images.shape[1] != data.channels:
-            raise ValueError(f"{path}: images of shape {tuple(images.shape)}; {data.name} needs N x {data.channels} "
-                             "x H x W")
+            raise ValueError(
+                f"{path}: images of shape {tuple(images.shape)}; {data.name} needs N x {data.channels} x H x W"
+            )
         images, factor = data.denormalize(images), 1
     elif isinstance(obj, (list, tuple)) and len(obj) == 2:
         # IDC/DREAM save the stored (undecoded) images; their published runs use factor 2
         images, labels = as_set(obj[0], obj[1], path)
         factor = 2
     else:
-        raise ValueError(f"{path}: expected a dict with 'images' and 'labels', IDC/DREAM's [images, labels] pair, "
-                         "or DC/DSA/DM's {'data': [[images, labels], ...]}")
+        raise ValueError(
+            f"{path}: expected a dict with 'images' and 'labels', IDC/DREAM's [images, labels] pair, "
+            "or DC/DSA/DM's {'data': [[images, labels], ...]}"
+        )
     return images, labels, factor
 
 
@@ -357,8 +432,9 @@ def check_set(images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, wh
     matching the dataset."""
     shape = tuple(data.train_images.shape[1:])
     if images.ndim != 4 or tuple(images.shape[1:]) != shape:
-        raise ValueError(f"{where}: images of shape {tuple(images.shape)}; {data.name} needs N x "
-                         f"{' x '.join(map(str, shape))}")
+        raise ValueError(
+            f"{where}: images of shape {tuple(images.shape)}; {data.name} needs N x {' x '.join(map(str, shape))}"
+        )
     if len(images) == 0:
         raise ValueError(f"{where}: the set is empty")
     check_set_size(len(images), shape, where)
@@ -367,7 +443,8 @@ def check_set(images: torch.Tensor, labels: torch.Tensor, data: ImageDataset, wh
     if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
         raise ValueError(f"{where}: labels of dtype {labels.dtype}; allowed: integer class indices")
     if int(labels.min()) < 0 or int(labels.max()) >= data.num_classes:
-        raise ValueError(f"{where}: labels must lie in [0, {data.num_classes - 1}], found "
-                         f"{int(labels.min())}..{int(labels.max())}")
+        raise ValueError(
+            f"{where}: labels must lie in [0, {data.num_classes - 1}], found {int(labels.min())}..{int(labels.max())}"
+        )
     if not torch.isfinite(images).all():
         raise ValueError(f"{where}: images hold NaN or infinite values")

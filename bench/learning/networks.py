@@ -19,6 +19,7 @@ Deliberate deviations from the official code (see docs/official-code.md §2.2 / 
 * ResNet's ``wide`` variant only has the "small" stem (3x3, stride 1, no max-pool) used for inputs <= 64 px.
 * DenseNet takes any input channel count (the official one hard-wires 3).
 """
+
 from __future__ import annotations
 
 import math
@@ -334,6 +335,7 @@ class TimmNetwork(EmbeddingNetwork):
 NetworkFactory = Callable[..., EmbeddingNetwork]  # (channels, num_classes, image_size, **kwargs)
 PrefixFactory = Callable[..., EmbeddingNetwork]  # (suffix, channels, num_classes, image_size, **kwargs)
 
+
 class UnknownNetworkError(UnknownNameError):
     """Raised by :func:`create_network` for a name that is neither registered nor handled by a prefix."""
 
@@ -369,7 +371,7 @@ def create_network(
         return NETWORKS.get(name)(channels, num_classes, image_size, **kwargs)
     for prefix, factory in PREFIXES.items():
         if name.startswith(prefix):
-            return factory(name[len(prefix):], channels, num_classes, image_size, **kwargs)
+            return factory(name[len(prefix) :], channels, num_classes, image_size, **kwargs)
     raise unknown_network(name)
 
 

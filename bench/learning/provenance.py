@@ -10,6 +10,7 @@ A row's source can differ by dataset column: DC's paper has no CIFAR-100 column,
 the coreset rows, DC and DSA come from later papers (:func:`row_source`). Anything not confirmed against a
 source is said so in the record's ``note``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 class Provenance:
     """The source of one published row (or one dataset column of it) and the evaluation that produced it."""
 
-    source: str      # the paper whose number Table I copies
-    protocol: str    # the evaluation protocol name in bench.learning.evaluation ('A-dc' resolves per dataset)
-    accuracy: str    # which accuracy that source reports
-    runs: str        # how many sets and networks the published mean pools, in words
-    sets: int | None = None   # distinct sets behind the published mean and ± (None: the source does not say)
-    note: str = ""   # what about this record is inferred or unconfirmed ("" when nothing is)
+    source: str  # the paper whose number Table I copies
+    protocol: str  # the evaluation protocol name in bench.learning.evaluation ('A-dc' resolves per dataset)
+    accuracy: str  # which accuracy that source reports
+    runs: str  # how many sets and networks the published mean pools, in words
+    sets: int | None = None  # distinct sets behind the published mean and ± (None: the source does not say)
+    note: str = ""  # what about this record is inferred or unconfirmed ("" when nothing is)
 
 
 _DC_PAPER = "DC (Zhao, Mopuri, Bilen, ICLR 2021), Table 1"
@@ -41,14 +42,22 @@ TABLE1: dict[str, Provenance] = {
     "DC": Provenance(_DC_PAPER, "A-dc", _LAST, _DC_RUNS, 5),
     "DSA": Provenance("DSA (Zhao, Bilen, ICML 2021)", "A", _LAST, _DC_RUNS, 5),
     "DM": Provenance("DM (Zhao, Bilen, WACV 2023)", "A-dm", _LAST, "5 sets x 5-20 networks", 5),
-    "IDC": Provenance("IDC (Kim et al., ICML 2022)", "B",
-                      "not stated; test.py validates every epochs // 4 epochs (4 times, the last at the final epoch) "
-                      "and logs the mean over --repeat runs of both the best of the 4 and the last",
-                      "--repeat runs of one set; count not stated"),
-    "DREAM": Provenance("DREAM (Liu et al., ICCV 2023)", "B", "best of 4 validation points, mean over runs (inferred)",
-                        "not stated"),
-    "DREAM+": Provenance("DREAM+ (Liu et al.)", "B", "maximum over every evaluation during distillation",
-                         "5 runs (paper); sets vs networks not stated"),
+    "IDC": Provenance(
+        "IDC (Kim et al., ICML 2022)",
+        "B",
+        "not stated; test.py validates every epochs // 4 epochs (4 times, the last at the final epoch) "
+        "and logs the mean over --repeat runs of both the best of the 4 and the last",
+        "--repeat runs of one set; count not stated",
+    ),
+    "DREAM": Provenance(
+        "DREAM (Liu et al., ICCV 2023)", "B", "best of 4 validation points, mean over runs (inferred)", "not stated"
+    ),
+    "DREAM+": Provenance(
+        "DREAM+ (Liu et al.)",
+        "B",
+        "maximum over every evaluation during distillation",
+        "5 runs (paper); sets vs networks not stated",
+    ),
     "Whole": Provenance("the whole training set (Table II upper bound)", "B", _LAST, "-"),
 }
 
@@ -58,6 +67,7 @@ SETS: dict[str, int | None] = {method: record.sets for method, record in TABLE1.
 
 # Rows of Table I that dreambench does not run; their numbers come from their own papers.
 NOT_RUN = ("DD", "LD", "CAFE", "MTT", "IDM", "KIP", "RFAD", "HaBa", "FRePo")
+
 
 def published_protocol(method: str) -> str:
     """The evaluation protocol of the paper that published ``method``'s Table I number (base name)."""
@@ -75,11 +85,12 @@ def published_protocol(method: str) -> str:
 # which is unconfirmed. The protocols below are the methods' own (unchanged): what the DSA and DM papers did
 # for the coreset rows is not known.
 
-_C100_SMALL = ("DSA (Zhao, Bilen, ICML 2021), Table 1 (CIFAR-100 at IPC 1 and 10; DC's paper has no CIFAR-100 "
-               "column)")
+_C100_SMALL = "DSA (Zhao, Bilen, ICML 2021), Table 1 (CIFAR-100 at IPC 1 and 10; DC's paper has no CIFAR-100 column)"
 _C100_50 = "most likely DM (Zhao, Bilen, WACV 2023), Table 1 (CIFAR-100 at IPC 50; not DSA's or DC's paper)"
-_CORESET_NOTE = ("source inferred (not read in the paper itself); how that paper evaluated the coreset rows is "
-                 "unconfirmed, so the protocol is DC's, as for the other columns")
+_CORESET_NOTE = (
+    "source inferred (not read in the paper itself); how that paper evaluated the coreset rows is "
+    "unconfirmed, so the protocol is DC's, as for the other columns"
+)
 
 
 def _override(base: Provenance, source: str, sets: int | None, note: str) -> Provenance:
@@ -93,13 +104,18 @@ for _method in ("Random", "Herding", "Forgetting"):
     _OVERRIDES[(_method, "cifar100", 50)] = _override(TABLE1[_method], _C100_50, None, _CORESET_NOTE)
 for _ipc in (1, 10):
     _OVERRIDES[("DC", "cifar100", _ipc)] = _override(
-        TABLE1["DC"], _C100_SMALL, 5,
+        TABLE1["DC"],
+        _C100_SMALL,
+        5,
         "source inferred from the authors' README history and later papers' citations; protocol from DC's code "
-        "(main.py: no augmentation, 300 epochs on CIFAR-100; 5 experiments x 20 networks by default)")
+        "(main.py: no augmentation, 300 epochs on CIFAR-100; 5 experiments x 20 networks by default)",
+    )
     _OVERRIDES[("DSA", "cifar100", _ipc)] = _override(
-        TABLE1["DSA"], _C100_SMALL, 5, "numbers match the authors' README (DSA section); 5 sets is main.py's default")
+        TABLE1["DSA"], _C100_SMALL, 5, "numbers match the authors' README (DSA section); 5 sets is main.py's default"
+    )
 _OVERRIDES[("DSA", "cifar100", 50)] = _override(
-    TABLE1["DSA"], _C100_50, None, "DSA's README has no CIFAR-100 IPC-50 number; the DM paper as source is unconfirmed")
+    TABLE1["DSA"], _C100_50, None, "DSA's README has no CIFAR-100 IPC-50 number; the DM paper as source is unconfirmed"
+)
 # No CIFAR-100 column of K-Center in Table I; DC has none at IPC 50.
 del _method, _ipc
 

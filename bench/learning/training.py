@@ -1,4 +1,5 @@
 """The one supervised training loop, shared by evaluation, in-loop network updates, warm-up and coresets."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -11,8 +12,8 @@ from bench.core.transfer import to_device
 from bench.data.augment import DiffAugment, cutmix
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]
-BatchHook = Callable[[torch.Tensor, torch.Tensor], None]   # (sample indices, logits)
-LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]   # (inputs, logits, labels) -> loss
+BatchHook = Callable[[torch.Tensor, torch.Tensor], None]  # (sample indices, logits)
+LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs, logits, labels) -> loss
 
 
 def device_of(net: nn.Module) -> torch.device:
@@ -52,9 +53,9 @@ def train_epoch(
     net.train()
     device = device_of(net)
     order = torch.randperm(len(images), generator=gen)
-    if max_samples is not None:   # IDC stops after the batch that reaches max_samples: every batch is full
+    if max_samples is not None:  # IDC stops after the batch that reaches max_samples: every batch is full
         order = order[: -(-max_samples // batch_size) * batch_size]
-    total, count = torch.zeros((), dtype=torch.float64, device=device), 0   # summed on the device: no sync per batch
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0  # summed on the device: no sync per batch
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         x = to_input(to_device(images[to_device(idx, images.device)], device))
@@ -115,13 +116,13 @@ def default_device() -> torch.device:
 # Every random stream a run draws from beyond its base seed: stream name -> (seed, index) -> seed. Written once
 # here; the formulas are the ones every recorded result was made with, so changing one changes results.
 SEED_STREAMS: dict[str, Callable[[int, int], int]] = {
-    "matching network": lambda seed, k: seed * 1_000_003 + k,     # the fresh network of outer iteration k
-    "warm-up batches": lambda seed, k: seed * 31 + k,               # DREAM+'s real-data epoch for that network
-    "iteration": lambda seed, k: seed * 7_919 + k,                  # batches and augmentation of iteration k
-    "evaluation network": lambda seed, k: seed * 1000 + k,          # evaluation run k of a set
-    "continual distillation": lambda seed, k: seed * 100 + k,       # the memory distilled at step k
-    "continual network": lambda seed, k: seed * 1000 + k,           # the network trained after step k
-    "continual batches": lambda seed, k: seed * 7 + k,              # its batch order
+    "matching network": lambda seed, k: seed * 1_000_003 + k,  # the fresh network of outer iteration k
+    "warm-up batches": lambda seed, k: seed * 31 + k,  # DREAM+'s real-data epoch for that network
+    "iteration": lambda seed, k: seed * 7_919 + k,  # batches and augmentation of iteration k
+    "evaluation network": lambda seed, k: seed * 1000 + k,  # evaluation run k of a set
+    "continual distillation": lambda seed, k: seed * 100 + k,  # the memory distilled at step k
+    "continual network": lambda seed, k: seed * 1000 + k,  # the network trained after step k
+    "continual batches": lambda seed, k: seed * 7 + k,  # its batch order
 }
 
 

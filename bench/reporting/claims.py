@@ -5,6 +5,7 @@ Generated from the pages' ``curves.csv`` and ``results.csv`` (``dreambench repor
 ``docs/results/claims.md``); a claim no page measures stays "untested". A mini-scale verdict says so: it is
 evidence about the mechanism on a stand-in, not about the paper's numbers.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,7 +20,7 @@ from bench.reporting.curves import iterations_to_reach
 from bench.reporting.pages import load_pages
 
 CLAIMS_FILE = "claims.md"
-SCALE_RANK = {"paper": 3, "gpu": 2, "sets": 2, "cpu": 1}   # larger is closer to the paper; anything else ranks 0
+SCALE_RANK = {"paper": 3, "gpu": 2, "sets": 2, "cpu": 1}  # larger is closer to the paper; anything else ranks 0
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,14 @@ class Claim:
 
     quote: str
     where: str
-    test: Callable[[pd.DataFrame, pd.DataFrame], "Evidence | None"]
+    test: Callable[[pd.DataFrame, pd.DataFrame], Evidence | None]
 
 
 @dataclass(frozen=True)
 class Evidence:
-    scale: str       # e.g. "mini (digits, IPC 1)"
-    n: int           # seeds (curves) or distinct sets
-    finding: str     # what the data show
+    scale: str  # e.g. "mini (digits, IPC 1)"
+    n: int  # seeds (curves) or distinct sets
+    finding: str  # what the data show
     supported: bool
     page: str
     rank: int
@@ -60,7 +61,11 @@ def _mean_curve(rows: pd.DataFrame) -> list[tuple[int, float]]:
 def _scale(rows: pd.DataFrame) -> tuple[str, int]:
     first = rows.iloc[0]
     scale = str(first["scale"])
-    data = first["data_used"] if first["data_used"] == first["dataset"] else f"{first['dataset']} ran on {first['data_used']}"
+    data = (
+        first["data_used"]
+        if first["data_used"] == first["dataset"]
+        else f"{first['dataset']} ran on {first['data_used']}"
+    )
     return f"{scale} ({data}, IPC {first['ipc']})", SCALE_RANK.get(scale, 0)
 
 
@@ -83,13 +88,17 @@ def speedup(base: str, faster: str, at_least: float) -> Callable[[pd.DataFrame, 
             scale, rank = _scale(rows)
             n = min(b["seed"].nunique(), f["seed"].nunique())
             if reach is None:
-                finding = (f"{faster} never reached {base}'s final {target:.1f}% (at iteration {target_iteration}) "
-                           f"within its {fast_curve[-1][0]} iterations")
+                finding = (
+                    f"{faster} never reached {base}'s final {target:.1f}% (at iteration {target_iteration}) "
+                    f"within its {fast_curve[-1][0]} iterations"
+                )
                 supported = False
             else:
                 ratio = target_iteration / max(reach, 1)
-                finding = (f"{faster} reached {base}'s final {target:.1f}% (iteration {target_iteration}) at iteration "
-                           f"{reach}: {ratio:.1f}x fewer" + (" (iteration 0: before any update)" if reach == 0 else ""))
+                finding = (
+                    f"{faster} reached {base}'s final {target:.1f}% (iteration {target_iteration}) at iteration "
+                    f"{reach}: {ratio:.1f}x fewer" + (" (iteration 0: before any update)" if reach == 0 else "")
+                )
                 supported = ratio >= at_least
             evidence = Evidence(scale, n, finding, supported, str(page), rank)
             if best is None or (evidence.rank, evidence.n) > (best.rank, best.n):
@@ -124,38 +133,67 @@ def final_order(higher: str, lower: str) -> Callable[[pd.DataFrame, pd.DataFrame
 
 
 CLAIMS = [
-    Claim("DREAM+ ... significantly reduces the number of distillation iterations by more than 15 times without "
-          "affecting performance", "abstract; Table III (IDC 1000 vs DREAM+ 60 iterations to IDC's accuracy)",
-          speedup("IDC", "DREAM+", 15.0)),
-    Claim("for distribution matching, DREAM+ reduces the number of iterations by more than 40 times",
-          "Sec. 4, Fig. 4", speedup("DM", "DM+rm+init+bm", 40.0)),
-    Claim("Representative matching ... greatly reduce[s] the number of iterations required to reach baseline "
-          "performance (DREAM = IDC+rm+init: 150 of IDC's 1000 iterations)", "Table III (the DREAM conference paper "
-          "states more than 8 times)", speedup("IDC", "DREAM", 1000 / 150)),
-    Claim("the improved version of DREAM+ also demonstrates better efficiency compared with previous DREAM",
-          "Sec. 4", speedup("DREAM", "DREAM+", 1.0 + 1e-9)),
-    Claim("Given sufficient training time, DREAM+ can further improve the performance (69.9 vs IDC's 67.5 on "
-          "CIFAR-10 IPC 10)", "abstract; Table III", final_order("DREAM+", "IDC")),
+    Claim(
+        "DREAM+ ... significantly reduces the number of distillation iterations by more than 15 times without "
+        "affecting performance",
+        "abstract; Table III (IDC 1000 vs DREAM+ 60 iterations to IDC's accuracy)",
+        speedup("IDC", "DREAM+", 15.0),
+    ),
+    Claim(
+        "for distribution matching, DREAM+ reduces the number of iterations by more than 40 times",
+        "Sec. 4, Fig. 4",
+        speedup("DM", "DM+rm+init+bm", 40.0),
+    ),
+    Claim(
+        "Representative matching ... greatly reduce[s] the number of iterations required to reach baseline "
+        "performance (DREAM = IDC+rm+init: 150 of IDC's 1000 iterations)",
+        "Table III (the DREAM conference paper states more than 8 times)",
+        speedup("IDC", "DREAM", 1000 / 150),
+    ),
+    Claim(
+        "the improved version of DREAM+ also demonstrates better efficiency compared with previous DREAM",
+        "Sec. 4",
+        speedup("DREAM", "DREAM+", 1.0 + 1e-9),
+    ),
+    Claim(
+        "Given sufficient training time, DREAM+ can further improve the performance (69.9 vs IDC's 67.5 on "
+        "CIFAR-10 IPC 10)",
+        "abstract; Table III",
+        final_order("DREAM+", "IDC"),
+    ),
 ]
 
 
 def build_claims(results_dir: Path) -> str:
     """The claims page, generated from the committed pages."""
     curves, results = load_curves(results_dir), load_pages(results_dir)
-    lines = ["# The paper's claims against the evidence", "",
-             "Generated by `dreambench report --index docs/results` from the pages' `curves.csv` and `results.csv`; "
-             "do not edit by hand. Each claim shows the largest-scale evidence any page holds (paper scale first, "
-             "then more seeds). A verdict at mini scale is about the mechanism on a stand-in dataset, not about the "
-             "paper's numbers.", "",
-             "| claim | where | evidence | scale | n | verdict |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# The paper's claims against the evidence",
+        "",
+        "Generated by `dreambench report --index docs/results` from the pages' `curves.csv` and `results.csv`; "
+        "do not edit by hand. Each claim shows the largest-scale evidence any page holds (paper scale first, "
+        "then more seeds). A verdict at mini scale is about the mechanism on a stand-in dataset, not about the "
+        "paper's numbers.",
+        "",
+        "| claim | where | evidence | scale | n | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for claim in CLAIMS:
         evidence = claim.test(curves, results)
         if evidence is None:
             row = [claim.quote, claim.where, "no page measures it", "-", "-", "untested"]
         else:
-            verdict = ("supported" if evidence.supported else "not supported") + f" at {evidence.scale.split(' ')[0]} scale"
-            row = [claim.quote, claim.where, f"{evidence.finding} ([{evidence.page}]({evidence.page}/))",
-                   evidence.scale, str(evidence.n), verdict]
+            verdict = (
+                "supported" if evidence.supported else "not supported"
+            ) + f" at {evidence.scale.split(' ')[0]} scale"
+            row = [
+                claim.quote,
+                claim.where,
+                f"{evidence.finding} ([{evidence.page}]({evidence.page}/))",
+                evidence.scale,
+                str(evidence.n),
+                verdict,
+            ]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,5 @@
 """Accuracy-vs-iteration curves from finished cells and the "iterations to reach" measure (data, no plots)."""
+
 from __future__ import annotations
 
 import statistics

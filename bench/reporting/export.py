@@ -5,6 +5,7 @@ Verdicts are computed from the rows themselves (:func:`judge_rows`), so a CSV mi
 measurement is judged by the same rule as one written by a run. The schema is documented in docs/results.md;
 ``pandas.read_csv`` reads the CSV as is.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,53 @@ from bench.reporting.paper import paper_table1, paper_value
 from bench.reporting.verdicts import NEUTRAL_SETTINGS, UNPUBLISHED_SETTINGS, PaperValue, judge, pooling_key
 
 COLUMNS = [
-    "dataset", "data_used", "ipc", "method", "variant", "arch", "eval_arch", "seed", "protocol", "epochs",
-    "epochs_from", "accuracy_kind", "run", "value", "set", "settings", "max_per_class", "scale", "machine", "commit",
-    "fingerprint", "cell_id", "pooled_settings", "n_sets", "group_mean", "paper", "paper_spread", "paper_sets", "delta", "verdict",
-    "verdict_text", "changed",
+    "dataset",
+    "data_used",
+    "ipc",
+    "method",
+    "variant",
+    "arch",
+    "eval_arch",
+    "seed",
+    "protocol",
+    "epochs",
+    "epochs_from",
+    "accuracy_kind",
+    "run",
+    "value",
+    "set",
+    "settings",
+    "max_per_class",
+    "scale",
+    "machine",
+    "commit",
+    "fingerprint",
+    "cell_id",
+    "pooled_settings",
+    "n_sets",
+    "group_mean",
+    "paper",
+    "paper_spread",
+    "paper_sets",
+    "delta",
+    "verdict",
+    "verdict_text",
+    "changed",
 ]
 KINDS = ("last", "best", "max-during")
-GROUP = ["dataset", "data_used", "ipc", "method", "variant", "arch", "eval_arch", "protocol", "epochs",
-         "pooled_settings", "max_per_class"]   # cells pool only when all of these are equal
+GROUP = [
+    "dataset",
+    "data_used",
+    "ipc",
+    "method",
+    "variant",
+    "arch",
+    "eval_arch",
+    "protocol",
+    "epochs",
+    "pooled_settings",
+    "max_per_class",
+]  # cells pool only when all of these are equal
 
 
 def paper_reference(method: str, dataset: str, ipc: int) -> PaperValue | None:
@@ -41,8 +81,11 @@ def paper_reference(method: str, dataset: str, ipc: int) -> PaperValue | None:
 
 def changed_settings(settings: dict[str, Any], max_per_class: Any) -> dict[str, str]:
     """What a cell sets away from the method's published configuration (budget, evaluation, engine, data)."""
-    changed = {k: str(v) for k, v in settings.items()
-               if k not in NEUTRAL_SETTINGS and k not in UNPUBLISHED_SETTINGS and v is not None}
+    changed = {
+        k: str(v)
+        for k, v in settings.items()
+        if k not in NEUTRAL_SETTINGS and k not in UNPUBLISHED_SETTINGS and v is not None
+    }
     if max_per_class is not None and not pd.isna(max_per_class):
         changed["max_per_class"] = str(int(max_per_class))
     return changed
@@ -56,24 +99,40 @@ def record_rows(records: list[Record]) -> pd.DataFrame:
         for kind in KINDS:
             for arch, values in r.accuracies_of(kind).items():
                 for run, value in enumerate(values):
-                    rows.append({
-                        "dataset": r.cell.dataset, "data_used": r.data_used, "ipc": r.cell.ipc, "method": r.cell.method,
-                        "variant": r.cell.variant, "arch": r.cell.arch, "eval_arch": arch, "seed": r.cell.seed,
-                        "protocol": protocol.get("name", ""), "epochs": protocol.get("epochs"),
-                        "epochs_from": protocol.get("epochs_from", ""), "accuracy_kind": kind, "run": run,
-                        "value": value, "set": r.set_id, "settings": json.dumps(r.cell.settings, sort_keys=True),
-                        "max_per_class": r.cell.max_per_class, "scale": r.scale, "machine": r.machine,
-                        "commit": r.provenance.get("git_commit", "unknown"), "fingerprint": r.fingerprint,
-                        "cell_id": r.cell.id,
-                    })
-    return pd.DataFrame(rows, columns=COLUMNS[:COLUMNS.index("pooled_settings")])
+                    rows.append(
+                        {
+                            "dataset": r.cell.dataset,
+                            "data_used": r.data_used,
+                            "ipc": r.cell.ipc,
+                            "method": r.cell.method,
+                            "variant": r.cell.variant,
+                            "arch": r.cell.arch,
+                            "eval_arch": arch,
+                            "seed": r.cell.seed,
+                            "protocol": protocol.get("name", ""),
+                            "epochs": protocol.get("epochs"),
+                            "epochs_from": protocol.get("epochs_from", ""),
+                            "accuracy_kind": kind,
+                            "run": run,
+                            "value": value,
+                            "set": r.set_id,
+                            "settings": json.dumps(r.cell.settings, sort_keys=True),
+                            "max_per_class": r.cell.max_per_class,
+                            "scale": r.scale,
+                            "machine": r.machine,
+                            "commit": r.provenance.get("git_commit", "unknown"),
+                            "fingerprint": r.fingerprint,
+                            "cell_id": r.cell.id,
+                        }
+                    )
+    return pd.DataFrame(rows, columns=COLUMNS[: COLUMNS.index("pooled_settings")])
 
 
 def judge_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows with their group's verdict: last-epoch rows pooled by :data:`GROUP`, one mean per distinct set,
     judged against the paper by ``bench.reporting.verdicts.judge``; other accuracy kinds are not judged."""
     out = frame.copy()
-    for column in COLUMNS[COLUMNS.index("pooled_settings"):]:
+    for column in COLUMNS[COLUMNS.index("pooled_settings") :]:
         out[column] = None
     out["pooled_settings"] = [pooled_settings(s) for s in out["settings"]]
     last = out[out["accuracy_kind"] == "last"]
@@ -81,14 +140,24 @@ def judge_rows(frame: pd.DataFrame) -> pd.DataFrame:
         first = group.iloc[0]
         means = [statistics.fmean(v) for v in group.groupby("set", sort=False)["value"].apply(list)]
         variant = first["variant"] if isinstance(first["variant"], str) else ""
-        paper = paper_reference(first["method"], first["dataset"], int(first["ipc"])) \
-            if first["data_used"] == first["dataset"] and not variant else None
+        paper = (
+            paper_reference(first["method"], first["dataset"], int(first["ipc"]))
+            if first["data_used"] == first["dataset"] and not variant
+            else None
+        )
         changed = changed_settings(json.loads(first["settings"] or "{}"), first["max_per_class"])
         verdict = judge(means, paper, changed)
-        values = {"n_sets": len(means), "group_mean": statistics.fmean(means), "paper": paper.mean if paper else None,
-                  "paper_spread": paper.spread if paper else None, "paper_sets": paper.sets if paper else None,
-                  "delta": verdict.delta, "verdict": verdict.label, "verdict_text": verdict.text,
-                  "changed": ";".join(f"{k}={v}" for k, v in sorted(changed.items()))}
+        values = {
+            "n_sets": len(means),
+            "group_mean": statistics.fmean(means),
+            "paper": paper.mean if paper else None,
+            "paper_spread": paper.spread if paper else None,
+            "paper_sets": paper.sets if paper else None,
+            "delta": verdict.delta,
+            "verdict": verdict.label,
+            "verdict_text": verdict.text,
+            "changed": ";".join(f"{k}={v}" for k, v in sorted(changed.items())),
+        }
         for column, value in values.items():
             out.loc[group.index, column] = value
     return out
@@ -112,18 +181,47 @@ def write_results(root: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(root / "results.json", frame.to_json(orient="records", indent=1, double_precision=6) + "\n")
 
 
-CURVE_COLUMNS = ["dataset", "data_used", "ipc", "method", "variant", "arch", "seed", "iteration", "accuracy", "scale",
-                 "machine", "commit", "settings", "cell_id"]
+CURVE_COLUMNS = [
+    "dataset",
+    "data_used",
+    "ipc",
+    "method",
+    "variant",
+    "arch",
+    "seed",
+    "iteration",
+    "accuracy",
+    "scale",
+    "machine",
+    "commit",
+    "settings",
+    "cell_id",
+]
 
 
 def curve_rows(records: list[Record]) -> pd.DataFrame:
     """Accuracy during distillation (cells run with ``eval_every``): one row per logged evaluation point."""
-    rows = [{"dataset": r.cell.dataset, "data_used": r.data_used, "ipc": r.cell.ipc, "method": r.cell.method,
-             "variant": r.cell.variant, "arch": r.cell.arch, "seed": r.cell.seed, "iteration": int(point["iteration"]),
-             "accuracy": float(point["accuracy"]), "scale": r.scale, "machine": r.machine,
-             "commit": r.provenance.get("git_commit", "unknown"), "settings": json.dumps(r.cell.settings, sort_keys=True),
-             "cell_id": r.cell.id}
-            for r in records for point in r.log if "accuracy" in point]
+    rows = [
+        {
+            "dataset": r.cell.dataset,
+            "data_used": r.data_used,
+            "ipc": r.cell.ipc,
+            "method": r.cell.method,
+            "variant": r.cell.variant,
+            "arch": r.cell.arch,
+            "seed": r.cell.seed,
+            "iteration": int(point["iteration"]),
+            "accuracy": float(point["accuracy"]),
+            "scale": r.scale,
+            "machine": r.machine,
+            "commit": r.provenance.get("git_commit", "unknown"),
+            "settings": json.dumps(r.cell.settings, sort_keys=True),
+            "cell_id": r.cell.id,
+        }
+        for r in records
+        for point in r.log
+        if "accuracy" in point
+    ]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 

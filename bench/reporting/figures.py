@@ -3,6 +3,7 @@
 Every figure is written atomically (a temporary file in the same folder, then one rename), so a full disk or
 a failed draw never leaves a half or empty PNG in place of a good one.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,15 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.core.files import follow_umask, load_tensor_file  # noqa: E402
 
-Band = list[tuple[int, float, float, float]]   # (iteration, mean, min, max) over seeds
+Band = list[tuple[int, float, float, float]]  # (iteration, mean, min, max) over seeds
 
 
-def plot_curves(bands: dict[tuple[str, int, str], Band], path: Path, title: str,
-                paper: dict[tuple[str, int, str], float] | None = None) -> Path:
+def plot_curves(
+    bands: dict[tuple[str, int, str], Band],
+    path: Path,
+    title: str,
+    paper: dict[tuple[str, int, str], float] | None = None,
+) -> Path:
     """One line per method (mean over seeds, band from the lowest to the highest seed), a panel per (dataset,
     ipc), and the paper's value of each method as a dashed line where the paper has one."""
     panels = sorted({(d, i) for d, i, _ in bands})
@@ -33,7 +38,7 @@ def plot_curves(bands: dict[tuple[str, int, str], Band], path: Path, title: str,
             if (d, i) != (dataset, ipc):
                 continue
             xs, means, lows, highs = zip(*band)
-            line, = ax.plot(xs, means, marker="o", ms=3, label=method)
+            (line,) = ax.plot(xs, means, marker="o", ms=3, label=method)
             if any(lo != hi for lo, hi in zip(lows, highs)):
                 ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
             reference = (paper or {}).get((d, i, method))
@@ -51,17 +56,24 @@ def plot_steps(steps: dict[str, list[list[float]]], path: Path, title: str) -> P
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for method, per_step in sorted(steps.items()):
         xs = list(range(1, len(per_step) + 1))
-        line, = ax.plot(xs, [statistics.fmean(a) for a in per_step], marker="o", label=method)
+        (line,) = ax.plot(xs, [statistics.fmean(a) for a in per_step], marker="o", label=method)
         if any(len(a) > 1 for a in per_step):
-            ax.fill_between(xs, [min(a) for a in per_step], [max(a) for a in per_step], color=line.get_color(),
-                            alpha=0.2, linewidth=0)
+            ax.fill_between(
+                xs,
+                [min(a) for a in per_step],
+                [max(a) for a in per_step],
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _style(ax, title, "step (classes added)", "test accuracy on seen classes (%)")
     return _save(fig, path)
 
 
-def plot_synthetic_grid(set_file: Path, path: Path, title: str, max_per_class: int = 10,
-                        class_names: list[str] | None = None) -> Path:
+def plot_synthetic_grid(
+    set_file: Path, path: Path, title: str, max_per_class: int = 10, class_names: list[str] | None = None
+) -> Path:
     """Stored images, one row per class, labelled with the class name (or index)."""
     state = load_tensor_file(set_file)
     images, labels = state["images"].clamp(0, 1), state["labels"]

@@ -3,6 +3,7 @@
 Every reproduced value is shown as ``mean ± std (paper value, reproduced - paper)`` where the paper has a
 value; the published numbers are the CSVs in ``bench/reference/`` (facts copied from the paper).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ def main_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table I layout: methods x dataset/IPC."""
     paper = paper_table1()
     keys = ["method", "variant", "arch", "eval_arch", "dataset", "data_used", "ipc", "protocol", "settings_key"]
-    pooled = frame.groupby(keys, sort=False)["accuracies"].sum()   # never across settings or protocols
+    pooled = frame.groupby(keys, sort=False)["accuracies"].sum()  # never across settings or protocols
     several = frame.groupby(["method", "variant", "arch", "eval_arch", "dataset", "ipc"])["settings_key"].nunique()
     cells: dict[str, dict[str, str]] = {}
     for (method, variant, arch, eval_arch, dataset, data_used, ipc, protocol, settings), accs in pooled.items():
@@ -66,7 +67,10 @@ def main_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
 
 
 def _pooled(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, list[float]]:
-    return {k if isinstance(k, tuple) else (k,): list(v) for k, v in frame.groupby(keys, sort=False)["accuracies"].sum().items()}
+    return {
+        k if isinstance(k, tuple) else (k,): list(v)
+        for k, v in frame.groupby(keys, sort=False)["accuracies"].sum().items()
+    }
 
 
 def _same_data(frame: pd.DataFrame) -> bool:
@@ -79,7 +83,11 @@ def tinyimagenet_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFra
     comparable = _same_data(frame)
     rows: dict[int, dict[str, str]] = {}
     for (ipc, method), accs in _pooled(frame, ["ipc", "method"]).items():
-        ref = published_mean(paper.loc[ipc, method]) if comparable and ipc in paper.index and method in paper.columns else None
+        ref = (
+            published_mean(paper.loc[ipc, method])
+            if comparable and ipc in paper.index and method in paper.columns
+            else None
+        )
         rows.setdefault(ipc, {})[method] = format_cell(accs, ref)
     table = pd.DataFrame.from_dict(rows, orient="index").sort_index()
     for ipc in table.index:
@@ -90,7 +98,7 @@ def tinyimagenet_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFra
     return table.fillna("missing")
 
 
-PAPER_ABLATION_IPC = 10   # Tables III-V of the paper are CIFAR-10 at IPC 10
+PAPER_ABLATION_IPC = 10  # Tables III-V of the paper are CIFAR-10 at IPC 10
 ARCH_NAMES = {"ConvNet-3": "Conv-3", "ResNet-10": "Res-10", "ResNetAP-10": "Res-10", "DenseNet-121": "Dense-121"}
 
 
@@ -104,8 +112,11 @@ def cross_arch_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame
         d, e = ARCH_NAMES.get(arch, arch), ARCH_NAMES.get(eval_arch, eval_arch)
         match = paper[(paper["method"] == method) & (paper["distill_arch"] == d)]
         column = f"eval_{e}"
-        ref = (published_mean(match.iloc[0][column]) if comparable and ipc == PAPER_ABLATION_IPC and len(match)
-               and column in paper.columns else None)
+        ref = (
+            published_mean(match.iloc[0][column])
+            if comparable and ipc == PAPER_ABLATION_IPC and len(match) and column in paper.columns
+            else None
+        )
         row = f"{method} (distilled on {arch})" + (f", IPC {ipc}" if several else "")
         rows.setdefault(row, {})[f"eval {eval_arch}"] = format_cell(accs, ref)
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")
@@ -120,26 +131,36 @@ def subcluster_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame
     rows: dict[tuple, list[float]] = {}
     for _, r in frame.iterrows():
         config = r["config"]
-        if not config:   # a schema-1 record: its batch was never recorded, and is not guessed
+        if not config:  # a schema-1 record: its batch was never recorded, and is not guessed
             rows.setdefault((r["method"], 0, 0, r["ipc"]), []).extend(r["accuracies"])  # type: ignore[arg-type]
             continue
         per = int(config["samples_per_cluster"])
         rows.setdefault((r["method"], per, int(config["batch_real"]) // per, r["ipc"]), []).extend(r["accuracies"])
     table: dict[str, dict[str, str]] = {}
-    for (method, per, clusters, ipc), accs in sorted(rows.items(), key=lambda kv: (_method_key(kv[0][0]), kv[0][1], kv[0][3], kv[0][2])):
+    for (method, per, clusters, ipc), accs in sorted(
+        rows.items(), key=lambda kv: (_method_key(kv[0][0]), kv[0][1], kv[0][3], kv[0][2])
+    ):
         match = paper[(paper["method"] == method) & (paper["samples_per_subcluster"] == per)]
         column = f"subclusters_{clusters}"
-        ref = (published_mean(match.iloc[0][column]) if comparable and ipc == PAPER_ABLATION_IPC and len(match)
-               and column in paper.columns else None)
+        ref = (
+            published_mean(match.iloc[0][column])
+            if comparable and ipc == PAPER_ABLATION_IPC and len(match) and column in paper.columns
+            else None
+        )
         mark = " *" if method == "DREAM" and per > 1 else ""
-        row = (f"{method}, {per} per sub-cluster" if per else f"{method}, configuration not recorded") + \
-            (f", IPC {ipc}" if several else "") + mark
+        row = (
+            (f"{method}, {per} per sub-cluster" if per else f"{method}, configuration not recorded")
+            + (f", IPC {ipc}" if several else "")
+            + mark
+        )
         table.setdefault(row, {})[f"{clusters} sub-clusters" if per else "? sub-clusters"] = format_cell(accs, ref)
     out = pd.DataFrame.from_dict(table, orient="index")
     if any(k.endswith(" *") for k in table):
-        out.attrs["note"] = ("* DREAM with more than one sample per sub-cluster: only DREAM+'s official script "
-                             "(condense_improve.py, query_match) supports sub-cluster sampling; dreambench composes it "
-                             "onto DREAM, so these rows have no official DREAM code behind them.")
+        out.attrs["note"] = (
+            "* DREAM with more than one sample per sub-cluster: only DREAM+'s official script "
+            "(condense_improve.py, query_match) supports sub-cluster sampling; dreambench composes it "
+            "onto DREAM, so these rows have no official DREAM code behind them."
+        )
     return out[sorted(out.columns, key=lambda c: int(c.split()[0]) if c[0].isdigit() else 10**9)].fillna("-")
 
 
@@ -150,7 +171,7 @@ def timing_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     rows: dict[tuple[str, str, str, int, str], list[Record]] = {}
     for r in results:
         c = r.cell
-        if r.seconds_per_inner_loop:   # never pooled across machines or IPCs: seconds depend on both
+        if r.seconds_per_inner_loop:  # never pooled across machines or IPCs: seconds depend on both
             rows.setdefault((c.dataset, r.data_used, c.method, c.ipc, r.machine), []).append(r)
     machines, ipcs = {k[4] for k in rows}, {k[3] for k in rows}
     table = {}
@@ -161,7 +182,9 @@ def timing_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
         ref = paper[(paper["dataset"] == paper_name(dataset)) & (paper["method"] == method)]
         ref_row = ref.iloc[0] if len(ref) and data_used == dataset else None
         label = dataset if data_used == dataset else f"{dataset} (ran on {data_used})"
-        label += (f" IPC {ipc}" if len(ipcs) > 1 else "") + f" {method}" + (f" on {machine}" if len(machines) > 1 else "")
+        label += (
+            (f" IPC {ipc}" if len(ipcs) > 1 else "") + f" {method}" + (f" on {machine}" if len(machines) > 1 else "")
+        )
         table[label] = {
             "clustering s": _with_ref(clustering, ref_row, "clustering_s"),
             "image update s": _with_ref(update, ref_row, "update_images_s"),
@@ -193,8 +216,10 @@ def component_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     paper = paper_components()
     curves = mean_curves(results)
     rows = []
-    for (dataset, data_used, ipc, method), group in frame.groupby(["dataset", "data_used", "ipc", "method"], sort=False):
-        recorded = group["parts"].iloc[0]   # the plan's expansion (DREAM -> IDC, rm, init); schema 1: as written
+    for (dataset, data_used, ipc, method), group in frame.groupby(
+        ["dataset", "data_used", "ipc", "method"], sort=False
+    ):
+        recorded = group["parts"].iloc[0]  # the plan's expansion (DREAM -> IDC, rm, init); schema 1: as written
         base, *parts = recorded if recorded else (split_method_name(method)[0], *split_method_name(method)[1])
         base_curve = curves.get((dataset, ipc, base))
         curve = curves.get((dataset, ipc, method))
@@ -203,14 +228,20 @@ def component_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
         flags = tuple(int(p in parts) for p in ("rm", "init", "bm"))
         ref = paper.get((base, *flags)) if (dataset, ipc) == ("cifar10", 10) and data_used == dataset else None
         timing = _timing(results, dataset, ipc, method)
-        rows.append({
-            "method": method, "data": f"{dataset}/{ipc}" + ("" if data_used == dataset else f" (ran on {data_used})"),
-            "base": base, "RM": flags[0], "Init": flags[1], "BM": flags[2],
-            "top-1": format_cell(list(group["accuracies"].sum()), ref[0] if ref else None),
-            "iterations to reach base": "-" if reach is None else str(reach),
-            "paper iterations": "" if not ref or ref[1] is None else str(ref[1]),
-            "s / inner loop (clustering %)": timing,
-        })
+        rows.append(
+            {
+                "method": method,
+                "data": f"{dataset}/{ipc}" + ("" if data_used == dataset else f" (ran on {data_used})"),
+                "base": base,
+                "RM": flags[0],
+                "Init": flags[1],
+                "BM": flags[2],
+                "top-1": format_cell(list(group["accuracies"].sum()), ref[0] if ref else None),
+                "iterations to reach base": "-" if reach is None else str(reach),
+                "paper iterations": "" if not ref or ref[1] is None else str(ref[1]),
+                "s / inner loop (clustering %)": timing,
+            }
+        )
     table = pd.DataFrame(rows).set_index("method")
     return table.loc[sorted(table.index, key=lambda m: (_method_key(m)[0], len(m), m))]
 
@@ -233,11 +264,15 @@ def _timing(results: list[Record], dataset: str, ipc: int, method: str) -> str:
             by_machine.setdefault(r.machine, []).append((r.seconds_per_inner_loop, r.clustering_share or 0.0))
     if not by_machine:
         return "-"
-    text = {m: f"{statistics.fmean(t for t, _ in v):.3f} ({100 * statistics.fmean(s for _, s in v):.0f}%)" for m, v in by_machine.items()}
+    text = {
+        m: f"{statistics.fmean(t for t, _ in v):.3f} ({100 * statistics.fmean(s for _, s in v):.0f}%)"
+        for m, v in by_machine.items()
+    }
     return next(iter(text.values())) if len(text) == 1 else "; ".join(f"{v} on {m}" for m, v in sorted(text.items()))
 
 
 Layout = Callable[[pd.DataFrame, list[Record]], pd.DataFrame]
+
 
 def step_means(results: list[Record]) -> dict[str, list[list[float]]]:
     """method -> per step, the accuracies of every seed/order."""
@@ -252,8 +287,10 @@ def step_means(results: list[Record]) -> dict[str, list[list[float]]]:
 
 def continual_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Fig. 11 as a table: accuracy on all seen classes after each step, mean ± std over seeds/orders."""
-    table = {method: {f"step {k + 1}": format_cell(accs, None) for k, accs in enumerate(steps)}
-             for method, steps in step_means(results).items()}
+    table = {
+        method: {f"step {k + 1}": format_cell(accs, None) for k, accs in enumerate(steps)}
+        for method, steps in step_means(results).items()
+    }
     out = pd.DataFrame.from_dict(table, orient="index")
     out.attrs["quantity"] = "Top-1 test accuracy (%) on all classes seen so far, after each class-incremental step"
     out.attrs["statistic"] = "mean ± std over seeds (class orders); the paper gives Fig. 11 as a plot only"
@@ -289,8 +326,10 @@ def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
         return data, int(rest.split()[0]), rest.endswith("fit")
 
     table = table[sorted(table.columns, key=column_key)]
-    table.attrs["statistic"] = ("mean over distinct sets (cells holding the same images count once) ± standard error "
-                                "(shown for n > 1), n sets, [paper]")
+    table.attrs["statistic"] = (
+        "mean over distinct sets (cells holding the same images count once) ± standard error "
+        "(shown for n > 1), n sets, [paper]"
+    )
     table.attrs["note"] = RULE_TEXT + "."
     return table
 
@@ -300,16 +339,39 @@ def frame_rows(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in frame.iterrows():
         for run, value in enumerate(r["accuracies"]):
-            rows.append({"dataset": r["dataset"], "data_used": r["data_used"], "ipc": r["ipc"], "method": r["method"],
-                         "variant": r["variant"], "arch": r["arch"], "eval_arch": r["eval_arch"], "seed": r["seed"],
-                         "protocol": r["protocol_name"], "epochs": r["protocol_epochs"], "accuracy_kind": "last",
-                         "run": run, "value": value, "set": r["set"],
-                         "settings": json.dumps(r["settings"], sort_keys=True), "max_per_class": r["max_per_class"]})
+            rows.append(
+                {
+                    "dataset": r["dataset"],
+                    "data_used": r["data_used"],
+                    "ipc": r["ipc"],
+                    "method": r["method"],
+                    "variant": r["variant"],
+                    "arch": r["arch"],
+                    "eval_arch": r["eval_arch"],
+                    "seed": r["seed"],
+                    "protocol": r["protocol_name"],
+                    "epochs": r["protocol_epochs"],
+                    "accuracy_kind": "last",
+                    "run": run,
+                    "value": value,
+                    "set": r["set"],
+                    "settings": json.dumps(r["settings"], sort_keys=True),
+                    "max_per_class": r["max_per_class"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
 LAYOUTS: Registry[Layout] = Registry("table layout")
-for _name, _layout in (("table1", main_table), ("table2", tinyimagenet_table), ("table3", component_table),
-                       ("table4", cross_arch_table), ("table5", subcluster_table), ("table6", timing_table),
-                       ("efficiency", component_table), ("continual", continual_table), ("fidelity", fidelity_table)):
+for _name, _layout in (
+    ("table1", main_table),
+    ("table2", tinyimagenet_table),
+    ("table3", component_table),
+    ("table4", cross_arch_table),
+    ("table5", subcluster_table),
+    ("table6", timing_table),
+    ("efficiency", component_table),
+    ("continual", continual_table),
+    ("fidelity", fidelity_table),
+):
     LAYOUTS.add(_name, _layout)

@@ -1,5 +1,6 @@
 """The paper's published numbers (``bench/reference/*.csv``, facts copied from the DREAM+ paper) and how its
 tables name datasets and order methods."""
+
 from __future__ import annotations
 
 from importlib import resources
@@ -27,7 +28,7 @@ def published_mean(text: object) -> float | None:
     return float(str(text).split("±")[0])
 
 
-ROW_ORDER = list(reference("table1_main")["method"]) + ["Whole"]   # the paper's row order
+ROW_ORDER = list(reference("table1_main")["method"]) + ["Whole"]  # the paper's row order
 
 
 def paper_table1() -> pd.DataFrame:

@@ -5,6 +5,7 @@ learning); each cell shows ``reproduced ± std (paper value, delta)`` where the 
 accuracies are last-epoch accuracies of every evaluation run of every seed. ``--all results/`` rebuilds
 every results folder (:mod:`bench.cli.report`).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,17 @@ from bench.reporting.paper import paper_table1, paper_value
 
 ACCURACY_KINDS = {
     "last": ("accuracies", "last epoch"),
-    "best": ("best_accuracies", "BEST of each run's validation points (IDC/DREAM's logged 'best'; equals the last epoch "
-                                "for protocols that validate once), not the last epoch"),
-    "max-during": ("max_during_distillation", "MAXIMUM over the evaluations during distillation of their best "
-                                              "validation point (DREAM+'s reported kind; cells run with eval_every "
-                                              "only; optimistic by construction), not the last epoch"),
+    "best": (
+        "best_accuracies",
+        "BEST of each run's validation points (IDC/DREAM's logged 'best'; equals the last epoch "
+        "for protocols that validate once), not the last epoch",
+    ),
+    "max-during": (
+        "max_during_distillation",
+        "MAXIMUM over the evaluations during distillation of their best "
+        "validation point (DREAM+'s reported kind; cells run with eval_every "
+        "only; optimistic by construction), not the last epoch",
+    ),
 }
 
 
@@ -47,17 +54,37 @@ def results_frame(records: list[Record], accuracy: str = "last") -> pd.DataFrame
         if " @ " in protocol and choice == "published":
             choice = "published protocol, other epochs"
         for arch, accs in r.accuracies_of(accuracy).items():
-            rows.append({
-                "dataset": cell.dataset, "data_used": r.data_used, "ipc": cell.ipc, "method": cell.method,
-                "arch": cell.arch, "eval_arch": arch, "seed": cell.seed, "variant": cell.variant,
-                "settings": cell.settings, "settings_key": json.dumps(cell.settings, sort_keys=True), "scale": r.scale, "machine": r.machine, "accuracies": accs,
-                "distill_seconds": r.distill_seconds, "protocol": protocol, "protocol_choice": choice,
-                "protocol_name": (r.protocol or {}).get("name", "-"), "protocol_epochs": (r.protocol or {}).get("epochs"),
-                "max_per_class": cell.max_per_class, "set": r.set_id, "cell_id": cell.id,
-                "parts": r.method_parts, "feature_network": r.feature_network, "config": r.config,
-                "fingerprint": r.fingerprint, "commit": r.provenance.get("git_commit", "unknown"),
-                "schema_version": r.schema_version,
-            })
+            rows.append(
+                {
+                    "dataset": cell.dataset,
+                    "data_used": r.data_used,
+                    "ipc": cell.ipc,
+                    "method": cell.method,
+                    "arch": cell.arch,
+                    "eval_arch": arch,
+                    "seed": cell.seed,
+                    "variant": cell.variant,
+                    "settings": cell.settings,
+                    "settings_key": json.dumps(cell.settings, sort_keys=True),
+                    "scale": r.scale,
+                    "machine": r.machine,
+                    "accuracies": accs,
+                    "distill_seconds": r.distill_seconds,
+                    "protocol": protocol,
+                    "protocol_choice": choice,
+                    "protocol_name": (r.protocol or {}).get("name", "-"),
+                    "protocol_epochs": (r.protocol or {}).get("epochs"),
+                    "max_per_class": cell.max_per_class,
+                    "set": r.set_id,
+                    "cell_id": cell.id,
+                    "parts": r.method_parts,
+                    "feature_network": r.feature_network,
+                    "config": r.config,
+                    "fingerprint": r.fingerprint,
+                    "commit": r.provenance.get("git_commit", "unknown"),
+                    "schema_version": r.schema_version,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -83,11 +110,13 @@ class Report:
         if self.table.empty:
             return f"% {self.caption}\n"
         body = self.table.to_latex(escape=True, index_names=False).strip()
-        for symbol, command in UNICODE_MATH.items():   # pdflatex takes no unicode math in a tabular
+        for symbol, command in UNICODE_MATH.items():  # pdflatex takes no unicode math in a tabular
             body = body.replace(symbol, command)
         caption = latex_escape(" ".join(self.caption.splitlines()))
-        return ("\\begin{table}[t]\n\\centering\n\\small\n" + body + "\n"
-                f"\\caption{{{caption}}}\n\\label{{{self.label}}}\n\\end{{table}}\n")
+        return (
+            "\\begin{table}[t]\n\\centering\n\\small\n" + body + "\n"
+            f"\\caption{{{caption}}}\n\\label{{{self.label}}}\n\\end{{table}}\n"
+        )
 
 
 def markdown_safe(table: pd.DataFrame) -> pd.DataFrame:
@@ -102,8 +131,19 @@ UNICODE_MATH = {"±": r"$\pm$", "Δ": r"$\Delta$", "≤": r"$\leq$", "≥": r"$\
 
 def latex_escape(text: str) -> str:
     """Text safe inside a LaTeX caption."""
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", **UNICODE_MATH}
+    special = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        **UNICODE_MATH,
+    }
     return "".join(special.get(ch, ch) for ch in text)
 
 
@@ -128,16 +168,28 @@ def protocol_lines(frame: pd.DataFrame) -> str:
     legend = "; ".join(f"{n} = {SUMMARIES[n]}" for n in names if n in SUMMARIES)
     shortened = any(" @ " in p for p in used["protocol"])
     if all(c.startswith("continual protocol") for c in used["protocol_choice"]):
-        return f"Training per row: {rows}; 'idc' = IDC's class-incremental protocol (a head of the seen classes, "\
-               "distillation loss), 'dc' = DC's (a fixed head, protocol A)."
-    return f"Evaluation per row: {rows}.\n" + (f"Protocols: {legend}. " if legend else "") + \
-           "'published' = the protocol of the paper the row's " \
-           "number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row." + \
-           (" 'X @ N epochs' = protocol X with its epochs changed to N by the matrix (eval_epochs): not the published "
-            "evaluation." if shortened else "")
+        return (
+            f"Training per row: {rows}; 'idc' = IDC's class-incremental protocol (a head of the seen classes, "
+            "distillation loss), 'dc' = DC's (a fixed head, protocol A)."
+        )
+    return (
+        f"Evaluation per row: {rows}.\n"
+        + (f"Protocols: {legend}. " if legend else "")
+        + "'published' = the protocol of the paper the row's "
+        "number comes from (docs/provenance.md); 'forced' = one protocol set by the matrix for every row."
+        + (
+            " 'X @ N epochs' = protocol X with its epochs changed to N by the matrix (eval_epochs): not the published "
+            "evaluation."
+            if shortened
+            else ""
+        )
+    )
 
 
-FEATURE_NETWORK_LAYOUTS = {"table1", "fidelity"}   # layouts whose coreset rows pick once from a whole-set feature network
+FEATURE_NETWORK_LAYOUTS = {
+    "table1",
+    "fidelity",
+}  # layouts whose coreset rows pick once from a whole-set feature network
 
 
 def feature_network_line(frame: pd.DataFrame) -> str:
@@ -145,12 +197,13 @@ def feature_network_line(frame: pd.DataFrame) -> str:
     state it: the published rows never stated theirs (docs/provenance.md), so the caption names ours. Empty when
     no row used one."""
     used: dict[str, set[str]] = {}
-    for method, schema, network, settings in zip(frame["method"], frame["schema_version"], frame["feature_network"],
-                                                 frame["settings"]):
+    for method, schema, network, settings in zip(
+        frame["method"], frame["schema_version"], frame["feature_network"], frame["settings"]
+    ):
         if schema < 2:
             used.setdefault(method, set()).add("not recorded (a schema-1 record)")
             continue
-        if not network:   # selects without a feature network (Random, distillation methods)
+        if not network:  # selects without a feature network (Random, distillation methods)
             continue
         epochs = network["epochs"]
         length = "untrained (0 epochs)" if epochs == 0 else f"{epochs} epoch{'' if epochs == 1 else 's'}"
@@ -159,8 +212,10 @@ def feature_network_line(frame: pd.DataFrame) -> str:
     if not used:
         return ""
     rows = "; ".join(f"{m}: {' / '.join(sorted(v))}" for m, v in used.items())
-    return (f"Feature networks (the cell's architecture trained on the whole training set, then used to pick): {rows}; "
-            "the published rows' recipe is unknown.")
+    return (
+        f"Feature networks (the cell's architecture trained on the whole training set, then used to pick): {rows}; "
+        "the published rows' recipe is unknown."
+    )
 
 
 def layout_of(root: Path, results: list[Record]) -> str:
@@ -173,7 +228,7 @@ def layout_of(root: Path, results: list[Record]) -> str:
     return matrix if matrix in LAYOUTS else "table1"
 
 
-NO_PROTOCOL_LAYOUTS = {"table6"}   # timing tables: no evaluation protocol to name
+NO_PROTOCOL_LAYOUTS = {"table6"}  # timing tables: no evaluation protocol to name
 
 
 def relative_source(root: Path) -> str:
@@ -197,13 +252,17 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     table.index.name = "method"
     scales = ", ".join(sorted(frame["scale"].astype(str).unique()))
     machines = ", ".join(sorted(frame["machine"].astype(str).unique()))
-    statistic = table.attrs.get("statistic", "mean ± std over seeds x evaluation runs; "
-                                             "(paper value, reproduced - paper) where the paper has one")
+    statistic = table.attrs.get(
+        "statistic",
+        "mean ± std over seeds x evaluation runs; (paper value, reproduced - paper) where the paper has one",
+    )
     quantity = table.attrs.get("quantity", f"Top-1 test accuracy (%), {ACCURACY_KINDS[accuracy][1]}")
     source = relative_source(root)
-    caption = (f"{quantity}; {statistic}.\n"
-               f"Scale: {scales}. Data: {', '.join(sorted(frame['data_used'].unique()))}. "
-               f"Machine: {machines}. Source: {source}.")
+    caption = (
+        f"{quantity}; {statistic}.\n"
+        f"Scale: {scales}. Data: {', '.join(sorted(frame['data_used'].unique()))}. "
+        f"Machine: {machines}. Source: {source}."
+    )
     if "mini" in scales:
         caption += "\nMini-scale runs: not comparable to the paper's full-scale numbers."
     if table.attrs.get("note"):
@@ -212,8 +271,9 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
         caption += "\n" + protocol_lines(frame)
     features = feature_network_line(frame) if layout in FEATURE_NETWORK_LAYOUTS else ""
     caption += f"\n{features}" if features else ""
-    figures = write_figures(root, results, f"{source} ({scales} scale, {machines})") \
-        if write and accuracy == "last" else []
+    figures = (
+        write_figures(root, results, f"{source} ({scales} scale, {machines})") if write and accuracy == "last" else []
+    )
     report = Report(frame, table, caption, figures, label=f"tab:{safe_name(source.replace('/', '-'))}")
     if write:
         stem = "table" if accuracy == "last" else f"table_{accuracy}"
@@ -230,8 +290,12 @@ def write_figures(root: Path, results: list[Record], label: str) -> list[Path]:
     figures = []
     bands = curve_bands(results)
     if bands:
-        paper = {key: value for key in bands if (value := paper_value(paper_table1(), *key)) is not None
-                 and all(r.data_used == r.cell.dataset for r in results if (r.cell.dataset, r.cell.ipc) == key[:2])}
+        paper = {
+            key: value
+            for key in bands
+            if (value := paper_value(paper_table1(), *key)) is not None
+            and all(r.data_used == r.cell.dataset for r in results if (r.cell.dataset, r.cell.ipc) == key[:2])
+        }
         figures.append(plot_curves(bands, root / "curves.png", label, paper))
     steps = step_means(results)
     if steps:

@@ -18,6 +18,7 @@ Worked example: sets ``[60, 62, 64, 66]`` against 64.9 with no published ±: mea
 ``SE_ours = 2.582 / 2 = 1.291``, ``SE_paper = 1.291``, tolerance ``2 * sqrt(2 * 1.291^2) = 3.65``:
 ``reproduced -1.9 (n=4, tol 3.7)``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
-Z = 2.0          # standard errors of the difference allowed: about 95% two-sided for a normal difference
-FLOOR = 0.5      # points: published values carry one decimal, so a smaller tolerance would judge their rounding
-MIN_SETS = 3     # distinct sets before a row gets a reproduction verdict (one set has no spread, two barely one)
+Z = 2.0  # standard errors of the difference allowed: about 95% two-sided for a normal difference
+FLOOR = 0.5  # points: published values carry one decimal, so a smaller tolerance would judge their rounding
+MIN_SETS = 3  # distinct sets before a row gets a reproduction verdict (one set has no spread, two barely one)
 LABELS = ("reproduced", "not reproduced", "indicative", "changed", "no paper value")
 
 # Settings that do not change what a row estimates, only how it is measured: how many fresh networks evaluate
@@ -42,10 +43,12 @@ NEUTRAL_SETTINGS = frozenset({"eval_runs", "eval_curve_epochs", "eval_every"})
 # name the feature network each row used.
 UNPUBLISHED_SETTINGS = frozenset({"feature_epochs", "feature_seed"})
 
-RULE_TEXT = (f"verdict: 'reproduced' = n >= {MIN_SETS} distinct sets and |Δ| within {Z:g} combined standard errors "
-             f"(ours over sets, the paper's from its ± and set count, else taken equal to ours; at least "
-             f"{FLOOR:g} points); 'not reproduced' = n >= {MIN_SETS} and further; 'indicative' = fewer sets; "
-             "'changed' = run with settings other than the published ones (never a reproduction verdict)")
+RULE_TEXT = (
+    f"verdict: 'reproduced' = n >= {MIN_SETS} distinct sets and |Δ| within {Z:g} combined standard errors "
+    f"(ours over sets, the paper's from its ± and set count, else taken equal to ours; at least "
+    f"{FLOOR:g} points); 'not reproduced' = n >= {MIN_SETS} and further; 'indicative' = fewer sets; "
+    "'changed' = run with settings other than the published ones (never a reproduction verdict)"
+)
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,10 @@ class PaperValue:
 class Verdict:
     """One row's verdict; ``text`` is its one-line display and always names n."""
 
-    label: str            # one of LABELS
-    n: int                # distinct sets
-    delta: float | None   # our mean - the paper's (None without a paper value)
-    tolerance: float | None   # None when no reproduction verdict is possible (changed, no paper value)
+    label: str  # one of LABELS
+    n: int  # distinct sets
+    delta: float | None  # our mean - the paper's (None without a paper value)
+    tolerance: float | None  # None when no reproduction verdict is possible (changed, no paper value)
     text: str
 
 
@@ -94,11 +97,11 @@ def tolerance(set_means: list[float], paper: PaperValue) -> float:
     """``max(FLOOR, Z * sqrt(SE_ours^2 + SE_paper^2))``."""
     ours = standard_error(set_means)
     theirs = paper_standard_error(paper, ours)
-    return max(FLOOR, Z * math.sqrt(ours ** 2 + theirs ** 2))
+    return max(FLOOR, Z * math.sqrt(ours**2 + theirs**2))
 
 
 def _signed(value: float) -> str:
-    return f"{round(value, 1) + 0.0:+.1f}"    # + 0.0: a tiny negative shows as +0.0, not -0.0
+    return f"{round(value, 1) + 0.0:+.1f}"  # + 0.0: a tiny negative shows as +0.0, not -0.0
 
 
 def judge(set_means: list[float], paper: PaperValue | None, changed: dict[str, str] | None = None) -> Verdict:
@@ -124,6 +127,7 @@ def judge(set_means: list[float], paper: PaperValue | None, changed: dict[str, s
 
 
 # --- which cells pool into one row ---------------------------------------------------------------------
+
 
 class PoolingKey(NamedTuple):
     """What must be equal for two cells of one row (same dataset, IPC, method, variant and networks) to pool.
@@ -152,11 +156,11 @@ class PoolingKey(NamedTuple):
     settings: tuple[tuple[str, Any], ...]
 
 
-POOLING_KEYS = PoolingKey._fields   # the record fields that move accuracy ("settings": all but NEUTRAL_SETTINGS)
+POOLING_KEYS = PoolingKey._fields  # the record fields that move accuracy ("settings": all but NEUTRAL_SETTINGS)
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))   # pandas reads a null as NaN
+    return value is None or (isinstance(value, float) and math.isnan(value))  # pandas reads a null as NaN
 
 
 def _optional_int(value: Any) -> int | None:
@@ -170,9 +174,11 @@ def _hashable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def pooling_key(settings: Mapping[str, Any], protocol: str, epochs: int | None, data_used: str,
-                max_per_class: int | None) -> PoolingKey:
+def pooling_key(
+    settings: Mapping[str, Any], protocol: str, epochs: int | None, data_used: str, max_per_class: int | None
+) -> PoolingKey:
     """The hashable key of a cell: cells of one row pool only when their keys are equal (see PoolingKey)."""
-    moving = tuple(sorted((k, _hashable(v)) for k, v in (settings or {}).items()
-                          if k not in NEUTRAL_SETTINGS and not _missing(v)))
+    moving = tuple(
+        sorted((k, _hashable(v)) for k, v in (settings or {}).items() if k not in NEUTRAL_SETTINGS and not _missing(v))
+    )
     return PoolingKey(str(protocol), _optional_int(epochs), str(data_used), _optional_int(max_per_class), moving)
