@@ -266,6 +266,12 @@ def build_index(results_dir: Path) -> str:
         ]
         lines += rows + [""]
     lines += ["## Pages", ""] + [f"- [{p}]({p}/): {_title(results_dir / p)}" for p in pages] + [""]
+    lines += [
+        "Figures typed by hand before results became pages (the earlier Table I coreset rows among them) are "
+        'not counted here: docs/measurements-log.md keeps them, each marked "no record" unless a raw file '
+        "under benchmarks/measured/ backs it.",
+        "",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
