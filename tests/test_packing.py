@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_helpers import run_matrix
 
 from bench.core.files import load_tensor_file
 
@@ -28,15 +29,7 @@ TINY = {
 
 
 def _run(matrix: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as a packed worker on 2 cores
-    return subprocess.run(
-        [sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
+    return run_matrix(matrix, results, *extra, timeout=900, threads=1)
 
 
 def _records(root: Path) -> dict[str, tuple[list[float], torch.Tensor | None]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from crafted_records import write_record
+from run_helpers import run_matrix
 
 from bench.reporting.tables import build_report
 
@@ -30,13 +31,7 @@ TINY = {
 
 
 def _run(matrix: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.run", str(matrix), "--results", str(results), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_matrix(matrix, results, *extra)
 
 
 def test_tiny_matrix_end_to_end(tmp_path):

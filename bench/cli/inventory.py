@@ -97,7 +97,7 @@ KINDS: dict[str, Callable[[], list[tuple[str, str]]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dreambench ls", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog="dreambench ls", description=" ".join(__doc__.split()).split(": ", 1)[1])
     parser.add_argument("kind", nargs="?", choices=sorted(KINDS), help="what to list (default: everything)")
     args = parser.parse_args(argv)
     for kind in [args.kind] if args.kind else list(KINDS):

@@ -71,53 +71,37 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("-p", "--profile"), {"default": None, "help": "profile of the matrix (e.g. mini, paper; default: the matrix's)"}),
+    (("--results",), {"default": "results", "help": "results folder (default: results/)"}),
+    (("--data-root",), {"default": None, "help": "dataset folder (default: $DREAMBENCH_DATA or ./data)"}),
+    (("--download",), {"action": "store_true", "help": "fetch missing datasets with torchvision (MNIST, "
+                                                        "FashionMNIST, SVHN, CIFAR; never by default)"}),
+    (("--only",), {"action": "append", "help": "run only cells whose id matches (glob or substring; repeatable)"}),
+    (("--set",), {"action": "append", "metavar": "KEY=VALUE",
+                  "help": "a setting for every cell, checked like the matrix's and recorded (repeatable), e.g. "
+                          "--set budget.iterations=2 --set evaluation.epochs=5 for a smoke run"}),
+    (("--max-cells",), {"type": int, "default": None, "metavar": "N",
+                        "help": "refuse a matrix that expands to more than N cells (default 100000, or "
+                                "$DREAMBENCH_MAX_CELLS)"}),
+    (("--dry-run",), {"action": "store_true",
+                      "help": "check the matrix and its data, list the cells and their estimated cost, run nothing"}),
+    (("--executor",), {"default": None, "choices": EXECUTORS.names(), "help": "where cells run (default: local)"}),
+    (("--resume",), {"action": "store_true", "help": "re-submit failed cells (Slurm)"}),
+    (("--workers",), {"type": int, "default": None, "help": "local executor: run this many cells at once, one "
+                                                            "process each (default: launcher.workers, 1)"}),
+    (("--no-report",), {"action": "store_true", "help": "do not rebuild the table at the end"}),
+    (("--keep-stale",), {"action": "store_true", "help": "keep finished cells whose settings changed since "
+                                                         "(default: move them aside and recompute)"}),
+]  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dreambench run", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    summary = " ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[1]
+    p = argparse.ArgumentParser(prog="dreambench run", description=summary)
     p.add_argument("matrix", help="path to a matrix YAML file (see `dreambench ls matrices`)")
-    p.add_argument(
-        "-p", "--profile", default=None, help="profile of the matrix (e.g. mini, paper; default: the matrix's)"
-    )
-    p.add_argument("--results", default="results", help="results folder (default: results/)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: $DREAMBENCH_DATA or ./data)")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="fetch missing datasets with torchvision (MNIST, FashionMNIST, SVHN, CIFAR; never by default)",
-    )
-    p.add_argument("--only", action="append", help="run only cells whose id matches (glob or substring; repeatable)")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a setting for every cell, checked like the matrix's and recorded (repeatable), "
-        "e.g. --set iterations=2 --set eval_epochs=5 for a smoke run",
-    )
-    p.add_argument(
-        "--max-cells",
-        type=int,
-        default=None,
-        metavar="N",
-        help="refuse a matrix that expands to more than N cells (default 100000, or $DREAMBENCH_MAX_CELLS)",
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check the matrix and its data, list the cells and their estimated cost, run nothing",
-    )
-    p.add_argument("--executor", default=None, choices=EXECUTORS.names(), help="where cells run (default: local)")
-    p.add_argument("--resume", action="store_true", help="re-submit failed cells (Slurm)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="local executor: run this many cells at once, one process each (default: launcher.workers, 1)",
-    )
-    p.add_argument("--no-report", action="store_true", help="do not rebuild the table at the end")
-    p.add_argument(
-        "--keep-stale",
-        action="store_true",
-        help="keep finished cells whose settings changed since (default: move them aside and recompute)",
-    )
+    for flags, options in OPTIONS:
+        p.add_argument(*flags, **options)
     return p
 
 

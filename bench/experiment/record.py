@@ -17,32 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench.core.version import CODE_VERSION, SCHEMA_VERSION
+from bench.experiment.matrix import Cell
 from bench.learning.evaluation import PROTOCOLS
 
 MAX_TEXT = 4096  # characters of any string field (a huge field must not make the report crawl)
 MAX_ITEMS = 100_000  # entries of any list or mapping field
 
 
-@dataclass
-class CellRecord:
-    """What one cell produced, as it is written: accuracies per evaluation network, timings, the plan."""
+@dataclass(frozen=True, kw_only=True)
+class Measurements:
+    """What a cell measured beyond its headline accuracies; the fields a written and a read record share."""
 
-    cell: dict[str, Any]  # the cell's fields and id
-    fingerprint: str  # digest of the resolved plan (bench.experiment.plan)
-    plan: dict[str, Any]  # the resolved plan (CellPlan.to_json)
-    provenance: dict[str, Any]  # seed, code commit, library versions, device, data md5
-    data_used: str
-    scale: str  # the matrix profile (mini, cpu, gpu, paper, ...)
-    machine: str
-    torch: str
-    accuracies: dict[str, list[float]]  # eval arch -> last-epoch accuracy of each evaluation run (%)
-    schema_version: int = SCHEMA_VERSION
-    code_version: str = CODE_VERSION
     distill_seconds: float = 0.0
     eval_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     log: list[dict[str, float]] = field(default_factory=list)
-    finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     # evaluated cells
     protocol: dict[str, Any] | None = None
     protocol_choice: str | None = None  # 'published' or 'forced'
@@ -59,6 +48,24 @@ class CellRecord:
     continual_protocol: str | None = None
     class_order: list[int] | None = None
     step_accuracies: list[float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellRecord(Measurements):
+    """What one cell produced, as it is written: accuracies per evaluation network, timings, the plan."""
+
+    cell: dict[str, Any]  # the cell's fields and id
+    fingerprint: str  # digest of the resolved plan (bench.experiment.plan)
+    plan: dict[str, Any]  # the resolved plan (CellPlan.to_json)
+    provenance: dict[str, Any]  # seed, code commit, library versions, device, data md5
+    data_used: str
+    scale: str  # the matrix profile (mini, cpu, gpu, paper, ...)
+    machine: str
+    torch: str
+    accuracies: dict[str, list[float]]  # eval arch -> last-epoch accuracy of each evaluation run (%)
+    schema_version: int = SCHEMA_VERSION
+    code_version: str = CODE_VERSION
+    finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     _ALWAYS = ("seconds_per_inner_loop",)  # kept even when None: coreset cells state they have no inner loop
 
@@ -225,34 +232,13 @@ def upgrade_record(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class RecordCell:
-    """The grid point a record belongs to."""
-
-    id: str
-    matrix: str
-    profile: str
-    dataset: str
-    ipc: int
-    method: str
-    arch: str
-    seed: int
-    eval_archs: tuple[str, ...]
-    settings: dict[str, Any]
-    data_fallback: str | None
-    max_per_class: int | None
-    variant: str
-    task: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Record:
+@dataclass(frozen=True, kw_only=True)
+class Record(Measurements):
     """A validated result record, typed. ``plan`` is None only for records upgraded from schema 1."""
 
     schema_version: int
     code_version: str
-    cell: RecordCell
+    cell: Cell
     fingerprint: str
     plan: dict[str, Any] | None
     provenance: dict[str, Any]
@@ -261,22 +247,7 @@ class Record:
     machine: str
     torch: str
     accuracies: dict[str, list[float]]
-    distill_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
-    log: list[dict[str, float]] = field(default_factory=list)
     finished: str = ""
-    protocol: dict[str, Any] | None = None
-    protocol_choice: str | None = None
-    eval_runs: int | None = None
-    best_accuracies: dict[str, list[float]] | None = None
-    max_during_distillation: dict[str, list[float]] | None = None
-    seconds_per_inner_loop: float | None = None
-    clustering_share: float | None = None
-    resumed_from: int | None = None
-    continual_protocol: str | None = None
-    class_order: list[int] | None = None
-    step_accuracies: list[float] | None = None
 
     @property
     def set_id(self) -> str:
@@ -334,5 +305,8 @@ def read_record(raw: Any, cell_id: str) -> Record:
         raise RecordError("accuracies missing or empty")
     known = {f.name for f in dataclasses.fields(Record)}
     values = {k: v for k, v in raw.items() if k in known and k != "cell"}
-    values["cell"] = RecordCell(**{**{k: cell[k] for k in _CELL}, "eval_archs": tuple(cell["eval_archs"])})
+    grid_point = Cell(**{**{k: cell[k] for k in _CELL if k != "id"}, "eval_archs": tuple(cell["eval_archs"])})
+    if grid_point.id != cell_id:
+        raise RecordError(f"its cell fields make the id {grid_point.id!r}, not its folder {cell_id!r}")
+    values["cell"] = grid_point
     return Record(**values)

@@ -15,20 +15,6 @@ def cell_curve(record: Record) -> Curve:
     return [(int(row["iteration"]), float(row["accuracy"])) for row in record.log if "accuracy" in row]
 
 
-def mean_curves(records: list[Record]) -> dict[tuple[str, int, str], Curve]:
-    """Seed-averaged curve per (dataset, ipc, method), on the iterations every seed logged."""
-    grouped: dict[tuple[str, int, str], list[Curve]] = defaultdict(list)
-    for r in records:
-        curve = cell_curve(r)
-        if curve:
-            grouped[(r.cell.dataset, r.cell.ipc, r.cell.method)].append(curve)
-    out = {}
-    for key, curves in grouped.items():
-        common = set.intersection(*(set(i for i, _ in cv) for cv in curves))
-        out[key] = [(i, statistics.fmean(dict(cv)[i] for cv in curves)) for i in sorted(common)]
-    return out
-
-
 def curve_bands(records: list[Record]) -> dict[tuple[str, int, str], list[tuple[int, float, float, float]]]:
     """Per (dataset, ipc, method): (iteration, mean, min, max) over seeds on the iterations every seed logged."""
     grouped: dict[tuple[str, int, str], list[Curve]] = defaultdict(list)
@@ -41,6 +27,11 @@ def curve_bands(records: list[Record]) -> dict[tuple[str, int, str], list[tuple[
         common = sorted(set.intersection(*(set(i for i, _ in cv) for cv in curves)))
         out[key] = [(i, statistics.fmean(v := [dict(cv)[i] for cv in curves]), min(v), max(v)) for i in common]
     return out
+
+
+def mean_curves(records: list[Record]) -> dict[tuple[str, int, str], Curve]:
+    """Seed-averaged curve per (dataset, ipc, method), on the iterations every seed logged."""
+    return {key: [(i, mean) for i, mean, _, _ in band] for key, band in curve_bands(records).items()}
 
 
 def iterations_to_reach(curve: Curve, target: float) -> int | None:

@@ -21,54 +21,15 @@ from bench.learning.provenance import published_spread, row_sets
 from bench.reporting.paper import paper_table1, paper_value
 from bench.reporting.verdicts import NEUTRAL_SETTINGS, UNPUBLISHED_SETTINGS, PaperValue, judge, pooling_key
 
-COLUMNS = [
-    "dataset",
-    "data_used",
-    "ipc",
-    "method",
-    "variant",
-    "arch",
-    "eval_arch",
-    "seed",
-    "protocol",
-    "epochs",
-    "epochs_from",
-    "accuracy_kind",
-    "run",
-    "value",
-    "set",
-    "settings",
-    "max_per_class",
-    "scale",
-    "machine",
-    "commit",
-    "fingerprint",
-    "cell_id",
-    "pooled_settings",
-    "n_sets",
-    "group_mean",
-    "paper",
-    "paper_spread",
-    "paper_sets",
-    "delta",
-    "verdict",
-    "verdict_text",
-    "changed",
-]
+COLUMNS = (
+    "dataset data_used ipc method variant arch eval_arch seed protocol epochs epochs_from accuracy_kind "
+    "run value set settings max_per_class scale machine commit fingerprint cell_id pooled_settings n_sets "
+    "group_mean paper paper_spread paper_sets delta verdict verdict_text changed"
+).split()
 KINDS = ("last", "best", "max-during")
-GROUP = [
-    "dataset",
-    "data_used",
-    "ipc",
-    "method",
-    "variant",
-    "arch",
-    "eval_arch",
-    "protocol",
-    "epochs",
-    "pooled_settings",
-    "max_per_class",
-]  # cells pool only when all of these are equal
+GROUP = (
+    "dataset data_used ipc method variant arch eval_arch protocol epochs pooled_settings max_per_class"
+).split()  # cells pool only when all of these are equal
 
 
 def paper_reference(method: str, dataset: str, ipc: int) -> PaperValue | None:
@@ -91,40 +52,30 @@ def changed_settings(settings: dict[str, Any], max_per_class: Any) -> dict[str, 
     return changed
 
 
+def cell_columns(r: Record) -> dict[str, Any]:
+    """The columns every row of a record carries: what the cell was, what ran it, and where."""
+    return {
+        "dataset": r.cell.dataset, "data_used": r.data_used, "ipc": r.cell.ipc, "method": r.cell.method,
+        "variant": r.cell.variant, "arch": r.cell.arch, "seed": r.cell.seed,
+        "settings": json.dumps(r.cell.settings, sort_keys=True), "scale": r.scale, "machine": r.machine,
+        "commit": r.provenance.get("git_commit", "unknown"), "cell_id": r.cell.id,
+    }  # fmt: skip
+
+
 def record_rows(records: list[Record]) -> pd.DataFrame:
     """Every evaluation run of every record as a row, not yet judged."""
     rows = []
     for r in records:
-        protocol = r.protocol or {}
+        protocol, cell = r.protocol or {}, cell_columns(r)
         for kind in KINDS:
             for arch, values in r.accuracies_of(kind).items():
-                for run, value in enumerate(values):
-                    rows.append(
-                        {
-                            "dataset": r.cell.dataset,
-                            "data_used": r.data_used,
-                            "ipc": r.cell.ipc,
-                            "method": r.cell.method,
-                            "variant": r.cell.variant,
-                            "arch": r.cell.arch,
-                            "eval_arch": arch,
-                            "seed": r.cell.seed,
-                            "protocol": protocol.get("name", ""),
-                            "epochs": protocol.get("epochs"),
-                            "epochs_from": protocol.get("epochs_from", ""),
-                            "accuracy_kind": kind,
-                            "run": run,
-                            "value": value,
-                            "set": r.set_id,
-                            "settings": json.dumps(r.cell.settings, sort_keys=True),
-                            "max_per_class": r.cell.max_per_class,
-                            "scale": r.scale,
-                            "machine": r.machine,
-                            "commit": r.provenance.get("git_commit", "unknown"),
-                            "fingerprint": r.fingerprint,
-                            "cell_id": r.cell.id,
-                        }
-                    )
+                rows.extend(
+                    {**cell, "eval_arch": arch, "protocol": protocol.get("name", ""), "epochs": protocol.get("epochs"),
+                     "epochs_from": protocol.get("epochs_from", ""), "accuracy_kind": kind, "run": run,
+                     "value": value, "set": r.set_id, "max_per_class": r.cell.max_per_class,
+                     "fingerprint": r.fingerprint}
+                    for run, value in enumerate(values)
+                )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS[: COLUMNS.index("pooled_settings")])
 
 
@@ -181,43 +132,15 @@ def write_results(root: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(root / "results.json", frame.to_json(orient="records", indent=1, double_precision=6) + "\n")
 
 
-CURVE_COLUMNS = [
-    "dataset",
-    "data_used",
-    "ipc",
-    "method",
-    "variant",
-    "arch",
-    "seed",
-    "iteration",
-    "accuracy",
-    "scale",
-    "machine",
-    "commit",
-    "settings",
-    "cell_id",
-]
+CURVE_COLUMNS = (
+    "dataset data_used ipc method variant arch seed iteration accuracy scale machine commit settings cell_id"
+).split()
 
 
 def curve_rows(records: list[Record]) -> pd.DataFrame:
     """Accuracy during distillation (cells run with ``eval_every``): one row per logged evaluation point."""
     rows = [
-        {
-            "dataset": r.cell.dataset,
-            "data_used": r.data_used,
-            "ipc": r.cell.ipc,
-            "method": r.cell.method,
-            "variant": r.cell.variant,
-            "arch": r.cell.arch,
-            "seed": r.cell.seed,
-            "iteration": int(point["iteration"]),
-            "accuracy": float(point["accuracy"]),
-            "scale": r.scale,
-            "machine": r.machine,
-            "commit": r.provenance.get("git_commit", "unknown"),
-            "settings": json.dumps(r.cell.settings, sort_keys=True),
-            "cell_id": r.cell.id,
-        }
+        {**cell_columns(r), "iteration": int(point["iteration"]), "accuracy": float(point["accuracy"])}
         for r in records
         for point in r.log
         if "accuracy" in point
