@@ -19,11 +19,12 @@ import pandas as pd
 from bench.core.files import atomic_write_text
 from bench.reporting.export import GROUP
 from bench.reporting.paper import ROW_ORDER, paper_name, reference
+from bench.reporting.verdicts import LABELS
 
 PAGE_FILE = "README.md"
 META_FILE = "page.json"
 INDEX_FILE = "index.md"
-VERDICT_ORDER = ("reproduced", "not reproduced", "indicative", "changed", "no paper value")
+PAPER = "paper settings, real data"
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def build_index(results_dir: Path) -> str:
         for column in columns:
             name, ipc = column.split("/")
             e = _lookup(frame, method, PAPER_DATASETS[name], int(ipc))
-            label = e.verdict.split(" ")[0] if e.status == "paper settings, real data" and e.verdict else e.status
+            label = next((v for v in LABELS if e.verdict.startswith(v)), e.status) if e.status == PAPER else e.status
             counts[label] = counts.get(label, 0) + 1
             cells.append(_cell_text(e))
         body.append(f"| {method} | " + " | ".join(cells) + " |")
