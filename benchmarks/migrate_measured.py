@@ -7,6 +7,7 @@ figures are generated from data like every other result (docs/results.md). Run o
 Each line becomes one set: its accuracies are the evaluation runs, judged by the same rule as any run's. A line
 that records no commit says "not recorded"; its page says which raw file it came from.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,20 +37,23 @@ def herding_rules() -> tuple[list[dict], PageMeta]:
         r = json.loads(line)
         seed, epochs = map(int, re.search(r"_s(\d+)_e(\d+)_", r["feature_file"]).groups())
         variant = "" if r["rule"] == "nearest-mean" else f"rule-{r['rule']}"
-        settings = {"feature_epochs": epochs}   # the feature network of seed s = the cell's seed (the default)
+        settings = {"feature_epochs": epochs}  # the feature network of seed s = the cell's seed (the default)
         base = {"dataset": r["dataset"], "data_used": r["dataset"], "ipc": r["ipc"], "method": "Herding",
                 "variant": variant, "arch": "ConvNet-3", "eval_arch": "ConvNet-3", "seed": seed,
                 "protocol": r["protocol"], "epochs": PROTOCOLS.get(r["protocol"]).epochs, "epochs_from": "protocol",
-                "set": f"{r['feature_file']}:{r['rule']}:ipc{r['ipc']}", "settings": json.dumps(settings, sort_keys=True),
+                "set": f"{r['feature_file']}:{r['rule']}:ipc{r['ipc']}",
+                "settings": json.dumps(settings, sort_keys=True),
                 "max_per_class": None, "scale": "diagnostic", "machine": r["machine"], "commit": "not recorded",
                 "fingerprint": "", "cell_id": f"{r['dataset']}_ipc{r['ipc']}_Herding_{r['rule']}_s{seed}"}  # fmt: skip
         rows += _row(base, r["accuracies"])
-    meta = PageMeta("Herding rules on one feature network per set (raw lines of 2026-11-27, migrated)",
-                    "python benchmarks/herding_rules.py <feature network> --dataset <name> --data-root ../shared/data",
-                    "benchmarks/measured/cpu-2026-11-27-herding-rules.jsonl, one line per rule, IPC and set. "
-                    "'Herding' rows use the nearest-mean rule (dreambench's Herding); rule-* rows are the other "
-                    "rules (variants, not judged). Untrained (0-epoch) feature networks, seed = set. That the published "
-                    "rows used the nearest-mean rule is an inference (docs/investigations/herding.md).")
+    meta = PageMeta(
+        "Herding rules on one feature network per set (raw lines of 2026-11-27, migrated)",
+        "python benchmarks/herding_rules.py <feature network> --dataset <name> --data-root ../shared/data",
+        "benchmarks/measured/cpu-2026-11-27-herding-rules.jsonl, one line per rule, IPC and set. "
+        "'Herding' rows use the nearest-mean rule (dreambench's Herding); rule-* rows are the other "
+        "rules (variants, not judged). Untrained (0-epoch) feature networks, seed = set. That the published "
+        "rows used the nearest-mean rule is an inference (docs/investigations/herding.md).",
+    )
     return rows, meta
 
 
@@ -66,10 +70,12 @@ def herding_trained_networks() -> tuple[list[dict], PageMeta]:
                 "machine": r["machine"], "commit": r["git_commit"] + ("+dirty" if r["git_dirty"] else ""),
                 "fingerprint": "", "cell_id": r["cell"]}  # fmt: skip
         rows += _row(base, r["accuracies"])
-    meta = PageMeta("Herding with trained 2-epoch feature networks (raw lines of 2026-11-27, migrated)",
-                    "dreambench run matrices/fidelity.yaml -p sets|cpu --only '*Herding*' --data-root ../shared/data",
-                    "benchmarks/measured/cpu-2026-11-27-herding-trained-networks.jsonl, one line per cell; the "
-                    "nearest-mean rule (an inference, docs/investigations/herding.md).")
+    meta = PageMeta(
+        "Herding with trained 2-epoch feature networks (raw lines of 2026-11-27, migrated)",
+        "dreambench run matrices/fidelity.yaml -p sets|cpu --only '*Herding*' --data-root ../shared/data",
+        "benchmarks/measured/cpu-2026-11-27-herding-trained-networks.jsonl, one line per cell; the "
+        "nearest-mean rule (an inference, docs/investigations/herding.md).",
+    )
     return rows, meta
 
 
