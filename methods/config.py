@@ -81,7 +81,12 @@ SAMPLERS = ("random", "representative")
 NET_UPDATES = ("none", "synthetic", "real")
 SPACES = ("normalized", "pixel")
 PRECISIONS = ("float32", "bfloat16")
+INITS = ("cluster", "mix", "noise", "real_first", "real_random")   # methods.initializers.INITIALIZERS (a test checks)
+AUG_MODES = ("single", "composite")
 CHOICES: dict[str, tuple[str, ...]] = {
+    "init": INITS,
+    "match_aug_mode": AUG_MODES,
+    "net_aug_mode": AUG_MODES,
     "sampler": SAMPLERS,
     "net_update": NET_UPDATES,
     "space": SPACES,

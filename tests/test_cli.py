@@ -127,7 +127,12 @@ def test_ctrl_c_ends_with_one_line_and_130_and_a_rerun_resumes(tmp_path: Path) -
     matrix = write(tmp_path, spec)
     cmd = [sys.executable, "-m", "bench.run", str(matrix), "--results", str(tmp_path / "r"), "--no-report"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a user's terminal delivers Ctrl-C to a process whose SIGINT is not ignored; a test started in the
+    # background (nohup, &) inherits an ignored SIGINT, so the child gets the default back first
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=restore
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if "cells to run" in line:

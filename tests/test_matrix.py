@@ -302,3 +302,12 @@ def test_a_small_file_that_expands_to_millions_of_cells_is_one_line():
     huge = {**GOOD, "seeds": list(range(1000)), "ipc": list(range(1, 1001)), "archs": ["ConvNet-3"] * 1}
     with pytest.raises(MatrixError, match="allowed: at most 100000"):
         parse_matrix(huge, "t", "mini")
+
+
+def test_a_bad_cell_cap_and_repeated_grid_values_are_one_line(monkeypatch):
+    monkeypatch.setenv("DREAMBENCH_MAX_CELLS", "zz")
+    with pytest.raises(MatrixError, match="DREAMBENCH_MAX_CELLS = 'zz'"):
+        parse_matrix(GOOD, "t", "mini")
+    monkeypatch.delenv("DREAMBENCH_MAX_CELLS")
+    with pytest.raises(MatrixError, match="lists a value twice"):
+        parse_matrix({**GOOD, "seeds": [0, 0]}, "t", "mini")

@@ -50,3 +50,20 @@ def test_a_published_page_is_judged_and_indexed(tmp_path: Path) -> None:
     assert "reproduced -0.4 (n=4" in row and "(random-mnist/)" in row
     dc = next(line for line in index.splitlines() if line.startswith("| DC |"))
     assert "reduced: changed" in dc and dc.count("not run") == 14
+
+
+def test_publish_never_overwrites_files_that_are_not_pages(tmp_path: Path) -> None:
+    import pytest
+
+    from bench.reporting.pages import PageError
+
+    root = tmp_path / "results" / "m" / "mini"
+    write_record(root, {"dataset": "mnist", "ipc": 1, "method": "Random"}, {"ConvNet-3": [63.0]})
+    build_report(root)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("my notes")
+    for target in (mine, tmp_path / "mine" / "page", Path("/")):
+        with pytest.raises(PageError):
+            publish(root, target, PageMeta("t", "c"))
+    assert (mine / "notes.md").read_text() == "my notes" and not (mine / "page").exists()

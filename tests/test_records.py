@@ -111,3 +111,10 @@ def test_a_corrupt_record_is_corrupt_for_status_run_and_report_alike(tmp_path: P
     assert check_record(folder.parent, folder.name).state == "corrupt"
     assert cell_states(folder.parent)[folder.name][0] == "corrupt"
     assert build_report(folder.parent).frame.empty
+
+
+def test_accuracies_of_a_network_the_cell_never_evaluated_are_corrupt() -> None:
+    record = crafted_record({"dataset": "digits", "ipc": 1, "method": "DC"}, {"ConvNet-3": [50.0]})
+    record["accuracies"] = {"NoNet|x": [50.0]}
+    with pytest.raises(RecordError, match="not one of the cell's eval_archs"):
+        read_record(record, record["cell"]["id"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.core.files import atomic_write_text
 from bench.experiment.store import PLAN_FILE, read_matrix_info
 from bench.reporting.claims import write_claims
-from bench.reporting.pages import PageMeta, publish, readme_with_status, write_index
+from bench.reporting.pages import PageError, PageMeta, publish, read_page_file, readme_with_status, write_index
 from bench.reporting.tables import ACCURACY_KINDS, build_report
 
 
@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return report(args)
+    except PageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def report(args: argparse.Namespace) -> int:
+    """The command's work; a bad pages folder, page or README is a PageError (one line, exit 2)."""
     if args.index:
         folder = Path(args.index)
         if not folder.is_dir():
@@ -64,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_index(folder)} and {write_claims(folder)}")
         if args.readme:
             readme = Path(args.readme)
-            atomic_write_text(readme, readme_with_status(readme.read_text(), folder))
+            atomic_write_text(readme, readme_with_status(read_page_file(readme), folder))
             print(f"wrote the status block of {readme}")
         return 0
     if args.root is None:

@@ -163,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             if not cells:
                 raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")
             executor_name = args.executor or matrix.launcher.executor
+            if not args.results.strip():
+                raise MatrixError("--results ''; allowed: a folder name (default: results)")
+            if executor_name not in EXECUTORS:
+                raise MatrixError(f"launcher.executor = {executor_name!r}: {EXECUTORS.unknown_message(executor_name)}")
             root = inside(Path(args.results), results_root(Path(args.results), matrix.name, matrix.profile))
             check_layout(matrix.layout)
             plans, fingerprints = plan_matrix(matrix, {c.id for c in cells}, root, args.data_root)

@@ -66,7 +66,18 @@ TASKS = ("distill", "continual")  # 'evaluate' cells are derived, never named in
 PROFILE_KEYS = {"description", "defaults", "methods", "data_fallback", "max_per_class", "grid", "exclude"}
 EVAL_PROTOCOLS = sorted(protocol_names())
 MAX_IPC = 100_000
-MAX_CELLS = int(os.environ.get("DREAMBENCH_MAX_CELLS", "0") or 0) or 100_000  # cells one matrix may expand to
+MAX_CELLS = 100_000  # cells one matrix may expand to (DREAMBENCH_MAX_CELLS or --max-cells raise it)
+
+
+def cell_cap(given: int | None) -> int:
+    """The cap on cells: ``--max-cells``, else ``DREAMBENCH_MAX_CELLS``, else MAX_CELLS; a bad value is one line."""
+    text = str(given) if given is not None else os.environ.get("DREAMBENCH_MAX_CELLS", "")
+    if not text:
+        return MAX_CELLS
+    if not text.isdigit() or int(text) < 1:
+        where = "--max-cells" if given is not None else "DREAMBENCH_MAX_CELLS"
+        raise MatrixError(f"{where} = {text!r}; allowed: an integer >= 1")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,8 @@ def _check_list(raw: dict[str, Any], key: str, kind: type) -> list[Any]:
         value = [value]
     if not value:
         raise _fail(f"{key!r} is empty: the grid needs at least one value")
+    if len(set(map(str, value))) < len(value):
+        raise _fail(f"{key!r} lists a value twice ({value!r:.80}); allowed: distinct values")
     for v in value:
         if not isinstance(v, kind) or isinstance(v, bool):
             raise _fail(f"{key!r} has {v!r} of type {type(v).__name__}; allowed: {kind.__name__} values")
@@ -358,7 +371,7 @@ def parse_matrix(
             "(a value may be a list: any of them matches)"
         )
     size = math.prod(len(grid[k]) for k in GRID_KEYS) * len(variants)
-    limit = max_cells if max_cells is not None else MAX_CELLS
+    limit = cell_cap(max_cells)
     if size > limit:
         raise _fail(
             f"the matrix expands to {size} cells before 'exclude'; allowed: at most {limit} "

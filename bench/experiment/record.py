@@ -303,6 +303,10 @@ def read_record(raw: Any, cell_id: str) -> Record:
             raise RecordError(f"{name} {problem}")
     if not raw["accuracies"] and cell["eval_archs"]:
         raise RecordError("accuracies missing or empty")
+    for name in ("accuracies", "best_accuracies", "max_during_distillation"):
+        extra = set(raw.get(name) or {}) - set(cell["eval_archs"])
+        if extra:
+            raise RecordError(f"{name} names {sorted(extra)[0]!r:.60}, not one of the cell's eval_archs")
     known = {f.name for f in dataclasses.fields(Record)}
     values = {k: v for k, v in raw.items() if k in known and k != "cell"}
     grid_point = Cell(**{**{k: cell[k] for k in _CELL if k != "id"}, "eval_archs": tuple(cell["eval_archs"])})

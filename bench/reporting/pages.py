@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core.files import atomic_write_text
+from bench.core.files import atomic_write_text, read_regular_text
 from bench.reporting.export import GROUP
 from bench.reporting.paper import ROW_ORDER, paper_name, reference
 from bench.reporting.verdicts import LABELS
@@ -25,6 +25,48 @@ PAGE_FILE = "README.md"
 META_FILE = "page.json"
 INDEX_FILE = "index.md"
 PAPER = "paper settings, real data"
+
+
+class PageError(ValueError):
+    """A pages folder, page or README that cannot be used; the message is one line."""
+
+
+def read_page_file(path: Path) -> str:
+    """A page's text file (README, page.json), or PageError naming it."""
+    try:
+        return read_regular_text(path, 16 * 2**20)
+    except (OSError, UnicodeDecodeError) as err:
+        raise PageError(f"{path}: cannot be read ({type(err).__name__}); allowed: a UTF-8 text file") from None
+
+
+def check_target(target: Path) -> None:
+    """A page folder is new, empty, or an earlier page (it holds page.json); its parent holds only pages and
+    the generated index, so publishing never overwrites a user's files."""
+    if target.resolve() == target.resolve().parent or (target.exists() and not target.is_dir()):
+        raise PageError(
+            f"--publish {target}: not a folder for a page; allowed: a new folder such as docs/results/<name>"
+        )
+    if target.is_dir() and any(target.iterdir()) and not (target / META_FILE).is_file():
+        raise PageError(
+            f"--publish {target}: the folder holds files that are not a page; allowed: a new or empty "
+            "folder, or an earlier page"
+        )
+    parent = target.resolve().parent
+    strangers = (
+        [
+            p.name
+            for p in parent.iterdir()
+            if p.resolve() != target.resolve()
+            and not ((p.is_dir() and (p / META_FILE).is_file()) or p.name in (INDEX_FILE, "claims.md"))
+        ]
+        if parent.is_dir()
+        else []
+    )
+    if strangers:
+        raise PageError(
+            f"--publish {target}: its parent {parent} holds other files ({strangers[0]!r}, ...), and "
+            "its index.md would be rewritten; allowed: a folder of pages such as docs/results/"
+        )
 
 
 @dataclass(frozen=True)
@@ -38,6 +80,7 @@ class PageMeta:
 
 def publish(root: Path, target: Path, meta: PageMeta) -> Path:
     """Copy a run folder's judged ``results.csv``, table and figures into ``target`` and write its page."""
+    check_target(target)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("results.csv", "curves.csv", "table.md", "table.tex"):
         if (root / name).is_file():
@@ -50,7 +93,7 @@ def publish(root: Path, target: Path, meta: PageMeta) -> Path:
 
 def write_page(folder: Path) -> Path:
     """The page of one published run, generated from its ``results.csv``, ``page.json``, table and figures."""
-    meta = PageMeta(**json.loads((folder / META_FILE).read_text()))
+    meta = load_meta(folder)
     frame = pd.read_csv(folder / "results.csv", keep_default_na=False, na_values=[""])
     last = frame[frame["accuracy_kind"] == "last"]
     lines = [
@@ -84,6 +127,18 @@ def write_page(folder: Path) -> Path:
     return_path = folder / PAGE_FILE
     atomic_write_text(return_path, "\n".join(lines).rstrip() + "\n")
     return return_path
+
+
+def load_meta(folder: Path) -> PageMeta:
+    """A page's page.json, checked (PageError otherwise)."""
+    try:
+        raw = json.loads(read_page_file(folder / META_FILE))
+        meta = PageMeta(**raw)
+    except (ValueError, TypeError) as err:
+        raise PageError(f"{folder / META_FILE}: not a page description ({str(err).splitlines()[0][:80]})") from None
+    if not all(isinstance(v, str) and "\n" not in v for v in (meta.title, meta.command, meta.description)):
+        raise PageError(f"{folder / META_FILE}: title, command and description must be one-line strings")
+    return meta
 
 
 def verdict_table(last: pd.DataFrame) -> str:
@@ -176,7 +231,16 @@ def load_pages(results_dir: Path) -> pd.DataFrame:
     """Every published page's rows, with the page's folder name."""
     frames = []
     for csv in sorted(results_dir.glob("*/results.csv")):
-        frame = pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"variant": str})
+        try:
+            frame = pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"variant": str})
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise PageError(f"{csv}: not a results table ({type(err).__name__})") from None
+        missing = sorted(set(GROUP) - {"pooled_settings"} - set(frame.columns))
+        if missing or "pooled_settings" not in frame.columns:
+            raise PageError(
+                f"{csv}: not a results table (no column {(missing or ['pooled_settings'])[0]!r}); "
+                "allowed: a results.csv written by dreambench report"
+            )
         frame["variant"] = frame["variant"].fillna("")
         frame["page"] = csv.parent.name
         frames.append(frame)
@@ -299,6 +363,10 @@ STATUS_START, STATUS_END = "<!-- status:", "<!-- /status -->"
 
 def readme_with_status(readme: str, results_dir: Path) -> str:
     """The README with its status block (between the status markers) regenerated from the pages."""
+    if STATUS_START not in readme or STATUS_END not in readme:
+        raise PageError(
+            f"the README has no status block; allowed: a file holding '{STATUS_START} ...' and '{STATUS_END}'"
+        )
     start = readme.index(STATUS_START)
     head_end = readme.index("\n", start) + 1
     end = readme.index(STATUS_END, head_end)
