@@ -81,7 +81,7 @@ SAMPLERS = ("random", "representative")
 NET_UPDATES = ("none", "synthetic", "real")
 SPACES = ("normalized", "pixel")
 PRECISIONS = ("float32", "bfloat16")
-INITS = ("cluster", "mix", "noise", "real_first", "real_random")   # methods.initializers.INITIALIZERS (a test checks)
+INITS = ("cluster", "mix", "noise", "real_first", "real_random")  # methods.initializers.INITIALIZERS (a test checks)
 AUG_MODES = ("single", "composite")
 CHOICES: dict[str, tuple[str, ...]] = {
     "init": INITS,
