@@ -174,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 dry_run(matrix, plans, root, args.keep_stale, args.data_root)
                 return 0
-            md5s = preflight(plans, root, args.data_root)
             launcher = (
                 matrix.launcher if args.workers is None else dataclasses.replace(matrix.launcher, workers=args.workers)
             )
             if launcher.workers < 1:
                 raise MatrixError(f"--workers {launcher.workers}; allowed: an integer >= 1")
+            md5s = preflight(plans, root, args.data_root)
             executor = EXECUTORS.get(executor_name)(root, args.data_root, launcher)
         except (MatrixError, DatasetNotFoundError, ResultsFolderError, ExecutorError) as err:
             print(f"error: {err}", file=sys.stderr)
