@@ -11,13 +11,11 @@ import os
 import sys
 from collections import Counter
 
-import torch
-
 from bench.cli.run import check_layout, parse_set, print_notes
 from bench.data.loaders import DatasetNotFoundError
-from bench.execution.launch import select
+from bench.execution.launch import check_class_sizes, select
 from bench.experiment.matrix import MatrixError, load_matrix
-from bench.experiment.plan import load_data, plan_cells
+from bench.experiment.plan import plan_cells
 from bench.experiment.store import ResultsFolderError
 
 
@@ -42,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ok: {matrix.name} [{matrix.profile}]: {len(cells)} cells; data not checked (--no-data)")
             return 0
         plans = plan_cells(cells, args.data_root)
-        for plan in plans:
-            data = load_data(plan.data_used, args.data_root, plan.cell.max_per_class)
-            smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
-            if plan.cell.ipc > smallest:
-                raise MatrixError(
-                    f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of "
-                    f"the smallest class of {plan.data_used}; allowed: ipc <= {smallest}"
-                )
+        check_class_sizes(plans, args.data_root)
     except (MatrixError, DatasetNotFoundError, ResultsFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

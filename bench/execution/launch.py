@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from bench.data.loaders import ImageDataset
 from bench.experiment.matrix import Cell, MatrixError
 from bench.experiment.plan import CellPlan, load_data
 from bench.experiment.store import RecordCheck, check_record, clean_old_temps, move_aside, probe_writable, write_plan
@@ -49,7 +50,15 @@ def classify(
 def preflight(plans: list[CellPlan], root: Path, data_root: str | None) -> dict[str, str]:
     """Before any work: every cell's data has ``ipc`` images per class, and the results folder takes a file.
     Returns each cell's data md5. Raises MatrixError or ResultsFolderError."""
-    md5s = {}
+    md5s = {plan.id: data_md5(data) for plan, data in check_class_sizes(plans, data_root)}
+    probe_writable(root)
+    return md5s
+
+
+def check_class_sizes(plans: list[CellPlan], data_root: str | None) -> list[tuple[CellPlan, ImageDataset]]:
+    """Every plan's data has ``ipc`` training images in its smallest class (MatrixError otherwise); returns each
+    plan with its loaded data."""
+    checked = []
     for plan in plans:
         data = load_data(plan.data_used, data_root, plan.cell.max_per_class)
         smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
@@ -58,9 +67,8 @@ def preflight(plans: list[CellPlan], root: Path, data_root: str | None) -> dict[
                 f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of the "
                 f"smallest class of {plan.data_used}; allowed: ipc <= {smallest}"
             )
-        md5s[plan.id] = data_md5(data)
-    probe_writable(root)
-    return md5s
+        checked.append((plan, data))
+    return checked
 
 
 def settle(

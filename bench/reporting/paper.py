@@ -3,6 +3,7 @@ tables name datasets and order methods."""
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 import pandas as pd
@@ -16,7 +17,12 @@ def paper_name(dataset: str) -> str:
 
 
 def reference(name: str) -> pd.DataFrame:
-    """A published table from bench/reference/<name>.csv."""
+    """A published table from bench/reference/<name>.csv (read once per process; callers get their own copy)."""
+    return _read_reference(name).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _read_reference(name: str) -> pd.DataFrame:
     with resources.files("bench").joinpath(f"reference/{name}.csv").open() as fh:
         return pd.read_csv(fh)
 
