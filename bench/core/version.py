@@ -4,6 +4,7 @@ the git commit of the loaded code, and the machine."""
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -31,9 +32,9 @@ def code_state() -> dict[str, Any]:
             timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown", "git_dirty": None}
-    if commit.returncode != 0:
-        return {"git_commit": "unknown", "git_dirty": None}
+        return {"git_commit": os.environ.get("DREAMBENCH_SOURCE_COMMIT", "unknown"), "git_dirty": None}
+    if commit.returncode != 0:  # a copy without .git (e.g. a GPU lease): the commit its sender names, if any
+        return {"git_commit": os.environ.get("DREAMBENCH_SOURCE_COMMIT", "unknown"), "git_dirty": None}
     return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 

@@ -1,5 +1,6 @@
 """The paper's claims as a table: each claim quoted, the largest-scale evidence the committed pages hold, its
-scale and n, and a verdict ("supported at <scale>", "not supported at <scale>", "untested").
+scale and n, and a verdict ("supported at <scale>", "not supported at <scale>", "inconclusive at <scale>" when
+the logged points are too far apart to tell, "untested").
 
 Generated from the pages' ``curves.csv`` and ``results.csv`` (``dreambench report --index docs/results`` writes
 ``docs/results/claims.md``); a claim no page measures stays "untested". A mini-scale verdict says so: it is
@@ -20,7 +21,13 @@ from bench.reporting.curves import iterations_to_reach
 from bench.reporting.pages import load_pages
 
 CLAIMS_FILE = "claims.md"
-SCALE_RANK = {"paper": 3, "gpu": 2, "sets": 2, "cpu": 1}  # larger is closer to the paper; anything else ranks 0
+SCALE_RANK = {
+    "paper": 3,
+    "gpu": 2,
+    "sets": 2,
+    "gpu-short": 2,
+    "cpu": 1,
+}  # larger is closer to the paper; anything else ranks 0
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Evidence:
     scale: str  # e.g. "mini (digits, IPC 1)"
     n: int  # seeds (curves) or distinct sets
     finding: str  # what the data show
-    supported: bool
+    verdict: str  # "supported", "not supported" or "inconclusive"
     page: str
     rank: int
 
@@ -69,6 +76,38 @@ def _scale(rows: pd.DataFrame) -> tuple[str, int]:
     return f"{scale} ({data}, IPC {first['ipc']})", SCALE_RANK.get(scale, 0)
 
 
+def speedup_verdict(
+    target_iteration: int, fast_curve: list[tuple[int, float]], target: float, at_least: float
+) -> tuple[str, str]:
+    """(verdict, finding) for "``fast_curve`` reaches ``target`` at least ``at_least`` times sooner than
+    ``target_iteration``", judged only as far as the curve's spacing allows: the true crossing lies between the
+    last logged point below the target and the first at or above it, so the ratio is known only as a range."""
+    reach = iterations_to_reach(fast_curve, target)
+    below = [i for i, acc in fast_curve if acc < target and (reach is None or i < reach)]
+    after = max(below) if below else None  # the crossing comes after this iteration
+    high = target_iteration / after if after else float("inf")  # the best the true ratio can be
+    if reach is None:
+        finding = f"never reached it within its {fast_curve[-1][0]} iterations"
+        low = 0.0
+    elif reach == 0:
+        finding, low = "reached it at iteration 0, before any update", float("inf")
+    else:
+        low = target_iteration / reach  # the true crossing is at or before ``reach``
+        spread = (
+            f"{low:.1f}x"
+            if high == low
+            else f"{low:.1f}x to {high:.1f}x"
+            if high < float("inf")
+            else f"at least {low:.1f}x"
+        )
+        finding = f"reached it at iteration {reach} (logged every {reach - (after or 0)}): {spread} fewer"
+    if low >= at_least:
+        return "supported", finding
+    if high < at_least:
+        return "not supported", finding
+    return "inconclusive", finding + f"; the spacing of the logged points cannot tell whether it is {at_least:g}x"
+
+
 def speedup(base: str, faster: str, at_least: float) -> Callable[[pd.DataFrame, pd.DataFrame], Evidence | None]:
     """How many times fewer iterations ``faster`` needs to reach ``base``'s final accuracy, per page and data."""
 
@@ -84,23 +123,13 @@ def speedup(base: str, faster: str, at_least: float) -> Callable[[pd.DataFrame, 
             if not base_curve or not fast_curve:
                 continue
             target_iteration, target = base_curve[-1]
-            reach = iterations_to_reach(fast_curve, target)
+            verdict, how = speedup_verdict(target_iteration, fast_curve, target, at_least)
+            finding = (
+                f"{base}'s accuracy at its last logged iteration {target_iteration}: {target:.1f}%; {faster} {how}"
+            )
             scale, rank = _scale(rows)
             n = min(b["seed"].nunique(), f["seed"].nunique())
-            if reach is None:
-                finding = (
-                    f"{faster} never reached {base}'s final {target:.1f}% (at iteration {target_iteration}) "
-                    f"within its {fast_curve[-1][0]} iterations"
-                )
-                supported = False
-            else:
-                ratio = target_iteration / max(reach, 1)
-                finding = (
-                    f"{faster} reached {base}'s final {target:.1f}% (iteration {target_iteration}) at iteration "
-                    f"{reach}: {ratio:.1f}x fewer" + (" (iteration 0: before any update)" if reach == 0 else "")
-                )
-                supported = ratio >= at_least
-            evidence = Evidence(scale, n, finding, supported, str(page), rank)
+            evidence = Evidence(scale, n, finding, verdict, str(page), rank)
             if best is None or (evidence.rank, evidence.n) > (best.rank, best.n):
                 best = evidence
         return best
@@ -116,6 +145,8 @@ def final_order(higher: str, lower: str) -> Callable[[pd.DataFrame, pd.DataFrame
         if results.empty:
             return None
         last = results[results["accuracy_kind"] == "last"]
+        # "given sufficient training time": a run cut short (iterations changed) is no evidence either way
+        last = last[~last["changed"].fillna("").astype(str).str.contains(r"(?:^|;)iterations=")]
         for (page, dataset, ipc), rows in last.groupby(["page", "dataset", "ipc"], sort=True):
             h, lo = rows[rows["method"] == higher], rows[rows["method"] == lower]
             if h.empty or lo.empty:
@@ -124,7 +155,14 @@ def final_order(higher: str, lower: str) -> Callable[[pd.DataFrame, pd.DataFrame
             lm = statistics.fmean(lo.groupby("set")["value"].mean())
             scale, rank = _scale(rows)
             n = min(h["set"].nunique(), lo["set"].nunique())
-            evidence = Evidence(scale, n, f"{higher} {hm:.1f}% vs {lower} {lm:.1f}%", hm > lm, str(page), rank)
+            evidence = Evidence(
+                scale,
+                n,
+                f"{higher} {hm:.1f}% vs {lower} {lm:.1f}%",
+                "supported" if hm > lm else "not supported",
+                str(page),
+                rank,
+            )
             if best is None or (evidence.rank, evidence.n) > (best.rank, best.n):
                 best = evidence
         return best
@@ -183,9 +221,7 @@ def build_claims(results_dir: Path) -> str:
         if evidence is None:
             row = [claim.quote, claim.where, "no page measures it", "-", "-", "untested"]
         else:
-            verdict = (
-                "supported" if evidence.supported else "not supported"
-            ) + f" at {evidence.scale.split(' ')[0]} scale"
+            verdict = f"{evidence.verdict} at {evidence.scale.split(' ')[0]} scale"
             row = [
                 claim.quote,
                 claim.where,
