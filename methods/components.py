@@ -61,6 +61,16 @@ def resolve(name: str) -> tuple[MethodSpec, list[str]]:
             raise UnknownMethodError(f"unknown component {part!r} in method {name!r}; allowed: {', '.join(COMPONENTS)}")
         if spec.kind != "engine":
             raise UnknownMethodError(f"component {part!r} needs a matching base; {base!r} is a {spec.kind} method")
+    # one name per method, so one row per method: each component once, in the order of COMPONENTS
+    implied = split_name(spec.same_as)[1] if spec.same_as else []
+    canonical = [c for c in COMPONENTS if c in parts]
+    if len(set(parts)) < len(parts) or set(parts) & set(implied) or parts != canonical:
+        already = sorted(set(parts) & set(implied))
+        why = f"{base!r} already includes {', '.join(already)}" if already else "each component once, in order"
+        fixed = "+".join([base, *[c for c in canonical if c not in implied]])
+        raise UnknownMethodError(
+            f"method {name!r}: {why}; write {fixed!r} (components in the order {', '.join(COMPONENTS)})"
+        )
     return spec, parts
 
 

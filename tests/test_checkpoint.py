@@ -54,3 +54,18 @@ def test_checkpoint_of_other_settings_is_never_resumed(tmp_path):
     Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").save({"iteration": 20})
     assert Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=3").load() is None
     assert Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").load()["iteration"] == 20
+
+
+def test_an_unreadable_checkpoint_is_moved_aside_once_and_the_cell_starts_afresh(tmp_path, capsys):
+    from bench.experiment.checkpoint import checkpoint_for
+
+    ckpt = checkpoint_for(tmp_path, "digits_ipc1_DC_ConvNet-3_s0", every=1, fingerprint="f")
+    ckpt.path.write_bytes(b"not a tensor file")
+    assert ckpt.load() is None
+    assert "moved to" in capsys.readouterr().out
+    assert not ckpt.path.exists()  # the next run does not meet it again
+    (kept,) = (tmp_path / ".aside").iterdir()
+    assert kept.name.startswith("digits_ipc1_DC_ConvNet-3_s0.checkpoint-unreadable.")
+    assert kept.read_bytes() == b"not a tensor file"  # kept for inspection, never deleted
+    ckpt.save({"iteration": 1})
+    assert ckpt.load()["iteration"] == 1

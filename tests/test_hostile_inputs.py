@@ -379,3 +379,103 @@ def test_a_fifo_named_like_the_folder_files_does_not_block_the_report(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / MATRIX_FILE).write_text('{"layout": "table1"}')
     assert read_matrix_info(tmp_path / "m") == {"layout": "table1"}
+
+
+# ------------------------------------------------------------------------------------------ third round
+# Values that used to pass `validate` and fail only when a cell ran, and matrix entries that silently did nothing.
+
+
+@pytest.mark.parametrize(
+    "defaults,needle",
+    [
+        ({"engine": {"match_aug": "color_crpo"}}, "engine.match_aug = 'color_crpo'; allowed: '' (none) or families"),
+        ({"engine": {"net_aug": "flip__zoom"}}, "engine.net_aug = 'flip__zoom'; allowed"),
+        ({"engine": {"lr_img": 1e300}}, "engine.lr_img = 1e+300; allowed: a finite number > 0 and <= 1e+06"),
+        ({"engine": {"net_momentum": 1.5}}, "engine.net_momentum = 1.5; allowed: a finite number >= 0 and <= 1"),
+        ({"continual": {"protocol": "icarl"}}, "continual.protocol = 'icarl'; allowed: ['idc', 'dc']"),
+        ({"continual": {"eval_arch": "ConvNet-99x"}}, "continual.eval_arch has unknown architecture 'ConvNet-99x'"),
+        ({"evaluation": {"runs": 0}}, "defaults.evaluation.runs = 0; allowed: an integer >= 1"),  # as written
+    ],
+)
+def test_values_that_failed_only_at_run_time_are_refused_up_front(defaults, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, "profiles": {"p": {"defaults": defaults}}}, "h")
+    assert needle in one_line(info.value)
+
+
+def test_continual_steps_must_divide_the_classes():
+    matrix = {**GRID, "task": "continual", "profiles": {"p": {"defaults": {"continual": {"steps": 3}}}}}
+    with pytest.raises(MatrixError, match="continual.steps = 3 cannot split digits's 10 classes"):
+        parse_matrix(matrix, "h")
+    assert parse_matrix({**matrix, "profiles": {"p": {"defaults": {"continual": {"steps": 2}}}}}, "h").cells
+
+
+@pytest.mark.parametrize(
+    "profile,needle",
+    [
+        ({"exclude": [{"method": "DSA"}]}, "names method 'DSA', which is not in the grid of profile 'p'"),
+        ({"exclude": [{"ipc": [1, 7]}]}, "names ipc 7, which is not in the grid"),
+        ({"methods": {"DC": {"per_ipc": {10: {"budget": {"iterations": 2}}}}}}, "DC.per_ipc.10 names IPC 10"),
+        ({"methods": {"DC/ipc10": {"budget": {"iterations": 2}}}}, "names IPC 10, which is not in 'ipc'"),
+        (
+            {"methods": {"DC": {"per_ipc": {1: {}}}, "DC/ipc1": {}}},
+            "DC.per_ipc.1 and DC/ipc1 both set DC/ipc1; allowed: one of them",
+        ),
+    ],
+)
+def test_entries_that_would_do_nothing_or_override_each_other_are_refused(profile, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, "profiles": {"p": profile}}, "h")
+    assert needle in one_line(info.value)
+
+
+def test_a_top_level_exclude_may_name_what_another_profile_grids():
+    matrix = {
+        **GRID,
+        "ipc": [1, 10],
+        "exclude": [{"ipc": 10, "method": "DC"}],
+        "profiles": {"p": {"grid": {"ipc": [1]}}},
+    }
+    assert [c.ipc for c in parse_matrix(matrix, "h").cells] == [1]
+    with pytest.raises(MatrixError, match="names ipc 50"):
+        parse_matrix({**matrix, "exclude": [{"ipc": 50}]}, "h")
+
+
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("DC+rm+rm", "write 'DC+rm'"),
+        ("DC+init+rm", "write 'DC+rm+init'"),
+        ("DREAM+rm", "'DREAM' already includes rm; write 'DREAM'"),
+        ("DREAM++bm", "'DREAM+' already includes bm"),
+    ],
+)
+def test_one_method_has_one_name(name, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, "methods": [name]}, "h")
+    assert needle in one_line(info.value)
+    assert parse_matrix({**GRID, "methods": ["DC+rm+init", "DREAM+bm"]}, "h").cells
+
+
+def test_a_page_title_or_description_cannot_add_lines(tmp_path):
+    from bench.cli.report import main as report_main
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for option in (["--title", "ok\n# injected"], ["--description", "a\rb"], ["--title", "x" * 201]):
+        assert report_main([str(folder), "--publish", str(tmp_path / "pages" / "p"), *option]) == 2
+    assert not (tmp_path / "pages").exists()
+
+
+def test_a_refused_tensor_file_says_one_line_without_torch_warnings(tmp_path, capsys, recwarn):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    path = tmp_path / "set.pt"
+    path.write_bytes(pickle.dumps({"x": Payload()}))  # a plain pickle: torch warns about its protocol first
+    assert evaluate_main([str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "ran" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1
+    assert not [w for w in recwarn if "pickle" in str(w.message).lower()]

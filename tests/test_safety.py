@@ -128,7 +128,7 @@ def test_diverging_run_fails_and_is_never_a_number(tmp_path, capsys):
             "mini": {
                 "max_per_class": 20,
                 "defaults": {"eval_epochs": 1, "eval_runs": 1, "iterations": 3, "batch_real": 4},
-                "methods": {"DC": {"lr_img": 1.0e30}},
+                "methods": {"DC": {"lr_img": 1.0e6, "objective": {"gradient_weight": 1.0e30}}},
             }
         },
     )

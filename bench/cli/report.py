@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(args: argparse.Namespace) -> int:
     """The command's work; a bad pages folder, page or README is a PageError (one line, exit 2)."""
+    if args.publish:  # a bad title or description is refused before anything is written
+        PageMeta(args.title if args.title is not None else "-", "-", args.description)
     if args.index:
         folder = Path(args.index)
         if not folder.is_dir():

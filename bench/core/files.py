@@ -10,6 +10,7 @@ import pickle
 import shutil
 import stat
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,7 +34,8 @@ class UnsafeFileError(ValueError):
 def load_tensor_file(path: Path | str) -> Any:
     """``torch.load`` with ``weights_only=True``: a file that would run code (a pickled object) is refused."""
     try:
-        with torch.serialization.safe_globals(_DATA_ONLY_GLOBALS):
+        with torch.serialization.safe_globals(_DATA_ONLY_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle warnings: a refusal below is one line of our own
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.core.files import atomic_save_tensors, load_tensor_file
-from bench.experiment.store import own_subfolder
+from bench.core.files import UnsafeFileError, atomic_save_tensors, load_tensor_file
+from bench.experiment.store import move_aside, own_subfolder
 
 CHECKPOINT_DIR = ".checkpoints"
 
@@ -24,6 +24,7 @@ class Checkpointer:
     path: Path
     every: int = 10
     fingerprint: str = ""
+    root: Path | None = None  # the results folder: an unreadable checkpoint is moved to its .aside/
 
     def due(self, iteration: int) -> bool:
         return self.every > 0 and iteration % self.every == 0
@@ -31,7 +32,14 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         if not self.path.is_file():
             return None
-        state = load_tensor_file(self.path)
+        try:
+            state = load_tensor_file(self.path)
+        except UnsafeFileError as err:
+            if self.root is None:
+                raise
+            target = move_aside(self.root, self.path.stem, "checkpoint-unreadable", self.path)
+            print(f"ignoring checkpoint: {err}; moved to {target}; starting this cell afresh")
+            return None
         if not isinstance(state, dict) or state.get("fingerprint", "") != self.fingerprint:
             print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
             return None
@@ -47,4 +55,4 @@ class Checkpointer:
 
 def checkpoint_for(root: Path, cell_id: str, every: int, fingerprint: str = "") -> Checkpointer:
     """The checkpoint file of one cell, in the results folder's own (checked) checkpoint folder."""
-    return Checkpointer(own_subfolder(root, CHECKPOINT_DIR) / f"{cell_id}.pt", every, fingerprint)
+    return Checkpointer(own_subfolder(root, CHECKPOINT_DIR) / f"{cell_id}.pt", every, fingerprint, root)

@@ -21,6 +21,7 @@ from bench.core.files import RefusedFileError, read_regular_text
 from bench.core.registry import suggestion
 from bench.core.safe_yaml import MAX_BYTES as MAX_YAML_BYTES
 from bench.core.safe_yaml import YamlError, load_yaml_text
+from bench.data.info import dataset_info
 from bench.data.loaders import LOADERS, list_datasets
 from bench.experiment.settings import (
     BUDGET_KEYS,
@@ -201,9 +202,23 @@ def flatten_sections(where: str, settings: Any, notes: list[str] | None = None) 
     return flat
 
 
+def written_names(settings: Any) -> dict[str, str]:
+    """How each flat key of a sectioned settings mapping was written (``eval_runs`` -> ``evaluation.runs``)."""
+    if not isinstance(settings, dict):
+        return {}
+    return {
+        names[name]: f"{section}.{name}"
+        for section, names in SECTIONS.items()
+        if isinstance(settings.get(section), dict)
+        for name in settings[section]
+        if name in names
+    }
+
+
 def _check_settings(where: str, settings: Any, notes: list[str] | None = None) -> dict[str, Any]:
     try:
-        return check_settings(where, flatten_sections(where, settings, notes), EVAL_PROTOCOLS)
+        flat = flatten_sections(where, settings, notes)
+        return check_settings(where, flat, EVAL_PROTOCOLS, written_names(settings))
     except SettingError as err:
         raise _fail(str(err)) from None
 
@@ -213,6 +228,14 @@ def method_entries(where: str, source: dict[Any, Any], methods: list[str], notes
     Per-IPC settings are written ``DC: {budget: {...}, per_ipc: {10: {budget: {...}}}}``; the older key form
     ``DC/ipc10`` is still accepted with a deprecation note."""
     out: list[tuple[str, Any]] = []
+    given: dict[str, str] = {}  # internal key -> how it was written, so one IPC's settings are given once
+
+    def add(internal: str, written: str, settings: Any) -> None:
+        if internal in given:
+            raise _fail(f"{where}: {given[internal]} and {written} both set {internal}; allowed: one of them")
+        given[internal] = written
+        out.append((internal, settings))
+
     for key, settings in source.items():
         method, sep, ipc_part = str(key).partition("/ipc")
         if method not in methods or (sep and not ipc_part.isdigit()):
@@ -235,8 +258,9 @@ def method_entries(where: str, source: dict[Any, Any], methods: list[str], notes
                 raise _fail(
                     f"{where}.{key}.per_ipc must map IPC values (integers >= 1) to settings, got {per_ipc!r:.80}"
                 )
-            out.extend((f"{method}/ipc{ipc}", body) for ipc, body in per_ipc.items())
-        out.append((str(key), settings))
+            for ipc, body in per_ipc.items():
+                add(f"{method}/ipc{ipc}", f"{key}.per_ipc.{ipc}", body)
+        add(str(key), str(key), settings)
     return out
 
 
@@ -345,6 +369,12 @@ def parse_matrix(
         if not isinstance(source, dict):
             raise _fail(f"{where} must map method names to settings")
         for key, settings in method_entries(where, source, grid["methods"], notes):
+            _, _, ipc_part = key.partition("/ipc")
+            if ipc_part and int(ipc_part) not in grid["ipc"]:
+                raise _fail(
+                    f"{where}.{key.replace('/ipc', '.per_ipc.')} names IPC {ipc_part}, which is not in 'ipc'; "
+                    f"allowed: {grid['ipc']}"
+                )
             if isinstance(settings, dict) and "max_per_class" in settings:
                 settings = dict(settings)
                 pool_size[key] = _check_pool_size(f"{where}.{key}.max_per_class", settings.pop("max_per_class"))
@@ -370,6 +400,12 @@ def parse_matrix(
             f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
             "(a value may be a list: any of them matches)"
         )
+    overrides = [p["grid"] for p in profiles.values() if isinstance(p, dict) and isinstance(p.get("grid"), dict)]
+    declared = {  # every value the matrix's grid or any profile's grid names
+        key: [*_listed(raw.get(key)), *(v for g in overrides for v in _listed(g.get(key)))] for key in GRID_KEYS
+    }
+    _check_exclude(raw.get("exclude") or [], declared, list(variants), "the matrix or any profile")
+    _check_exclude(prof.get("exclude") or [], grid, list(variants), f"profile {chosen!r}")
     size = math.prod(len(grid[k]) for k in GRID_KEYS) * len(variants)
     limit = cell_cap(max_cells)
     if size > limit:
@@ -406,6 +442,7 @@ def parse_matrix(
     ]
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")
+    _check_cell_settings(cells)
     separate = raw.get("separate_evaluation", False)
     if not isinstance(separate, bool):
         raise _fail(f"separate_evaluation = {separate!r}; allowed: true or false")
@@ -419,6 +456,45 @@ def parse_matrix(
     if not isinstance(layout, str):
         raise _fail(f"'layout' must be a layout name, got {layout!r}")
     return Matrix(matrix_name, chosen, cells, launcher, raw, layout, list(dict.fromkeys(notes)))
+
+
+GRID_OF_FIELD = {"dataset": "datasets", "ipc": "ipc", "method": "methods", "arch": "archs", "seed": "seeds"}
+
+
+def _listed(values: Any) -> list[Any]:
+    return values if isinstance(values, list) else [] if values is None else [values]
+
+
+def _check_exclude(exclude: list[dict[str, Any]], grid: dict[str, list[Any]], variants: list[str], whose: str) -> None:
+    """Every value an exclude entry names must be in the grid (a typo would otherwise exclude nothing, silently)."""
+    for i, entry in enumerate(exclude):
+        for key, value in entry.items():
+            allowed = variants if key == "variant" else grid[GRID_OF_FIELD[key]]
+            for v in value if isinstance(value, list) else [value]:
+                if v not in allowed:
+                    raise _fail(
+                        f"exclude entry {i} ({entry!r:.80}) names {key} {v!r}, which is not in the grid of {whose}, "
+                        f"so it excludes nothing; allowed: {sorted(set(allowed), key=str)}"
+                    )
+
+
+def _check_cell_settings(cells: list[Cell]) -> None:
+    """The settings that depend on a cell's dataset or need a registry: continual steps and evaluation network."""
+    seen: set[tuple[str, Any, Any]] = set()
+    for cell in cells:
+        steps, arch = cell.settings.get("cl_steps"), cell.settings.get("cl_eval_arch")
+        if (cell.dataset, steps, arch) in seen:
+            continue
+        seen.add((cell.dataset, steps, arch))
+        if arch is not None:
+            _check_arch(arch, "continual.eval_arch")
+        if steps is not None and cell.task == "continual":
+            classes = dataset_info(cell.dataset).classes
+            if classes % steps:
+                raise _fail(
+                    f"continual.steps = {steps} cannot split {cell.dataset}'s {classes} classes into equal steps; "
+                    f"allowed: a divisor of {classes}"
+                )
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:

@@ -15,6 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from bench.data.augment import FAMILIES as AUG_FAMILIES
+from bench.data.augment import parse_strategy
+from bench.experiment.continual import PROTOCOLS as CONTINUAL_PROTOCOLS
 from methods.base import Budget
 from methods.engine import CHOICES, EngineConfig
 from methods.objectives import Objective
@@ -279,7 +282,8 @@ _ENGINE_NULLABLE = {k: _kind(h).nullable for k, h in typing.get_type_hints(Engin
 
 # Ranges (the types come from the annotations): (low, high, low excluded).
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    **{k: (0, None, True) for k in ("lr_img", "net_lr")},
+    "lr_img": (0, 1e6, True),  # far above any published rate; larger ones overflow the images to inf/NaN
+    "net_lr": (0, 1e3, True),
     **{
         k: (1, None, False)
         for k in (
@@ -306,12 +310,9 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
             "warmup_epochs",
             "net_update_epochs",
             "net_update_samples",
-            "momentum_img",
-            "net_momentum",
-            "net_weight_decay",
         )
     },
-    "cutmix_p": (0, 1, False),
+    **{k: (0, 1, False) for k in ("momentum_img", "net_momentum", "net_weight_decay", "cutmix_p")},
 }
 
 
@@ -319,7 +320,21 @@ def _spec(key: str) -> _Spec:
     low, high, open_low = _RANGES.get(key, (None, None, False))
     kind = _KINDS[key]
     label = {"cutmix_p": "a probability in [0, 1]", "objective": "a mapping of objective fields"}.get(key, "")
-    return _Spec(kind.type, low, high, open_low, CHOICES.get(key), label)
+    return _Spec(kind.type, low, high, open_low, {**CHOICES, "cl_protocol": CONTINUAL_PROTOCOLS}.get(key), label)
+
+
+def _check_strategy(where: str, value: str) -> None:
+    """An augmentation strategy: families joined by '_' ('' = none)."""
+    try:
+        parse_strategy(value)
+    except ValueError:
+        raise SettingError(
+            f"{where} = {_show(value)}; allowed: '' (none) or families joined by '_' from {sorted(AUG_FAMILIES)}, "
+            "e.g. 'color_crop_cutout'"
+        ) from None
+
+
+_STRING_CHECKS = {"match_aug": _check_strategy, "net_aug": _check_strategy}
 
 
 SPECS: dict[str, _Spec] = {key: _spec(key) for key in SETTING_KEYS}
@@ -342,9 +357,13 @@ def _check_objective(where: str, value: Any) -> None:
         raise SettingError(f"{where}: {' '.join(str(err).split())}") from None
 
 
-def check_settings(where: str, settings: Any, protocols: list[str]) -> dict[str, Any]:
+def check_settings(
+    where: str, settings: Any, protocols: list[str], names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Check a flat settings mapping (a profile's defaults, a method's overrides, a variant) and return a copy.
-    ``protocols`` are the names ``eval_protocol`` may take. Null is always allowed: it means unset."""
+    ``protocols`` are the names ``eval_protocol`` may take; ``names`` says how a flat key was written (e.g.
+    ``eval_runs`` -> ``evaluation.runs``), for the messages. Null is always allowed: it means unset."""
+    names = names or {}
     if settings is None:
         return {}
     if not isinstance(settings, Mapping):
@@ -354,11 +373,14 @@ def check_settings(where: str, settings: Any, protocols: list[str]) -> dict[str,
             raise SettingError(f"{where} has unknown setting {_show(key)}; allowed: {SETTING_KEYS}")
         if value is None:
             continue
+        written = f"{where}.{names.get(key, key)}"
         if key == "objective":
-            _check_objective(f"{where}.{key}", value)
+            _check_objective(written, value)
             continue
         spec = SPECS[key]
         if key == "eval_protocol":
             spec = dataclasses.replace(spec, choices=tuple(protocols))
-        _check_value(f"{where}.{key}", value, spec)
+        _check_value(written, value, spec)
+        if key in _STRING_CHECKS:
+            _STRING_CHECKS[key](written, value)
     return dict(settings)

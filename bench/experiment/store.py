@@ -84,13 +84,14 @@ def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> Re
     return RecordCheck("done", "", record)
 
 
-def move_aside(root: Path, cell_id: str, why: str) -> Path:
-    """Move a corrupt or stale cell folder to ``.aside/`` (kept for inspection, out of every table; never deleted)."""
+def move_aside(root: Path, cell_id: str, why: str, source: Path | None = None) -> Path:
+    """Move a corrupt or stale cell folder (or another of the cell's files, ``source``) to ``.aside/``: kept for
+    inspection, out of every table, never deleted."""
     aside = own_subfolder(root, ASIDE_DIR)
     target = inside(
         root, aside / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}.{time.monotonic_ns()}"
     )
-    os.replace(root / cell_id, target)
+    os.replace(inside(root, source if source is not None else root / cell_id), target)
     return target
 
 

@@ -77,6 +77,17 @@ class PageMeta:
     command: str
     description: str = ""
 
+    def __post_init__(self) -> None:
+        """Each field is one line of text: a newline or control character could add a heading or a table row."""
+        for name, limit in (("title", 200), ("command", 4000), ("description", 500)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > limit or any(ord(c) < 32 or ord(c) == 127 for c in value):
+                shown = repr(value) if isinstance(value, str) else type(value).__name__
+                raise PageError(
+                    f"page {name} = {shown:.80}; allowed: one line of at most {limit} characters, "
+                    "without newlines or control characters"
+                )
+
 
 def publish(root: Path, target: Path, meta: PageMeta) -> Path:
     """Copy a run folder's judged ``results.csv``, table and figures into ``target`` and write its page."""
