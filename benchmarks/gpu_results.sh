@@ -15,6 +15,7 @@ mkdir -p "$out"
 results=$(mktemp -d)   # outside OUT: a results tree is deeper than what a lease hands back file by file
 if [ -n "${RESUME_FROM:-}" ]; then tar xzf "$RESUME_FROM" -C "$results"; fi
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+[ -n "${DREAMBENCH_SOURCE_COMMIT:-}" ] || echo "note: set DREAMBENCH_SOURCE_COMMIT to the commit sent; a copied .git can be stale" >&2
 left() { echo $((deadline - SECONDS > 5 ? deadline - SECONDS : 5)); }
 stamp() { echo "$1 at ${SECONDS}s" >>"$out/machine.txt"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; python3 -c "import torch; print(torch.__version__)"; } >"$out/machine.txt" 2>&1

@@ -118,3 +118,12 @@ def test_accuracies_of_a_network_the_cell_never_evaluated_are_corrupt() -> None:
     record["accuracies"] = {"NoNet|x": [50.0]}
     with pytest.raises(RecordError, match="not one of the cell's eval_archs"):
         read_record(record, record["cell"]["id"])
+
+
+def test_a_copy_run_elsewhere_records_the_commit_its_sender_names(monkeypatch):
+    from bench.core.version import code_state
+
+    monkeypatch.setenv("DREAMBENCH_SOURCE_COMMIT", "ee38333")
+    assert code_state.__wrapped__() == {"git_commit": "ee38333", "git_dirty": None}  # not the copy's stale .git
+    monkeypatch.delenv("DREAMBENCH_SOURCE_COMMIT")
+    assert code_state.__wrapped__()["git_commit"] != "ee38333"

@@ -18,9 +18,13 @@ SCHEMA_VERSION = 2  # the layout of result.json (bench.experiment.record); older
 
 @functools.lru_cache(maxsize=1)
 def code_state() -> dict[str, Any]:
-    """The git commit of the code that ran, and whether the tree had uncommitted changes ('unknown' outside git).
+    """The git commit of the code that ran, and whether the tree had uncommitted changes ('unknown' outside git;
+    ``DREAMBENCH_SOURCE_COMMIT`` names it for a copy run elsewhere, since a copied .git can be stale).
     Cached from the first call, which this module makes when it is imported, so a process that runs for hours
     records the commit whose code it loaded even if HEAD moves meanwhile."""
+    sent = os.environ.get("DREAMBENCH_SOURCE_COMMIT")
+    if sent:  # a copy sent elsewhere (a GPU lease) whose .git, if any, may be stale: the sender names the commit
+        return {"git_commit": sent, "git_dirty": None}
     here = Path(__file__).resolve().parent.parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
@@ -32,9 +36,9 @@ def code_state() -> dict[str, Any]:
             timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": os.environ.get("DREAMBENCH_SOURCE_COMMIT", "unknown"), "git_dirty": None}
-    if commit.returncode != 0:  # a copy without .git (e.g. a GPU lease): the commit its sender names, if any
-        return {"git_commit": os.environ.get("DREAMBENCH_SOURCE_COMMIT", "unknown"), "git_dirty": None}
+        return {"git_commit": "unknown", "git_dirty": None}
+    if commit.returncode != 0:
+        return {"git_commit": "unknown", "git_dirty": None}
     return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
