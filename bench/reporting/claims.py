@@ -17,7 +17,7 @@ from typing import Callable
 import pandas as pd
 
 from bench.core.files import atomic_write_text
-from bench.reporting.curves import iterations_to_reach
+from bench.reporting.curves import iterations_to_reach, seed_band
 from bench.reporting.pages import load_pages
 
 CLAIMS_FILE = "claims.md"
@@ -60,9 +60,8 @@ def load_curves(results_dir: Path) -> pd.DataFrame:
 
 def _mean_curve(rows: pd.DataFrame) -> list[tuple[int, float]]:
     """Mean over seeds on the iterations every seed logged."""
-    per_seed = [dict(zip(g["iteration"], g["accuracy"])) for _, g in rows.groupby("seed")]
-    common = sorted(set.intersection(*(set(c) for c in per_seed)))
-    return [(i, statistics.fmean(c[i] for c in per_seed)) for i in common]
+    per_seed = [list(zip(g["iteration"], g["accuracy"])) for _, g in rows.groupby("seed")]
+    return [(i, mean) for i, mean, _, _ in seed_band(per_seed)]
 
 
 def _scale(rows: pd.DataFrame) -> tuple[str, int]:

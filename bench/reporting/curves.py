@@ -22,11 +22,13 @@ def curve_bands(records: list[Record]) -> dict[tuple[str, int, str], list[tuple[
         curve = cell_curve(r)
         if curve:
             grouped[(r.cell.dataset, r.cell.ipc, r.cell.method)].append(curve)
-    out = {}
-    for key, curves in grouped.items():
-        common = sorted(set.intersection(*(set(i for i, _ in cv) for cv in curves)))
-        out[key] = [(i, statistics.fmean(v := [dict(cv)[i] for cv in curves]), min(v), max(v)) for i in common]
-    return out
+    return {key: seed_band(curves) for key, curves in grouped.items()}
+
+
+def seed_band(curves: list[Curve]) -> list[tuple[int, float, float, float]]:
+    """(iteration, mean, min, max) over several seeds' curves, on the iterations every one of them logged."""
+    common = sorted(set.intersection(*(set(i for i, _ in cv) for cv in curves)))
+    return [(i, statistics.fmean(v := [dict(cv)[i] for cv in curves]), min(v), max(v)) for i in common]
 
 
 def mean_curves(records: list[Record]) -> dict[tuple[str, int, str], Curve]:
