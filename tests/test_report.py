@@ -321,3 +321,20 @@ def test_a_protocol_rule_of_its_own_code_is_not_called_shortened():
     assert protocol_label({"name": "B", "epochs": 300, "epochs_from": "matrix"}) == "B @ 300 epochs"
     old = upgrade_record({"cell": {}, "protocol": {"name": "A-dcaug", "epochs": 300}})  # a schema-1 record
     assert protocol_label(old["protocol"]) == "A-dcaug @ 300 epochs"
+
+
+def test_the_fidelity_table_judges_only_last_epoch_accuracies(tmp_path):
+    """Best-of-validation accuracies (optimistic by construction) are shown but never given a verdict; the last
+    epoch's are judged exactly as results.csv judges them."""
+    root = tmp_path / "fidelity" / "sets"
+    for seed, (last, best) in enumerate([(84.0, 99.0), (85.0, 99.0), (86.0, 99.0)]):
+        cell = {"dataset": "mnist", "ipc": 10, "method": "K-Center", "seed": seed}
+        _write(root, cell, {"ConvNet-3": [last]}, best_accuracies={"ConvNet-3": [best]})
+    last = build_report(root, write=False).table
+    assert last.loc["K-Center", "mnist/10"].startswith("85.0 ± 0.6 (n=3) [84.4]")
+    assert last.loc["K-Center", "mnist/10 fit"].startswith("reproduced")
+    results = pd.read_csv(root / "results.csv") if (root / "results.csv").exists() else None
+    assert results is None  # write=False wrote nothing
+    best = build_report(root, write=False, accuracy="best").table
+    assert best.loc["K-Center", "mnist/10"].startswith("99.0 ± 0.0 (n=3)")
+    assert best.loc["K-Center", "mnist/10 fit"].startswith("not judged")

@@ -6,7 +6,6 @@ value; the published numbers are the CSVs in ``bench/reference/`` (facts copied 
 
 from __future__ import annotations
 
-import json
 import statistics
 from typing import Callable
 
@@ -16,7 +15,7 @@ from bench.core.names import split_method_name
 from bench.core.registry import Registry
 from bench.experiment.record import Record
 from bench.reporting.curves import iterations_to_reach, mean_curves
-from bench.reporting.export import GROUP, judge_rows
+from bench.reporting.export import GROUP, judge_rows, record_rows
 from bench.reporting.paper import ROW_ORDER, paper_name, paper_table1, paper_value, published_mean, reference
 from bench.reporting.verdicts import RULE_TEXT, standard_error
 
@@ -301,9 +300,10 @@ def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table I on real data, judged (docs/verdicts.md): per method x dataset/IPC the mean over distinct sets ±
     standard error (n sets), the paper's value, and the verdict; cells pool only when everything that can move
     accuracy is equal, so a method run under two settings gets two rows."""
-    judged = judge_rows(frame_rows(frame))
+    kind = str(frame["accuracy_kind"].iloc[0])  # the report's chosen accuracy; only "last" is judged
+    judged = judge_rows(record_rows(results))  # the same rows, pooling and verdicts as results.csv
     rows: dict[str, dict[str, str]] = {}
-    last = judged[judged["accuracy_kind"] == "last"]
+    last = judged[judged["accuracy_kind"] == kind]
     keys = last.groupby(["method", "variant", "arch", "eval_arch"], sort=False)["settings"].nunique()
     for _, group in last.groupby(GROUP, sort=False, dropna=False):
         first = group.iloc[0]
@@ -317,7 +317,7 @@ def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
         paper = "" if pd.isna(first["paper"]) else f" [{first['paper']:.1f}]"
         cells = rows.setdefault(row, {})
         cells[label] = f"{statistics.fmean(means):.1f}{spread} (n={len(means)}){paper}"
-        cells[f"{label} fit"] = first["verdict_text"]
+        cells[f"{label} fit"] = first["verdict_text"] or f"not judged ({kind}: only the last epoch is)"
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("missing")
     table = table.loc[sorted(table.index, key=_method_key)]
 
@@ -332,34 +332,6 @@ def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     )
     table.attrs["note"] = RULE_TEXT + "."
     return table
-
-
-def frame_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The report frame (a row per cell x evaluation network) as results rows (a row per evaluation run)."""
-    rows = []
-    for _, r in frame.iterrows():
-        for run, value in enumerate(r["accuracies"]):
-            rows.append(
-                {
-                    "dataset": r["dataset"],
-                    "data_used": r["data_used"],
-                    "ipc": r["ipc"],
-                    "method": r["method"],
-                    "variant": r["variant"],
-                    "arch": r["arch"],
-                    "eval_arch": r["eval_arch"],
-                    "seed": r["seed"],
-                    "protocol": r["protocol_name"],
-                    "epochs": r["protocol_epochs"],
-                    "accuracy_kind": "last",
-                    "run": run,
-                    "value": value,
-                    "set": r["set"],
-                    "settings": json.dumps(r["settings"], sort_keys=True),
-                    "max_per_class": r["max_per_class"],
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 LAYOUTS: Registry[Layout] = Registry("table layout")

@@ -69,6 +69,7 @@ def results_frame(records: list[Record], accuracy: str = "last") -> pd.DataFrame
                     "scale": r.scale,
                     "machine": r.machine,
                     "accuracies": accs,
+                    "accuracy_kind": accuracy,
                     "distill_seconds": r.distill_seconds,
                     "protocol": protocol,
                     "protocol_choice": choice,
