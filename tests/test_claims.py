@@ -30,19 +30,12 @@ def test_a_crossing_between_two_close_points_decides_both_ways():
     assert speedup_verdict(1000, [(0, 50.0), (80, 60.0), (90, 70.0)], 65.0, 15.0)[0] == "not supported"  # < 12.5x
 
 
+PAGE_ROW = {"page": "p", "dataset": "mnist", "data_used": "mnist", "ipc": 10, "scale": "gpu-short"}
+
+
 def _curves(method: str, points: list[tuple[int, float]], seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
     return [
-        {
-            "page": "p",
-            "dataset": "mnist",
-            "data_used": "mnist",
-            "ipc": 10,
-            "method": method,
-            "seed": seed,
-            "iteration": i,
-            "accuracy": acc + seed * 0.1,
-            "scale": "gpu-short",
-        }
+        {**PAGE_ROW, "method": method, "seed": seed, "iteration": i, "accuracy": acc + seed * 0.1}
         for seed in seeds
         for i, acc in points
     ]
@@ -60,18 +53,7 @@ def test_speedup_reads_the_mean_curves_and_names_the_base_cut():
 def test_a_run_cut_short_is_no_evidence_for_sufficient_training():
     def rows(method: str, value: float, changed: str) -> list[dict]:
         return [
-            {
-                "page": "p",
-                "dataset": "mnist",
-                "data_used": "mnist",
-                "ipc": 10,
-                "method": method,
-                "set": str(s),
-                "value": value,
-                "accuracy_kind": "last",
-                "changed": changed,
-                "scale": "gpu-short",
-            }
+            {**PAGE_ROW, "method": method, "set": str(s), "value": value, "accuracy_kind": "last", "changed": changed}
             for s in range(3)
         ]
 
