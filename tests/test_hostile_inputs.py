@@ -479,3 +479,78 @@ def test_a_refused_tensor_file_says_one_line_without_torch_warnings(tmp_path, ca
     assert "ran" not in captured.out
     assert len(captured.err.strip().splitlines()) == 1
     assert not [w for w in recwarn if "pickle" in str(w.message).lower()]
+
+
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        ({"profiles": {"p": {"defaults": {"continual": {"steps": 2}}}}}, "continual.steps set for a 'distill' matrix"),
+        (
+            {"profiles": {"p": {"defaults": {"evaluation": {"curve_epochs": 5}}}}},
+            "evaluation.curve_epochs is set without budget.eval_every",
+        ),
+        ({"exclude": [{"method": []}]}, "gives method an empty list, which matches nothing"),
+        ({"name": None}, "name is empty"),
+        ({"variants": {1: {}, "1": {}}}, "'variants' names one variant twice"),
+        ({"eval_archs": ["ConvNet-3", "ConvNet-3"]}, "'eval_archs' lists a network twice"),
+        (
+            {
+                "task": "continual",
+                "datasets": ["cifar100"],
+                "profiles": {"p": {"data_fallback": "digits", "defaults": {"continual": {"steps": 4}}}},
+            },
+            "continual.steps = 4 cannot split digits's 10 classes",  # the data the cell may fall back to
+        ),
+    ],
+)
+def test_settings_that_would_be_ignored_or_merged_silently_are_refused(changes, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, **changes}, "h")
+    assert needle in one_line(info.value)
+
+
+def test_empty_command_line_values_are_refused_not_defaulted(tmp_path, capsys):
+    from bench.cli.run import main as run_main
+    from bench.cli.validate import main as validate_main
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump({**GRID, "launcher": {"executor": "Local"}}))
+    assert validate_main([str(matrix), "--no-data"]) == 2
+    assert "launcher.executor = 'Local'" in capsys.readouterr().err
+    matrix.write_text(yaml.safe_dump(GRID))
+    for extra, needle in (
+        (["--set", "budget.iterations="], "has no value"),
+        (["-p", ""], "-p ''"),
+        (["--only", ""], "empty pattern"),
+    ):
+        assert run_main([str(matrix), "--results", str(tmp_path / "r"), "--dry-run", *extra]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_never_overwrites_an_index_or_claims_file_it_did_not_write(tmp_path):
+    from bench.cli.report import main as report_main
+
+    pages = tmp_path / "pages"
+    (pages / "a").mkdir(parents=True)
+    (pages / "a" / "page.json").write_text("{}")
+    (pages / "index.md").write_text("USER INDEX")
+    assert report_main(["--index", str(pages)]) == 2
+    assert (pages / "index.md").read_text() == "USER INDEX" and not (pages / "claims.md").exists()
+    empty = tmp_path / "notes"
+    empty.mkdir()
+    assert report_main(["--index", str(empty)]) == 2 and not any(empty.iterdir())  # not a folder of pages
+    assert report_main(["--readme", str(tmp_path / "README.md"), str(tmp_path)]) == 2  # --readme needs --index
+
+
+def test_ctrl_c_while_a_subcommand_loads_is_one_line(monkeypatch, capsys):
+    import importlib
+
+    from bench.cli.main import main as cli_main
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    assert cli_main(["status", "x"]) == 130
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -423,3 +423,48 @@ def test_records_name_the_commit_whose_code_was_loaded():
         [sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
+
+
+# ------------------------------------------------------------------ third round: damaged sets, links, leftovers
+
+
+def test_a_damaged_stored_set_is_corrupt_never_a_traceback_and_is_redone(tmp_path, capsys):
+    from bench.reporting.tables import build_report
+
+    matrix = write_matrix(tmp_path)
+    assert run(tmp_path, matrix) == 0
+    root = tmp_path / "results" / "safe" / "mini"
+    (root / CELL / "synthetic.pt").write_bytes(b"garbage")
+    assert cell_states(root)[CELL][0] == "corrupt"  # its record names another set (sha256)
+    build_report(root)  # corrupt for the report too: left out with a warning, no traceback
+    assert "sha256 differs" in capsys.readouterr().err
+    assert run(tmp_path, matrix) == 0
+    assert cell_states(root)[CELL][0] == "done"
+    assert any(p.name.startswith(CELL) for p in (root / ASIDE_DIR).iterdir())  # the damaged one kept aside
+
+
+def test_a_symlinked_cell_folder_is_moved_aside_as_a_link_and_its_target_untouched(tmp_path):
+    matrix = write_matrix(tmp_path)
+    root = tmp_path / "results" / "safe" / "mini"
+    assert run(tmp_path, matrix) == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "result.json").write_text("garbage")
+    import shutil
+
+    shutil.rmtree(root / CELL)
+    (root / CELL).symlink_to(outside)
+    assert run(tmp_path, matrix) == 0
+    assert (outside / "result.json").read_text() == "garbage" and files_under(outside) == {"result.json"}
+    assert not (root / CELL).is_symlink() and cell_states(root)[CELL][0] == "done"
+    assert any(p.is_symlink() for p in (root / ASIDE_DIR).iterdir())
+
+
+def test_a_folder_in_a_checkpoints_place_is_moved_aside(tmp_path):
+    from bench.experiment.checkpoint import checkpoint_for
+
+    ckpt = checkpoint_for(tmp_path, "c", every=1)
+    ckpt.path.mkdir()
+    assert ckpt.load() is None and not ckpt.path.exists()
+    ckpt.save({"iteration": 1})
+    assert ckpt.load()["iteration"] == 1

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_subcommand(name: str, argv: list[str] | None = None) -> int:
     """Run one subcommand; Ctrl-C ends it with one line and exit code 130 (``run`` says how far it got)."""
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    try:
+    try:  # the import (torch's, seconds long) is inside: a Ctrl-C while it loads is one line too
+        module = importlib.import_module(SUBCOMMANDS[name][0])
         return int(module.main(argv) or 0)
     except KeyboardInterrupt:
         print(

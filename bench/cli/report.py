@@ -13,8 +13,18 @@ from pathlib import Path
 
 from bench.core.files import atomic_write_text
 from bench.experiment.store import PLAN_FILE, read_matrix_info
-from bench.reporting.claims import write_claims
-from bench.reporting.pages import PageError, PageMeta, publish, read_page_file, readme_with_status, write_index
+from bench.reporting.claims import CLAIMS_FILE, write_claims
+from bench.reporting.pages import (
+    INDEX_FILE,
+    META_FILE,
+    PageError,
+    PageMeta,
+    check_generated,
+    publish,
+    read_page_file,
+    readme_with_status,
+    write_index,
+)
 from bench.reporting.tables import ACCURACY_KINDS, build_report
 
 
@@ -65,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(args: argparse.Namespace) -> int:
     """The command's work; a bad pages folder, page or README is a PageError (one line, exit 2)."""
+    if args.publish is not None and not args.publish.strip():
+        raise PageError("--publish ''; allowed: a folder for the page, e.g. docs/results/<name>")
+    if args.readme and not args.index:
+        raise PageError("--readme works with --index FOLDER only (the status block comes from that folder's pages)")
+    if args.index and (args.root is not None or args.publish or args.all):
+        raise PageError(
+            "--index FOLDER takes no results folder, --publish or --all; allowed: --index FOLDER [--readme FILE]"
+        )
     if args.publish:  # a bad title or description is refused before anything is written
         PageMeta(args.title if args.title is not None else "-", "-", args.description)
     if args.index:
@@ -72,6 +90,10 @@ def report(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             print(f"error: pages folder {str(folder)!r} does not exist", file=sys.stderr)
             return 2
+        if not any((p / META_FILE).is_file() for p in folder.iterdir() if p.is_dir()):
+            raise PageError(f"{folder} holds no published pages (folders with {META_FILE}); allowed: a folder of pages")
+        for name in (INDEX_FILE, CLAIMS_FILE):  # both checked before either is written
+            check_generated(folder / name)
         print(f"wrote {write_index(folder)} and {write_claims(folder)}")
         if args.readme:
             readme = Path(args.readme)

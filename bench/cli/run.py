@@ -24,7 +24,6 @@ from bench.execution.launch import classify, preflight, results_root, select, se
 from bench.experiment.matrix import Matrix, MatrixError, load_matrix
 from bench.experiment.plan import CellPlan, load_data, plan_cells
 from bench.experiment.store import (
-    FolderBusyError,
     ResultsFolderError,
     check_record,
     claim_folder,
@@ -57,8 +56,10 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise MatrixError(f"--set {pair!r}; allowed: key=value, e.g. --set budget.iterations=2")
+        if not text.strip():  # e.g. an unset shell variable: never silently the preset's value
+            raise MatrixError(f"--set {pair!r} has no value; allowed: a value, or null to unset the key")
         try:
-            value = load_yaml_text(text, f"--set {key.strip()}") if text.strip() else None
+            value = load_yaml_text(text, f"--set {key.strip()}")
         except YamlError as err:
             raise MatrixError(f"--set {pair!r}: {err}") from None
         if isinstance(value, (dict, list)):
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(plans)} cells to run -> {root}")
                 failures = executor.run(pending, resume=args.resume)
-        except (FolderBusyError, DatasetNotFoundError, ExecutorError) as err:
+        except (ResultsFolderError, DatasetNotFoundError, ExecutorError) as err:  # FolderBusyError included
             print(f"error: {err}", file=sys.stderr)
             return 2
         if not args.no_report:

@@ -13,6 +13,7 @@ from collections import Counter
 
 from bench.cli.run import check_layout, parse_set, print_notes
 from bench.data.loaders import DatasetNotFoundError
+from bench.execution.base import EXECUTORS
 from bench.execution.launch import check_class_sizes, select
 from bench.experiment.matrix import MatrixError, load_matrix
 from bench.experiment.plan import plan_cells
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
         print_notes(matrix.notes)
         check_layout(matrix.layout)
+        if matrix.launcher.executor not in EXECUTORS:
+            executor = matrix.launcher.executor
+            raise MatrixError(f"launcher.executor = {executor!r}: {EXECUTORS.unknown_message(executor)}")
         cells = select(matrix.cells, args.only)
         if not cells:
             raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")

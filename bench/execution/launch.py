@@ -19,6 +19,8 @@ def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
     """Cells whose id matches any ``--only`` glob (all when none given)."""
     if not only:
         return cells
+    if any(not pat.strip() for pat in only):  # '' is in every id: it would select everything, silently
+        raise MatrixError(f"--only {only!r} holds an empty pattern; allowed: a glob or part of a cell id")
     return [c for c in cells if any(fnmatch.fnmatch(c.id, pat) or pat in c.id for pat in only)]
 
 

@@ -30,6 +30,11 @@ class Checkpointer:
         return self.every > 0 and iteration % self.every == 0
 
     def load(self) -> dict[str, Any] | None:
+        odd = self.path.is_symlink() or (self.path.exists() and not self.path.is_file())
+        if odd and self.root is not None:  # a folder or link in the checkpoint's place would fail every save
+            target = move_aside(self.root, self.path.stem, "checkpoint-not-a-file", self.path)
+            print(f"ignoring {self.path}: not a regular file; moved to {target}; starting this cell afresh")
+            return None
         if not self.path.is_file():
             return None
         try:

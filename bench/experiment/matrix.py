@@ -308,10 +308,14 @@ def parse_matrix(
     for key in raw:
         if key not in TOP_KEYS:
             raise _fail(f"unknown key {key!r}{suggestion(str(key), sorted(TOP_KEYS))}; allowed: {sorted(TOP_KEYS)}")
-    matrix_name = check_name(raw.get("name", name), "name")
+    matrix_name = check_name(raw["name"] if "name" in raw and raw["name"] is not None else name, "name")
+    if "name" in raw and raw["name"] is None:
+        raise _fail("name is empty; allowed: a name, or leave the key out to use the file's name")
     profiles = raw.get("profiles") or {"default": {}}
     if not isinstance(profiles, dict):
         raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
+    if profile is not None and not profile.strip():
+        raise _fail("-p ''; allowed: a profile name, or leave -p out for the matrix's own profile")
     chosen = check_name(profile or raw.get("profile") or next(iter(profiles)), "profile")
     if chosen not in profiles:
         raise _fail(
@@ -349,6 +353,8 @@ def parse_matrix(
     eval_archs = eval_archs if isinstance(eval_archs, list) else [eval_archs]
     if not eval_archs or not all(isinstance(a, str) and a for a in eval_archs):
         raise _fail(f"'eval_archs' = {eval_archs!r:.80}; allowed: a non-empty list of architecture names")
+    if len(set(eval_archs)) < len(eval_archs):
+        raise _fail(f"'eval_archs' lists a network twice ({eval_archs!r:.80}); allowed: distinct names")
     for a in grid["archs"]:
         _check_arch(a, "'archs'")
     for a in eval_archs:
@@ -389,6 +395,10 @@ def parse_matrix(
     variants = raw.get("variants") or {"": {}}
     if not isinstance(variants, dict):
         raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
+    if len({str(k) for k in variants}) < len(variants):
+        raise _fail(
+            f"'variants' names one variant twice ({list(variants)!r:.80}, e.g. 1 and '1'); allowed: distinct names"
+        )
     variants = {
         check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v, notes) for k, v in variants.items()
     }
@@ -470,6 +480,11 @@ def _check_exclude(exclude: list[dict[str, Any]], grid: dict[str, list[Any]], va
     for i, entry in enumerate(exclude):
         for key, value in entry.items():
             allowed = variants if key == "variant" else grid[GRID_OF_FIELD[key]]
+            if value == []:
+                raise _fail(
+                    f"exclude entry {i} ({entry!r:.80}) gives {key} an empty list, which matches nothing; "
+                    "allowed: a value or a non-empty list"
+                )
             for v in value if isinstance(value, list) else [value]:
                 if v not in allowed:
                     raise _fail(
@@ -480,21 +495,29 @@ def _check_exclude(exclude: list[dict[str, Any]], grid: dict[str, list[Any]], va
 
 def _check_cell_settings(cells: list[Cell]) -> None:
     """The settings that depend on a cell's dataset or need a registry: continual steps and evaluation network."""
-    seen: set[tuple[str, Any, Any]] = set()
+    seen: set[tuple[Any, ...]] = set()
     for cell in cells:
+        given = {k for k, v in cell.settings.items() if v is not None}
+        continual = sorted(f"continual.{CONTINUAL_KEYS[k]}" for k in given & set(CONTINUAL_KEYS))
+        if continual and cell.task != "continual":
+            raise _fail(f"{', '.join(continual)} set for a '{cell.task}' matrix; allowed: only with task: continual")
+        if "eval_curve_epochs" in given and "eval_every" not in given and cell.task == "distill":
+            raise _fail("evaluation.curve_epochs is set without budget.eval_every, so no curve is drawn; allowed: both")
         steps, arch = cell.settings.get("cl_steps"), cell.settings.get("cl_eval_arch")
-        if (cell.dataset, steps, arch) in seen:
+        key = (cell.dataset, cell.data_fallback, steps, arch)
+        if key in seen:
             continue
-        seen.add((cell.dataset, steps, arch))
+        seen.add(key)
         if arch is not None:
             _check_arch(arch, "continual.eval_arch")
-        if steps is not None and cell.task == "continual":
-            classes = dataset_info(cell.dataset).classes
-            if classes % steps:
-                raise _fail(
-                    f"continual.steps = {steps} cannot split {cell.dataset}'s {classes} classes into equal steps; "
-                    f"allowed: a divisor of {classes}"
-                )
+        if cell.task == "continual":
+            for dataset in dict.fromkeys(d for d in (cell.dataset, cell.data_fallback) if d):  # the data it may use
+                classes = dataset_info(dataset).classes
+                if classes % (steps or ContinualSettings().steps):
+                    raise _fail(
+                        f"continual.steps = {steps or ContinualSettings().steps} cannot split {dataset}'s {classes} "
+                        f"classes into equal steps; allowed: a divisor of {classes}"
+                    )
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:

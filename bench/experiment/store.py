@@ -77,6 +77,13 @@ def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> Re
         return RecordCheck(
             "corrupt", f"{path}: {err if isinstance(err, RecordError) else 'unreadable (' + type(err).__name__ + ')'}"
         )
+    stored_set, digest = root / cell_id / SET_FILE, record.provenance.get("set_sha256")
+    if (
+        digest
+        and stored_set.exists()
+        and (not stored_set.is_file() or stored_set.is_symlink() or file_digest(stored_set, "sha256") != digest)
+    ):
+        return RecordCheck("corrupt", f"{stored_set}: not the set its record names (sha256 differs)")
     if fingerprint is not None and record.fingerprint != fingerprint:
         return RecordCheck(
             "stale", f"{path}: computed with other settings (fingerprint {record.fingerprint} != {fingerprint})", record
@@ -91,7 +98,9 @@ def move_aside(root: Path, cell_id: str, why: str, source: Path | None = None) -
     target = inside(
         root, aside / f"{cell_id}.{why}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}.{time.monotonic_ns()}"
     )
-    os.replace(inside(root, source if source is not None else root / cell_id), target)
+    src = source if source is not None else root / cell_id
+    inside(root, src.parent if src.is_symlink() else src)  # a link is moved itself; what it points to stays
+    os.replace(src, target)
     return target
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.core.files import atomic_write_text
 from bench.reporting.curves import iterations_to_reach, seed_band
-from bench.reporting.pages import load_pages
+from bench.reporting.pages import check_generated, load_pages
 
 CLAIMS_FILE = "claims.md"
 SCALE_RANK = {
@@ -235,5 +235,6 @@ def build_claims(results_dir: Path) -> str:
 
 def write_claims(results_dir: Path) -> Path:
     path = results_dir / CLAIMS_FILE
+    check_generated(path)
     atomic_write_text(path, build_claims(results_dir))
     return path

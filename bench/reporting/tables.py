@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core.files import atomic_write_text
+from bench.core.files import UnsafeFileError, atomic_write_text
 from bench.data.info import DATASET_INFO
 from bench.experiment.record import Record
 from bench.experiment.store import SET_FILE, read_matrix_info, read_results
@@ -311,7 +311,12 @@ def write_figures(root: Path, results: list[Record], label: str) -> list[Path]:
         seen.add(key)
         name = safe_name(f"grid_{c.dataset}_ipc{c.ipc}_{c.method}{'_' + c.variant if c.variant else ''}.png")
         title = f"{c.method} on {r.data_used}, IPC {c.ipc}" + (f" [{c.variant}]" if c.variant else "")
-        figures.append(plot_synthetic_grid(set_file, root / name, title, class_names=class_names(r.data_used)))
+        try:
+            figures.append(plot_synthetic_grid(set_file, root / name, title, class_names=class_names(r.data_used)))
+        except (UnsafeFileError, KeyError, TypeError, AttributeError, RuntimeError) as err:  # a damaged stored set
+            print(
+                f"warning: {name} not drawn: {err if isinstance(err, UnsafeFileError) else set_file}", file=sys.stderr
+            )
     return figures
 
 
