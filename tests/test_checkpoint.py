@@ -69,3 +69,16 @@ def test_an_unreadable_checkpoint_is_moved_aside_once_and_the_cell_starts_afresh
     assert kept.read_bytes() == b"not a tensor file"  # kept for inspection, never deleted
     ckpt.save({"iteration": 1})
     assert ckpt.load()["iteration"] == 1
+
+
+def test_a_tensor_file_that_is_no_checkpoint_is_moved_aside_not_called_other_settings(tmp_path, capsys):
+    import torch
+
+    from bench.experiment.checkpoint import checkpoint_for
+
+    ckpt = checkpoint_for(tmp_path, "c", every=1, fingerprint="f")
+    torch.save({"foo": torch.zeros(3)}, ckpt.path)
+    assert ckpt.load() is None
+    out = capsys.readouterr().out
+    assert "not a checkpoint" in out and "other settings" not in out
+    assert not ckpt.path.exists() and len(list((tmp_path / ".aside").iterdir())) == 1

@@ -490,7 +490,9 @@ def test_a_refused_tensor_file_says_one_line_without_torch_warnings(tmp_path, ca
             "evaluation.curve_epochs is set without budget.eval_every",
         ),
         ({"exclude": [{"method": []}]}, "gives method an empty list, which matches nothing"),
-        ({"name": None}, "name is empty"),
+        ({"name": None}, "name = None; allowed: a string name"),
+        ({"name": True}, "name = True; allowed"),
+        ({"task": "continual", "separate_evaluation": True}, "separate_evaluation: true with task: continual"),
         ({"variants": {1: {}, "1": {}}}, "'variants' names one variant twice"),
         ({"eval_archs": ["ConvNet-3", "ConvNet-3"]}, "'eval_archs' lists a network twice"),
         (

@@ -92,12 +92,13 @@ def report(args: argparse.Namespace) -> int:
             return 2
         if not any((p / META_FILE).is_file() for p in folder.iterdir() if p.is_dir()):
             raise PageError(f"{folder} holds no published pages (folders with {META_FILE}); allowed: a folder of pages")
-        for name in (INDEX_FILE, CLAIMS_FILE):  # both checked before either is written
+        for name in (INDEX_FILE, CLAIMS_FILE):  # all checked before anything is written
             check_generated(folder / name)
+        readme = Path(args.readme) if args.readme else None
+        new_readme = readme_with_status(read_page_file(readme), folder) if readme else None
         print(f"wrote {write_index(folder)} and {write_claims(folder)}")
-        if args.readme:
-            readme = Path(args.readme)
-            atomic_write_text(readme, readme_with_status(read_page_file(readme), folder))
+        if readme and new_readme is not None:
+            atomic_write_text(readme, new_readme)
             print(f"wrote the status block of {readme}")
         return 0
     if args.root is None:

@@ -39,6 +39,8 @@ class Checkpointer:
             return None
         try:
             state = load_tensor_file(self.path)
+            if not isinstance(state, dict) or "fingerprint" not in state:
+                raise UnsafeFileError(f"{self.path}: not a checkpoint (no fingerprint)")
         except UnsafeFileError as err:
             if self.root is None:
                 raise

@@ -309,8 +309,8 @@ def parse_matrix(
         if key not in TOP_KEYS:
             raise _fail(f"unknown key {key!r}{suggestion(str(key), sorted(TOP_KEYS))}; allowed: {sorted(TOP_KEYS)}")
     matrix_name = check_name(raw["name"] if "name" in raw and raw["name"] is not None else name, "name")
-    if "name" in raw and raw["name"] is None:
-        raise _fail("name is empty; allowed: a name, or leave the key out to use the file's name")
+    if "name" in raw and not isinstance(raw["name"], str):
+        raise _fail(f"name = {raw['name']!r}; allowed: a string name, or leave the key out to use the file's name")
     profiles = raw.get("profiles") or {"default": {}}
     if not isinstance(profiles, dict):
         raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
@@ -456,7 +456,9 @@ def parse_matrix(
     separate = raw.get("separate_evaluation", False)
     if not isinstance(separate, bool):
         raise _fail(f"separate_evaluation = {separate!r}; allowed: true or false")
-    if separate and task == "distill":
+    if separate and task != "distill":
+        raise _fail(f"separate_evaluation: true with task: {task}; allowed: only with task: distill")
+    if separate:
         cells = split_evaluation(cells)
     try:
         launcher = Launcher.parse(raw.get("launcher"))
