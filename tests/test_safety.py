@@ -468,3 +468,15 @@ def test_a_folder_in_a_checkpoints_place_is_moved_aside(tmp_path):
     assert ckpt.load() is None and not ckpt.path.exists()
     ckpt.save({"iteration": 1})
     assert ckpt.load()["iteration"] == 1
+
+
+def test_a_link_in_a_cell_locks_place_is_moved_aside_and_the_cell_runs(tmp_path):
+    matrix = write_matrix(tmp_path)
+    root = tmp_path / "results" / "safe" / "mini"
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (root / ".locks").mkdir(parents=True)
+    (root / ".locks" / f"{CELL}.lock").symlink_to(victim)
+    assert run(tmp_path, matrix) == 0
+    assert victim.read_text() == "keep" and cell_states(root)[CELL][0] == "done"
+    assert any(p.is_symlink() for p in (root / ASIDE_DIR).iterdir())

@@ -183,7 +183,10 @@ def clean_old_temps(root: Path, older_than_s: float = 600.0) -> None:
 
 def cell_lock(root: Path, cell_id: str, wait: bool = False):
     """The lock one run holds while it computes a cell, so two runs of one results folder never both do."""
-    return file_lock(inside(root, own_subfolder(root, LOCK_DIR) / f"{cell_id}.lock"), wait)
+    path = own_subfolder(root, LOCK_DIR) / f"{cell_id}.lock"
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # never a lock of ours: kept aside, not used
+        move_aside(root, cell_id, "lock-not-a-file", path)
+    return file_lock(inside(root, path), wait)
 
 
 def cell_running(root: Path, cell_id: str) -> bool:
