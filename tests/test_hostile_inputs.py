@@ -398,8 +398,8 @@ def test_a_fifo_named_like_the_folder_files_does_not_block_the_report(tmp_path):
     ],
 )
 def test_values_that_failed_only_at_run_time_are_refused_up_front(defaults, needle):
-    with pytest.raises(MatrixError) as info:
-        parse_matrix({**GRID, "profiles": {"p": {"defaults": defaults}}}, "h")
+    with pytest.raises(MatrixError) as info:  # a continual matrix: continual settings apply there only
+        parse_matrix({**GRID, "task": "continual", "profiles": {"p": {"defaults": defaults}}}, "h")
     assert needle in one_line(info.value)
 
 
