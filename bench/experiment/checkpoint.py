@@ -30,14 +30,11 @@ class Checkpointer:
         return self.every > 0 and iteration % self.every == 0
 
     def load(self) -> dict[str, Any] | None:
-        odd = self.path.is_symlink() or (self.path.exists() and not self.path.is_file())
-        if odd and self.root is not None:  # a folder or link in the checkpoint's place would fail every save
-            target = move_aside(self.root, self.path.stem, "checkpoint-not-a-file", self.path)
-            print(f"ignoring {self.path}: not a regular file; moved to {target}; starting this cell afresh")
-            return None
-        if not self.path.is_file():
-            return None
         try:
+            if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+                raise UnsafeFileError(f"{self.path}: not a regular file")  # it would fail every save
+            if not self.path.is_file():
+                return None
             state = load_tensor_file(self.path)
             if not isinstance(state, dict) or "fingerprint" not in state:
                 raise UnsafeFileError(f"{self.path}: not a checkpoint (no fingerprint)")
@@ -47,7 +44,7 @@ class Checkpointer:
             target = move_aside(self.root, self.path.stem, "checkpoint-unreadable", self.path)
             print(f"ignoring checkpoint: {err}; moved to {target}; starting this cell afresh")
             return None
-        if not isinstance(state, dict) or state.get("fingerprint", "") != self.fingerprint:
+        if state["fingerprint"] != self.fingerprint:
             print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
             return None
         print(f"resuming {self.path.stem} from its checkpoint after iteration {state.get('iteration', '?')}")
