@@ -140,7 +140,7 @@ def test_failing_cell_is_reported_by_status_while_others_finish(tmp_path):
     profile = {
         "max_per_class": 20,
         "defaults": {"iterations": 3, "batch_real": 4, "eval_epochs": 5, "eval_runs": 1},
-        "methods": {"DC": {"lr_img": 1.0e30}},
+        "methods": {"DC": {"lr_img": 1.0e6, "objective": {"gradient_weight": 1.0e30}}},
     }
     spec = {**TINY, "methods": ["Random", "DC"], "seeds": [0], "profiles": {"mini": profile}}
     matrix = tmp_path / "m.yaml"
