@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from bench.core.names import split_method_name
 from methods.base import (
+    METHODS,
     Method,
     MethodSpec,
     UnknownMethodError,
@@ -55,7 +56,15 @@ def split_name(name: str) -> tuple[str, list[str]]:
 def resolve(name: str) -> tuple[MethodSpec, list[str]]:
     """The registered base of ``name`` and its DREAM switches; raises UnknownMethodError naming the bad part."""
     base, parts = split_name(name)
-    spec = method_spec(base)
+    try:
+        spec = method_spec(base)
+    except UnknownMethodError:
+        fixed = _lowercase_switches(name)
+        if fixed is None:
+            raise
+        raise UnknownMethodError(
+            f"unknown method {name!r}; components are lowercase: write {fixed!r} (components: {', '.join(COMPONENTS)})"
+        ) from None
     for part in parts:
         if part not in COMPONENTS:
             raise UnknownMethodError(f"unknown component {part!r} in method {name!r}; allowed: {', '.join(COMPONENTS)}")
@@ -72,6 +81,20 @@ def resolve(name: str) -> tuple[MethodSpec, list[str]]:
             f"method {name!r}: {why}; write {fixed!r} (components in the order {', '.join(COMPONENTS)})"
         )
     return spec, parts
+
+
+def _lowercase_switches(name: str) -> str | None:
+    """'DC+RM' -> 'DC+rm': the name it was meant to be (switches lowercased, each once, in order, none the base
+    already has), when the rest names an engine base and known components; else None."""
+    for base in sorted(METHODS.names(), key=len, reverse=True):
+        if name.startswith(base + "+") and len(name) > len(base) + 1:
+            parts = name[len(base) + 1 :].lower().split("+")
+            spec = method_spec(base)
+            if spec.kind != "engine" or not all(part in COMPONENTS for part in parts):
+                return None
+            implied = split_name(spec.same_as)[1] if spec.same_as else []
+            return "+".join([base, *[c for c in COMPONENTS if c in parts and c not in implied]])
+    return None
 
 
 def method_kind(name: str) -> str:

@@ -556,3 +556,137 @@ def test_ctrl_c_while_a_subcommand_loads_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(importlib, "import_module", interrupted)
     assert cli_main(["status", "x"]) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------ fourth round
+# What the third round's review left: a flag that did nothing, folder files that were ignored without a word, and
+# messages that pointed the wrong way.
+
+
+def test_resume_is_refused_with_what_to_do_instead(tmp_path, capsys):
+    from bench.cli.run import main as run_main
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump(GRID))
+    assert run_main([str(matrix), "--results", str(tmp_path / "r"), "--resume"]) == 2
+    err = one_line(capsys.readouterr().err.strip())
+    assert "--resume is not needed" in err and "re-run the same command" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["run", "m.yaml", "--bogus"], "dreambench run: unrecognized arguments: --bogus; see dreambench run --help"),
+        (["run"], "the following arguments are required: matrix"),
+        (["evaluate", "x.pt", "--runs", "0"], "argument --runs: 0 is not allowed"),
+        (["status", "--executor", "x"], "dreambench status: unrecognized arguments"),
+    ],
+)
+def test_a_bad_flag_is_one_line_not_a_usage_block(argv, needle, capsys):
+    from bench.cli.main import main as cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in one_line(err.strip()) and "usage:" not in err
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [("garbage", "JSONDecodeError"), ('{"a": 1}', "not what the harness writes there"), ("[1, 2]", "not what")],
+)
+def test_an_unreadable_plan_or_matrix_file_is_named_not_ignored(tmp_path, content, needle):
+    warnings: list[str] = []
+    for name, read in ((PLAN_FILE, read_plan), (MATRIX_FILE, read_matrix_info)):
+        (tmp_path / name).write_text(content)
+        assert not read(tmp_path, warnings.append)
+    assert len(warnings) == 2 and all(needle in one_line(w) and "rewrites it" in w for w in warnings)
+    assert "cell folders are read instead" in warnings[0] and "table layout" in warnings[1]
+    (tmp_path / PLAN_FILE).unlink()
+    (tmp_path / MATRIX_FILE).unlink()
+    assert read_plan(tmp_path, warnings.append) is None and read_matrix_info(tmp_path, warnings.append) == {}
+    assert len(warnings) == 2  # no file: nothing to warn about
+
+
+def test_status_and_report_say_when_the_plan_is_unreadable(tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "r" / "h" / "mini"
+    root.mkdir(parents=True)
+    (root / PLAN_FILE).write_text("garbage")
+    for command in (["status", str(root)], ["report", str(root)]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.cli.main", *command], capture_output=True, text=True, timeout=120
+        )
+        assert f"warning: {root / PLAN_FILE} is unreadable (JSONDecodeError)" in proc.stderr, proc.stderr
+        assert proc.stderr.count("is unreadable") == 1
+
+
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (lambda x: x.to_sparse(), "images are a sparse_coo tensor; allowed: dense tensors"),
+        (lambda x: torch.empty(x.shape, device="meta"), "images are a meta tensor"),
+        (lambda x: (x * 255).to(torch.uint8), "images of dtype torch.uint8; allowed: floating-point pixels in [0, 1]"),
+    ],
+)
+def test_evaluate_names_what_is_wrong_with_the_images(tmp_path, capsys, make, needle):
+    data = load_dataset("digits")
+    path = tmp_path / "set.pt"
+    torch.save({"images": make(data.train_images[:10].clone()), "labels": data.train_labels[:10]}, path)
+    assert evaluate_main([str(path), "--runs", "1", "--epochs", "1"]) == 2
+    captured = capsys.readouterr()
+    assert needle in one_line(captured.err.strip()) and not captured.out
+
+
+def test_evaluate_names_numpy_files_and_how_to_convert_them(tmp_path, capsys):
+    data = load_dataset("digits")
+    images, labels = data.train_images[:10].numpy(), data.train_labels[:10].numpy()
+    np.save(tmp_path / "set.npy", images)
+    np.savez(tmp_path / "set.npz", images=images, labels=labels)
+    for name, kind in (("set.npy", ".npy"), ("set.npz", ".npz")):
+        assert evaluate_main([str(tmp_path / name)]) == 2
+        err = one_line(capsys.readouterr().err.strip())
+        assert f"a NumPy {kind} file; allowed: a torch file" in err and "torch.from_numpy" in err
+    torch.save({"images": torch.from_numpy(images), "labels": torch.from_numpy(labels)}, tmp_path / "set.pt")
+    assert load_external_set(str(tmp_path / "set.pt"), data)[0].shape == (10, *images.shape[1:])  # the advice works
+
+
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("DC+RM", "components are lowercase: write 'DC+rm'"),
+        ("DM+INIT+RM", "write 'DM+rm+init'"),
+        ("DREAM+RM", "write 'DREAM'"),
+    ],
+)
+def test_an_uppercase_component_gets_the_name_it_meant(name, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, "methods": [name]}, "h")
+    assert needle in one_line(info.value) and "did you mean" not in str(info.value)
+
+
+def test_per_ipc_errors_name_the_key_as_written():
+    profile = {"methods": {"DC": {"per_ipc": {1: {"lr_img": -1}}}}}
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**GRID, "profiles": {"p": profile}}, "h")
+    assert one_line(info.value).startswith("profiles.p.methods.DC.per_ipc.1.lr_img = -1")
+
+
+@pytest.mark.parametrize(
+    "pair,needle",
+    [
+        ("launcher.workers=2", "'launcher' is not a section of cell settings (launcher settings: --workers"),
+        ("foo.bar=1", "'foo' is not a section of cell settings; allowed sections: budget, evaluation"),
+    ],
+)
+def test_set_names_a_section_that_is_not_one(tmp_path, capsys, pair, needle):
+    from bench.cli.run import main as run_main
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump(GRID))
+    assert run_main([str(matrix), "--results", str(tmp_path / "r"), "--dry-run", "--set", pair]) == 2
+    assert needle in one_line(capsys.readouterr().err.strip())

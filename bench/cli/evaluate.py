@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from typing import Callable
 
+from bench.cli.parser import OneLineParser
 from bench.data.loaders import list_datasets, load_dataset
 from bench.learning.evaluation import (
     MAX_SET_BYTES,
@@ -54,7 +55,7 @@ def _protocol_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dreambench evaluate",
         description="Evaluate a set made elsewhere (dreambench's, IDC/DREAM's data.pt or DC/DSA/DM's result file): "
         "train n fresh networks on it under a published protocol and test them on the dataset's test "

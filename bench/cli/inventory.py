@@ -3,13 +3,13 @@ line each, so nobody has to make a mistake to learn the names."""
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import sys
 from pathlib import Path
 from typing import Callable
 
 import methods  # noqa: F401  (registers the built-in methods)
+from bench.cli.parser import OneLineParser
 from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.info import DATASET_INFO
 from bench.execution.base import EXECUTORS
@@ -97,7 +97,7 @@ KINDS: dict[str, Callable[[], list[tuple[str, str]]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dreambench ls", description=" ".join(__doc__.split()).split(": ", 1)[1])
+    parser = OneLineParser(prog="dreambench ls", description=" ".join(__doc__.split()).split(": ", 1)[1])
     parser.add_argument("kind", nargs="?", choices=sorted(KINDS), help="what to list (default: everything)")
     args = parser.parse_args(argv)
     for kind in [args.kind] if args.kind else list(KINDS):

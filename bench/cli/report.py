@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.parser import OneLineParser
 from bench.core.files import atomic_write_text
 from bench.experiment.store import PLAN_FILE, read_matrix_info
 from bench.reporting.claims import CLAIMS_FILE, write_claims
@@ -29,7 +30,7 @@ from bench.reporting.tables import ACCURACY_KINDS, build_report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dreambench report", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = OneLineParser(prog="dreambench report", description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("root", nargs="?", help="results/<matrix>/<profile>, or with --all any folder above several")
     parser.add_argument("--all", action="store_true", help="rebuild every results folder found below root")
     parser.add_argument(

@@ -16,12 +16,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.cli.parser import OneLineParser
 from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS, ExecutorError
 from bench.execution.cost import CellCost, calibration_line, cell_cost, hours_by_method
 from bench.execution.launch import classify, preflight, results_root, select, settle
-from bench.experiment.matrix import Matrix, MatrixError, load_matrix
+from bench.experiment.matrix import SECTIONS, Matrix, MatrixError, load_matrix
 from bench.experiment.plan import CellPlan, load_data, plan_cells
 from bench.experiment.store import (
     ResultsFolderError,
@@ -65,6 +66,12 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
         if isinstance(value, (dict, list)):
             raise MatrixError(f"--set {pair!r}: the value must be a single number, string, true/false or null")
         section, dot, name = key.strip().partition(".")
+        if dot and section not in SECTIONS:
+            hint = " (launcher settings: --workers, --executor, or the matrix's launcher: section)"
+            raise MatrixError(
+                f"--set {key.strip()!r}: {section!r} is not a section of cell settings"
+                f"{hint if section == 'launcher' else ''}; allowed sections: {', '.join(SECTIONS)}"
+            )
         if dot:
             out.setdefault(section, {})[name] = value
         else:
@@ -88,7 +95,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--dry-run",), {"action": "store_true",
                       "help": "check the matrix and its data, list the cells and their estimated cost, run nothing"}),
     (("--executor",), {"default": None, "choices": EXECUTORS.names(), "help": "where cells run (default: local)"}),
-    (("--resume",), {"action": "store_true", "help": "re-submit failed cells (Slurm)"}),
+    (("--resume",), {"action": "store_true", "help": argparse.SUPPRESS}),  # refused in main with what to do instead
     (("--workers",), {"type": int, "default": None, "help": "local executor: run this many cells at once, one "
                                                             "process each (default: launcher.workers, 1)"}),
     (("--no-report",), {"action": "store_true", "help": "do not rebuild the table at the end"}),
@@ -99,7 +106,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     summary = " ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[1]
-    p = argparse.ArgumentParser(prog="dreambench run", description=summary)
+    p = OneLineParser(prog="dreambench run", description=summary)
     p.add_argument("matrix", help="path to a matrix YAML file (see `dreambench ls matrices`)")
     for flags, options in OPTIONS:
         p.add_argument(*flags, **options)
@@ -158,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     root: Path | None = None
     try:
         try:
+            if args.resume:
+                raise MatrixError(
+                    "--resume is not needed: every run keeps the finished cells and runs again the ones that failed "
+                    "or did not finish; re-run the same command without it"
+                )
             matrix = load_matrix(args.matrix, args.profile, parse_set(args.set), args.max_cells)
             print_notes(matrix.notes)
             cells = select(matrix.cells, args.only)
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                     },
                 )
                 print(f"{matrix.name} [{matrix.profile}]: {len(pending)} of {len(plans)} cells to run -> {root}")
-                failures = executor.run(pending, resume=args.resume)
+                failures = executor.run(pending)
         except (ResultsFolderError, DatasetNotFoundError, ExecutorError) as err:  # FolderBusyError included
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
 
+from bench.cli.parser import OneLineParser
 from bench.execution.status import cell_states
 from bench.experiment.store import is_run_folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dreambench status", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = OneLineParser(prog="dreambench status", description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("root", help="a run's folder: results/<matrix>/<profile>")
     args = parser.parse_args(argv)
     root = Path(args.root)

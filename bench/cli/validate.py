@@ -6,11 +6,11 @@ dataset is named at once). Nothing is written.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections import Counter
 
+from bench.cli.parser import OneLineParser
 from bench.cli.run import check_layout, parse_set, print_notes
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS
@@ -21,7 +21,7 @@ from bench.experiment.store import ResultsFolderError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dreambench validate", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = OneLineParser(prog="dreambench validate", description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("matrix", help="path to a matrix YAML file")
     parser.add_argument("-p", "--profile", default=None, help="profile to check (default: the matrix's)")
     parser.add_argument("--data-root", default=None, help="dataset folder (default: $DREAMBENCH_DATA or ./data)")

@@ -11,6 +11,7 @@ import shutil
 import stat
 import tempfile
 import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,8 +32,32 @@ class UnsafeFileError(ValueError):
     """A tensor file that is unreadable, or that needs more than tensors and plain containers to load."""
 
 
+def _numpy_format(path: Path | str) -> str | None:
+    """'.npy' or '.npz' when the file is NumPy's (by its first bytes and, for a zip, its members), else None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+        if head == b"\x93NUMPY":
+            return ".npy"
+        if head[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if names and all(name.endswith(".npy") for name in names):
+                return ".npz"
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return None
+
+
 def load_tensor_file(path: Path | str) -> Any:
-    """``torch.load`` with ``weights_only=True``: a file that would run code (a pickled object) is refused."""
+    """``torch.load`` with ``weights_only=True``: a file that would run code (a pickled object) is refused, and
+    a NumPy file is named as one (with how to convert it) rather than reported as an unreadable tensor file."""
+    kind = _numpy_format(path)
+    if kind:
+        raise UnsafeFileError(
+            f"{path}: a NumPy {kind} file; allowed: a torch file, e.g. torch.save({{'images': "
+            "torch.from_numpy(images), 'labels': torch.from_numpy(labels)}, 'set.pt')"
+        )
     try:
         with torch.serialization.safe_globals(_DATA_ONLY_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's pickle warnings: a refusal below is one line of our own

@@ -21,7 +21,7 @@ class LocalExecutor:
     def __init__(self, root: Path, data_root: str | None, launcher: Launcher) -> None:
         self.root, self.data_root, self.launcher = root, data_root, launcher
 
-    def run(self, cells: list[CellPlan], resume: bool = False) -> list[str]:
+    def run(self, cells: list[CellPlan]) -> list[str]:
         if self.launcher.workers > 1 and len(cells) > 1:
             failures = []
             for phase in PHASES:  # evaluation cells read the sets their distillation cells store

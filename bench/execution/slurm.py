@@ -68,7 +68,7 @@ class SubmititExecutor:
         executor.update_parameters(**params)
         return executor
 
-    def run(self, cells: list[CellPlan], resume: bool = False) -> list[str]:
+    def run(self, cells: list[CellPlan]) -> list[str]:
         """Distillation cells first, then the evaluation cells that read their stored sets."""
         failures: list[str] = []
         for phase in PHASES:

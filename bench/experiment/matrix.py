@@ -223,18 +223,21 @@ def _check_settings(where: str, settings: Any, notes: list[str] | None = None) -
         raise _fail(str(err)) from None
 
 
-def method_entries(where: str, source: dict[Any, Any], methods: list[str], notes: list[str]) -> list[tuple[str, Any]]:
-    """A profile's ``methods:`` entries as (key, settings), key = ``<method>`` or ``<method>/ipc<N>`` internally.
+def method_entries(
+    where: str, source: dict[Any, Any], methods: list[str], notes: list[str]
+) -> list[tuple[str, str, Any]]:
+    """A profile's ``methods:`` entries as (key, written, settings): key = ``<method>`` or ``<method>/ipc<N>``
+    internally, written = how the matrix spells it (``DC.per_ipc.10``), so messages name it as written.
     Per-IPC settings are written ``DC: {budget: {...}, per_ipc: {10: {budget: {...}}}}``; the older key form
     ``DC/ipc10`` is still accepted with a deprecation note."""
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, str, Any]] = []
     given: dict[str, str] = {}  # internal key -> how it was written, so one IPC's settings are given once
 
     def add(internal: str, written: str, settings: Any) -> None:
         if internal in given:
             raise _fail(f"{where}: {given[internal]} and {written} both set {internal}; allowed: one of them")
         given[internal] = written
-        out.append((internal, settings))
+        out.append((internal, written, settings))
 
     for key, settings in source.items():
         method, sep, ipc_part = str(key).partition("/ipc")
@@ -374,17 +377,14 @@ def parse_matrix(
     ):
         if not isinstance(source, dict):
             raise _fail(f"{where} must map method names to settings")
-        for key, settings in method_entries(where, source, grid["methods"], notes):
+        for key, written, settings in method_entries(where, source, grid["methods"], notes):
             _, _, ipc_part = key.partition("/ipc")
             if ipc_part and int(ipc_part) not in grid["ipc"]:
-                raise _fail(
-                    f"{where}.{key.replace('/ipc', '.per_ipc.')} names IPC {ipc_part}, which is not in 'ipc'; "
-                    f"allowed: {grid['ipc']}"
-                )
+                raise _fail(f"{where}.{written} names IPC {ipc_part}, which is not in 'ipc'; allowed: {grid['ipc']}")
             if isinstance(settings, dict) and "max_per_class" in settings:
                 settings = dict(settings)
-                pool_size[key] = _check_pool_size(f"{where}.{key}.max_per_class", settings.pop("max_per_class"))
-            per_method.setdefault(key, {}).update(_check_settings(f"{where}.{key}", settings, notes))
+                pool_size[key] = _check_pool_size(f"{where}.{written}.max_per_class", settings.pop("max_per_class"))
+            per_method.setdefault(key, {}).update(_check_settings(f"{where}.{written}", settings, notes))
     fallback = prof.get("data_fallback")
     if fallback is not None and fallback not in allowed_datasets:
         raise _fail(f"profiles.{chosen}.data_fallback = {fallback!r}; allowed: {allowed_datasets}")

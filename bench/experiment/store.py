@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -293,25 +294,51 @@ def write_matrix_info(root: Path, info: dict[str, str]) -> None:
     atomic_write_text(root / MATRIX_FILE, json.dumps(info, indent=1, sort_keys=True))
 
 
-def read_matrix_info(root: Path) -> dict[str, str]:
-    """What :func:`write_matrix_info` wrote; {} for folders made before it existed or unreadable files."""
-    try:  # a regular file of at most 1 MiB only: a FIFO or device named .matrix.json must not block the report
-        info = json.loads(read_regular_text(root / MATRIX_FILE, 1 << 20))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if not isinstance(info, dict):
-        return {}
-    return {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
+_WARNED: set[str] = set()
 
 
-def read_plan(root: Path) -> dict[str, str] | None:
-    """What :func:`write_plan` wrote; None when there is none or it is unreadable (a regular file only, at most
-    64 MiB: a FIFO or device in its place is refused without blocking)."""
-    try:
-        plan = json.loads(read_regular_text(root / PLAN_FILE, 64 << 20))
-    except (OSError, ValueError, RecursionError):
+def warn_on_stderr(line: str) -> None:
+    """The default for the ``warn`` arguments below: one ``warning:`` line on stderr, once per process (a report
+    reads the folder more than once)."""
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _read_own_json(
+    path: Path, limit: int, valid: Callable[[Any], bool], instead: str, warn: Callable[[str], None]
+) -> Any:
+    """The JSON in one of the folder's own files; None when there is none. One that is there but unreadable or
+    malformed is None too, with one warning naming it and what is done instead (never silently)."""
+    if not (path.exists() or path.is_symlink()):
         return None
-    return plan if isinstance(plan, dict) else None
+    try:  # a regular file within ``limit`` only: a FIFO or device in its place is refused without blocking
+        data = json.loads(read_regular_text(path, limit))
+        reason = None if valid(data) else "not what the harness writes there"
+    except (OSError, ValueError, RecursionError) as err:
+        reason = str(err).split("; allowed")[0] if isinstance(err, OSError) and str(err) else type(err).__name__
+    if reason is None:
+        return data
+    warn(f"{path} is unreadable ({reason:.200}); {instead}, and the next `dreambench run` of the matrix rewrites it")
+    return None
+
+
+def _str_map(data: Any) -> bool:
+    return isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+
+
+def read_matrix_info(root: Path, warn: Callable[[str], None] = warn_on_stderr) -> dict[str, str]:
+    """What :func:`write_matrix_info` wrote; {} for folders made before it existed, or (with a warning) when it
+    is unreadable."""
+    instead = "the table layout is taken from the records' matrix name (Table I's if it names none)"
+    return _read_own_json(root / MATRIX_FILE, 1 << 20, _str_map, instead, warn) or {}
+
+
+def read_plan(root: Path, warn: Callable[[str], None] = warn_on_stderr) -> dict[str, str] | None:
+    """What :func:`write_plan` wrote; None when there is none, or (with a warning) when it is unreadable (a regular
+    file only, at most 64 MiB)."""
+    instead = "the cell folders are read instead of the plan"
+    return _read_own_json(root / PLAN_FILE, 64 << 20, _str_map, instead, warn)
 
 
 def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[Record]:
@@ -321,7 +348,7 @@ def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[
     nested or stray copies (``X.bak/``, ``old/X/``) are never read, since only planned cell folders are.
     """
     root = Path(root)
-    plan = read_plan(root)
+    plan = read_plan(root, warn or warn_on_stderr)
     ids = (
         sorted(plan)
         if plan is not None

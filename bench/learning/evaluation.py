@@ -362,8 +362,18 @@ def as_set(images: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Te
             f"{where}: images and labels must be tensors, got {type(images).__name__} and {type(labels).__name__}"
         )
     for name, t in (("images", images), ("labels", labels)):
+        if t.layout != torch.strided or t.is_quantized:
+            kind = "quantized" if t.layout == torch.strided else str(t.layout).replace("torch.", "")
+            raise ValueError(f"{where}: {name} are a {kind} tensor; allowed: dense tensors (use .to_dense())")
+        if t.device.type == "meta":
+            raise ValueError(f"{where}: {name} are a meta tensor (shape only, no values); allowed: tensors with values")
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{where}: {name} of dtype {t.dtype}; allowed: real numbers")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"{where}: images of dtype {images.dtype}; allowed: floating-point pixels in [0, 1] "
+            "(for 8-bit images: images.float() / 255)"
+        )
     check_set_size(images.shape[0] if images.ndim else 1, tuple(images.shape[1:]), where)
     if labels.numel() > MAX_SET_IMAGES:
         raise ValueError(f"{where}: {labels.numel()} labels; allowed: at most {MAX_SET_IMAGES}")
