@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bench.experiment.store import (
     ResultsFolderError,
     check_folder,
     claim_folder,
+    set_digest,
     write_cell,
 )
 
@@ -68,3 +70,22 @@ def test_a_second_run_with_other_settings_is_refused_while_the_first_holds_the_f
             with claim_folder(tmp_path, {"a": "2"}):
                 pass
     assert str(os.getpid()) not in json.loads((tmp_path / ".active.json").read_text())
+
+
+def test_a_stored_set_is_hashed_once_while_unchanged_and_again_once_swapped(tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+
+    import bench.experiment.store as store
+
+    calls: list[Path] = []
+    real = store.file_digest
+    monkeypatch.setattr(store, "file_digest", lambda path, algorithm: calls.append(path) or real(path, algorithm))
+    path = tmp_path / "synthetic.pt"
+    path.write_bytes(b"a" * 1000)
+    first = set_digest(path)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest() and set_digest(path) == first and len(calls) == 1
+    stat = path.stat()
+    time.sleep(0.05)  # past the file system's timestamp granularity (a few ms on coarse clocks)
+    path.write_bytes(b"b" * 1000)  # same size; the mtime put back as it was: the inode change time still moves
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert set_digest(path) == hashlib.sha256(b"b" * 1000).hexdigest() and len(calls) == 2

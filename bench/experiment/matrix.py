@@ -495,21 +495,25 @@ def _check_exclude(exclude: list[dict[str, Any]], grid: dict[str, list[Any]], va
                     )
 
 
+_CELL_CHECKED = frozenset(CONTINUAL_KEYS) | {"eval_curve_epochs", "eval_every"}
+
+
 def _check_cell_settings(cells: list[Cell]) -> None:
-    """The settings that depend on a cell's dataset or need a registry: continual steps and evaluation network."""
+    """The settings that depend on a cell's dataset or need a registry: continual steps and evaluation network.
+    Checked once per distinct combination of what the checks read (a grid repeats them for every seed and IPC)."""
     seen: set[tuple[Any, ...]] = set()
     for cell in cells:
-        given = {k for k, v in cell.settings.items() if v is not None}
+        given = frozenset(k for k, v in cell.settings.items() if v is not None) & _CELL_CHECKED
+        steps, arch = cell.settings.get("cl_steps"), cell.settings.get("cl_eval_arch")
+        key = (cell.task, cell.dataset, cell.data_fallback, given, steps, arch)
+        if key in seen:
+            continue
+        seen.add(key)
         continual = sorted(f"continual.{CONTINUAL_KEYS[k]}" for k in given & set(CONTINUAL_KEYS))
         if continual and cell.task != "continual":
             raise _fail(f"{', '.join(continual)} set for a '{cell.task}' matrix; allowed: only with task: continual")
         if "eval_curve_epochs" in given and "eval_every" not in given and cell.task == "distill":
             raise _fail("evaluation.curve_epochs is set without budget.eval_every, so no curve is drawn; allowed: both")
-        steps, arch = cell.settings.get("cl_steps"), cell.settings.get("cl_eval_arch")
-        key = (cell.dataset, cell.data_fallback, steps, arch)
-        if key in seen:
-            continue
-        seen.add(key)
         if arch is not None:
             _check_arch(arch, "continual.eval_arch")
         if cell.task == "continual":
