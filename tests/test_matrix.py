@@ -311,3 +311,29 @@ def test_a_bad_cell_cap_and_repeated_grid_values_are_one_line(monkeypatch):
     monkeypatch.delenv("DREAMBENCH_MAX_CELLS")
     with pytest.raises(MatrixError, match="lists a value twice"):
         parse_matrix({**GOOD, "seeds": [0, 0]}, "t", "mini")
+
+
+def test_the_cost_estimate_counts_the_accuracy_curve_evaluations():
+    from bench.execution.cost import cell_cost
+    from bench.experiment.plan import plan_cells
+
+    def cost(evaluation: dict, budget: dict):
+        spec = {
+            **GOOD,
+            "methods": ["DC"],
+            "ipc": [1],
+            "seeds": [0],
+            "profiles": {"p": {"defaults": {"budget": {"iterations": 10, **budget}, "evaluation": evaluation}}},
+        }
+        (plan,) = plan_cells(parse_matrix(spec, "p").cells, None)
+        return plan, cell_cost(plan, 1000, 500)
+
+    plan, plain = cost({"epochs": 20, "runs": 1}, {})
+    _, curved = cost({"epochs": 20, "runs": 1, "curve_epochs": 7}, {"eval_every": 4})
+    protocol = plan.protocols["ConvNet-3"]
+    points = 4  # iterations 0, 4, 8 and the last, 10
+    added = points * 7 * 10 * plan.factor**2  # networks x curve epochs x set images (IPC 1, 10 classes)
+    area = (16 * 16) / (28 * 28)  # the digits' images, in 28x28 equivalents
+    trained = (curved.train_small - plain.train_small) + (curved.train_large - plain.train_large)
+    assert trained == pytest.approx(added * area)
+    assert curved.test - plain.test == pytest.approx(points * protocol.validations * 500 * area)

@@ -42,7 +42,8 @@ class CellCost:
 
 def cell_cost(plan: CellPlan, train_images: int, test_images: int) -> CellCost:
     """The cell's passes: its method's matching work (``Method.cost``), the feature network a coreset trains,
-    every evaluation run of every evaluation network, and a continual run's steps."""
+    every evaluation run of every evaluation network, the accuracy curve's evaluations (``eval_every``: one
+    network per logged point, iteration 0 and the last included), and a continual run's steps."""
     info = dataset_info(plan.data_used)
     scale = info.image_size**2 / BASE_AREA
     cell = plan.cell
@@ -54,13 +55,19 @@ def cell_cost(plan: CellPlan, train_images: int, test_images: int) -> CellCost:
         cost.train_large += plan.feature_network["epochs"] * train_images
         cost.test += train_images
     set_images = cell.ipc * info.classes * plan.factor**2
-    for protocol in plan.protocols.values():
-        passes = plan.eval_runs * protocol.epochs * set_images
+    evaluations = [(protocol, protocol.epochs, plan.eval_runs) for protocol in plan.protocols.values()]
+    iterations, every = (plan.config or {}).get("iterations"), plan.budget.eval_every
+    if every and iterations and cell.task == "distill" and cell.eval_archs:  # the curve: one network per point
+        first = plan.protocols[cell.eval_archs[0]]
+        points = iterations // every + 1 + (1 if iterations % every else 0)
+        evaluations.append((first, plan.curve_epochs or first.epochs, points))
+    for protocol, epochs, networks in evaluations:
+        passes = networks * epochs * set_images
         if protocol.batch_size >= 128:
             cost.train_large += passes
         else:
             cost.train_small += passes
-        cost.test += plan.eval_runs * protocol.validations * test_images
+        cost.test += networks * protocol.validations * test_images
     if plan.continual_training is not None:
         cost.train_small += plan.continual["steps"] * plan.continual_training.epochs * set_images
         cost.test += plan.continual["steps"] * test_images
