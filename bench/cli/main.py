@@ -56,6 +56,11 @@ def run_subcommand(name: str, argv: list[str] | None = None) -> int:
             f"\ninterrupted: dreambench {name} stopped; nothing it was writing was left half-written", file=sys.stderr
         )
         return 130
+    except OSError as err:  # the file system refused (a folder where a file belongs, a name too long, a full disk)
+        from bench.core.files import describe_os_error
+
+        print(f"error: {describe_os_error(err)}; nothing was left half-written", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

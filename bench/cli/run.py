@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.parser import OneLineParser
+from bench.core.files import describe_os_error
 from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS, ExecutorError
@@ -216,15 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         except (ResultsFolderError, DatasetNotFoundError, ExecutorError) as err:  # FolderBusyError included
             print(f"error: {err}", file=sys.stderr)
             return 2
+        report_failed = False
         if not args.no_report:
             try:
                 print(build_report(root).markdown)
             except Exception as err:  # the failure summary below must still be printed
-                print(f"report not rebuilt: {type(err).__name__}: {err}", file=sys.stderr)
+                why = describe_os_error(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+                print(f"error: report not rebuilt (the cells are kept): {why}", file=sys.stderr)
+                report_failed = True
         if failures:
             print(f"{len(failures)} cell(s) failed: " + ", ".join(failures), file=sys.stderr)
             return 1
-        return 0
+        return 1 if report_failed else 0
     except KeyboardInterrupt:
         done = (
             sum(check_record(root, p.id).state == "done" for p in plans) if root and done_before is not None else None

@@ -72,6 +72,14 @@ def load_tensor_file(path: Path | str) -> Any:
         raise UnsafeFileError(f"{path}: not a readable tensor file ({type(err).__name__})") from None
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for an error of the file system: the path and the reason, e.g. 'x/results.csv: Is a directory'."""
+    if isinstance(err, RefusedFileError) or not err.strerror:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    path = err.filename2 if err.filename2 is not None else err.filename  # a rename: where it was going
+    return f"{path}: {err.strerror}" if path is not None else err.strerror
+
+
 class RefusedFileError(OSError):
     """A path that is not a regular file (a FIFO, device, socket or directory, or a link to one) or is too large
     to read; the message is one line naming the path and what is allowed."""
@@ -167,9 +175,27 @@ def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
 
 @contextmanager
 def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
-    """An exclusive advisory lock (flock) on ``path``; yields False when ``wait=False`` and another holds it."""
+    """An exclusive advisory lock (flock) on ``path``; yields False when ``wait=False`` and another holds it.
+
+    The lock file is opened without following a link and without blocking, and must be a regular file: a link,
+    FIFO, device or directory in its place raises :class:`RefusedFileError` (one line), so a lock never creates
+    or locks a file elsewhere and never hangs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0), 0o666 & ~_umask())
+    except OSError as err:
+        if not os.path.islink(path) and not os.path.exists(path):
+            raise
+        kind = "a symbolic link" if os.path.islink(path) else _kind(os.stat(path).st_mode)
+        raise RefusedFileError(
+            f"{path}: {kind} where a lock file belongs; allowed: a regular file (remove it)"
+        ) from err
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise RefusedFileError(f"{path}: {_kind(info.st_mode)} where a lock file belongs; allowed: a regular file")
+    with os.fdopen(fd, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -227,56 +227,79 @@ class FolderBusyError(ResultsFolderError):
     """Another live run uses the results folder with other settings."""
 
 
-ACTIVE_FILE = ".active.json"  # the live runs of a folder: pid -> digest of their plan
+ACTIVE_FILE = ".active.json"  # the live runs of a folder: pid -> {plan digest, process start time}
+MAX_PID = 2**22  # Linux's largest pid_max
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where /proc cannot tell: a pid
+    that a later process reused has another start time, so a killed run's entry never holds the folder."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat_line.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int, started: str | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    now = _start_time(pid)
+    return now is None or now == started  # where /proc tells, only the very process that wrote the entry counts
 
 
 @contextlib.contextmanager
 def claim_folder(root: Path, fingerprints: dict[str, str]) -> Iterator[None]:
     """Hold the folder for this run. Runs with the same plan share it (they split the cells through the cell
     locks); a run whose plan differs from a live run's is refused with one line, so neither replaces the
-    other's plan nor treats the other's records as stale."""
+    other's plan nor treats the other's records as stale. Entries of runs that ended (or were killed, their pid
+    since reused) are dropped."""
     digest = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:16]
     lock = inside(root, own_subfolder(root, LOCK_DIR) / "active.lock")
+    me = str(os.getpid())
     with file_lock(lock):
         active = _read_active(root)
-        live = {pid: d for pid, d in active.items() if _alive(int(pid)) and int(pid) != os.getpid()}
-        other = next((pid for pid, d in live.items() if d != digest), None)
+        live = {pid: e for pid, e in active.items() if pid != me and _alive(int(pid), e.get("started"))}
+        other = next((pid for pid, e in live.items() if e["plan"] != digest), None)
         if other is not None:
             raise FolderBusyError(
                 f"another run (pid {other}) is using {root} with other settings; wait for it to "
-                "finish or choose another --results folder"
+                f"finish or choose another --results folder (if no such run is alive, remove {root / ACTIVE_FILE})"
             )
-        atomic_write_text(root / ACTIVE_FILE, json.dumps({**live, str(os.getpid()): digest}, sort_keys=True))
+        live[me] = {"plan": digest, "started": _start_time(os.getpid())}
+        atomic_write_text(root / ACTIVE_FILE, json.dumps(live, sort_keys=True))
     try:
         yield
     finally:
         with file_lock(lock):
             active = _read_active(root)
-            active.pop(str(os.getpid()), None)
+            active.pop(me, None)
             atomic_write_text(root / ACTIVE_FILE, json.dumps(active, sort_keys=True))
 
 
-def _read_active(root: Path) -> dict[str, str]:
-    path = root / ACTIVE_FILE
+def _read_active(root: Path) -> dict[str, dict[str, Any]]:
+    """The entries of ``.active.json`` that can be a run's: a pid of ASCII digits in range, a plan digest (an
+    older file's bare digest is read as one); anything else is dropped."""
     try:
-        data = json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else {}
-    except (OSError, ValueError):
+        data = json.loads(read_regular_text(root / ACTIVE_FILE, 1 << 20))
+    except (OSError, ValueError, RecursionError):
         return {}
-    return (
-        {k: v for k, v in data.items() if isinstance(k, str) and k.isdigit() and isinstance(v, str)}
-        if isinstance(data, dict)
-        else {}
-    )
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for pid, entry in data.items():
+        if not (isinstance(pid, str) and pid.isascii() and pid.isdigit() and 0 < int(pid) <= MAX_PID):
+            continue
+        entry = {"plan": entry} if isinstance(entry, str) else entry
+        if isinstance(entry, dict) and isinstance(entry.get("plan"), str):
+            started = entry.get("started")
+            out[pid] = {"plan": entry["plan"], "started": started if isinstance(started, str) else None}
+    return out
 
 
 def probe_writable(root: Path) -> None:
