@@ -3,6 +3,7 @@
 from functools import partial
 
 import pytest
+import torch
 from conftest import assert_same
 
 from bench.data.loaders import load_dataset
@@ -40,10 +41,15 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(name, tmp_path):
     assert [r["iteration"] for r in resumed.log if "loss" in r] == [1, 2, 3, 4]
 
 
+def whole(iteration: int) -> dict:
+    """A checkpoint as the engine writes one."""
+    return {"param": torch.zeros(2, 1, 4, 4), "opt_img": {}, "iteration": iteration, "log": [], "timings": {}}
+
+
 def test_checkpoint_writes_atomically(tmp_path):
     ckpt = Checkpointer(tmp_path / "sub" / "c.pt", every=3)
     assert ckpt.load() is None and ckpt.due(3) and not ckpt.due(4)
-    ckpt.save({"iteration": 3})
+    ckpt.save(whole(3))
     assert ckpt.load()["iteration"] == 3
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
     ckpt.clear()
@@ -51,7 +57,7 @@ def test_checkpoint_writes_atomically(tmp_path):
 
 
 def test_checkpoint_of_other_settings_is_never_resumed(tmp_path):
-    Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").save({"iteration": 20})
+    Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").save(whole(20))
     assert Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=3").load() is None
     assert Checkpointer(tmp_path / "c.pt", every=1, fingerprint="iterations=30").load()["iteration"] == 20
 
@@ -67,7 +73,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_once_and_the_cell_starts_afresh
     (kept,) = (tmp_path / ".aside").iterdir()
     assert kept.name.startswith("digits_ipc1_DC_ConvNet-3_s0.checkpoint-unreadable.")
     assert kept.read_bytes() == b"not a tensor file"  # kept for inspection, never deleted
-    ckpt.save({"iteration": 1})
+    ckpt.save(whole(1))
     assert ckpt.load()["iteration"] == 1
 
 
@@ -82,3 +88,29 @@ def test_a_tensor_file_that_is_no_checkpoint_is_moved_aside_not_called_other_set
     out = capsys.readouterr().out
     assert "not a checkpoint" in out and "other settings" not in out
     assert not ckpt.path.exists() and len(list((tmp_path / ".aside").iterdir())) == 1
+
+
+def test_a_checkpoint_of_other_settings_is_kept_aside_never_deleted(tmp_path, capsys):
+    """A smoke run (other settings) on a folder whose real run was stopped keeps the real run's work."""
+    from bench.experiment.checkpoint import checkpoint_for
+
+    cell = "digits_ipc1_DC_ConvNet-3_s0"
+    checkpoint_for(tmp_path, cell, every=1, fingerprint="real").save(whole(7))
+    smoke = checkpoint_for(tmp_path, cell, every=1, fingerprint="smoke")
+    assert smoke.load() is None and "other settings: moved to" in capsys.readouterr().out
+    smoke.save(whole(1))
+    smoke.clear()
+    (kept,) = (tmp_path / ".aside").iterdir()
+    assert kept.name.startswith(f"{cell}.checkpoint-other-settings.")
+    assert torch.load(kept, weights_only=True)["iteration"] == 7
+
+
+def test_a_checkpoint_missing_its_fields_is_moved_aside_not_failed_on(tmp_path, capsys):
+    from bench.experiment.checkpoint import checkpoint_for
+
+    ckpt = checkpoint_for(tmp_path, "digits_ipc1_DC_ConvNet-3_s0", every=1, fingerprint="f")
+    torch.save({"fingerprint": "f"}, ckpt.path)
+    assert ckpt.load() is None and "not a whole checkpoint (param, opt_img, iteration" in capsys.readouterr().out
+    assert not ckpt.path.exists()
+    torch.save({**whole(0), "fingerprint": "f"}, ckpt.path)
+    assert ckpt.load() is None and "not a whole checkpoint (iteration)" in capsys.readouterr().out

@@ -470,7 +470,7 @@ def test_a_folder_in_a_checkpoints_place_is_moved_aside(tmp_path):
     ckpt = checkpoint_for(tmp_path, "c", every=1)
     ckpt.path.mkdir()
     assert ckpt.load() is None and not ckpt.path.exists()
-    ckpt.save({"iteration": 1})
+    ckpt.save({"param": torch.zeros(1), "opt_img": {}, "iteration": 1, "log": [], "timings": {}})
     assert ckpt.load()["iteration"] == 1
 
 

@@ -11,10 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.core.files import UnsafeFileError, atomic_save_tensors, load_tensor_file
 from bench.experiment.store import move_aside, own_subfolder
 
 CHECKPOINT_DIR = ".checkpoints"
+
+
+# what the engine's checkpoint holds (methods/engine.py): a checkpoint without one of these is not resumed
+CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "param": torch.Tensor,
+    "opt_img": dict,
+    "iteration": int,
+    "log": list,
+    "timings": dict,
+}
 
 
 @dataclass
@@ -38,6 +50,10 @@ class Checkpointer:
             state = load_tensor_file(self.path)
             if not isinstance(state, dict) or "fingerprint" not in state:
                 raise UnsafeFileError(f"{self.path}: not a checkpoint (no fingerprint)")
+            if state["fingerprint"] == self.fingerprint:
+                wrong = [k for k, kind in CHECKPOINT_FIELDS.items() if not isinstance(state.get(k), kind)]
+                if wrong or isinstance(state["iteration"], bool) or state["iteration"] < 1:
+                    raise UnsafeFileError(f"{self.path}: not a whole checkpoint ({', '.join(wrong) or 'iteration'})")
         except UnsafeFileError as err:
             if self.root is None:
                 raise
@@ -45,7 +61,12 @@ class Checkpointer:
             print(f"ignoring checkpoint: {err}; moved to {target}; starting this cell afresh")
             return None
         if state["fingerprint"] != self.fingerprint:
-            print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
+            if self.root is None:
+                print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
+                return None
+            # another configuration's work in progress (say, a real run's, during a smoke run): kept, never deleted
+            target = move_aside(self.root, self.path.stem, "checkpoint-other-settings", self.path)
+            print(f"checkpoint {self.path} was written with other settings: moved to {target}; starting afresh")
             return None
         print(f"resuming {self.path.stem} from its checkpoint after iteration {state.get('iteration', '?')}")
         return state
