@@ -151,7 +151,8 @@ def train_feature_network(
     with file_lock(path.with_suffix(".lock")) if path is not None else nullcontext():
         if path is not None:
             clean_leftovers(path.parent, path.name)  # a killed save's temporary file (this lock guards the name)
-        result = _load_feature_network(path, make_net, data) if path is not None and path.is_file() else None
+        usable = path is not None and path.is_file() and not path.is_symlink()  # a link is replaced, never read
+        result = _load_feature_network(path, make_net, data) if usable else None
         if result is None:
             result = _train_feature_network(data, make_net, seed, epochs)
             if path is not None:  # with every class's embedding, so other processes need not embed again

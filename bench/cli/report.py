@@ -105,11 +105,19 @@ def report(args: argparse.Namespace) -> int:
     if args.root is None:
         print("error: a results folder is needed (or --index FOLDER)", file=sys.stderr)
         return 2
+    if not args.root.strip():
+        raise PageError("results folder ''; allowed: a run folder such as results/<matrix>/<profile>")
     root = Path(args.root)
     if not root.is_dir():
-        print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
+        what = "is not a folder" if root.exists() or root.is_symlink() else "does not exist"
+        print(f"error: results folder {str(root)!r} {what}", file=sys.stderr)
         return 2
     direct = any(root.glob("*/result.json")) or (root / PLAN_FILE).is_file()
+    if not direct and not args.all:
+        raise PageError(
+            f"{str(root)!r} is not a run folder (no {PLAN_FILE}, no finished cell); allowed: a run folder such as "
+            f"results/<matrix>/<profile>, or --all to rebuild every run folder below {str(root)!r}"
+        )
     roots = (
         [root]
         if direct and not args.all
@@ -136,7 +144,8 @@ def report(args: argparse.Namespace) -> int:
         info = read_matrix_info(roots[0])
         title = args.title or f"{info.get('name', roots[0].parent.name)}/{info.get('profile', roots[0].name)}"
         command = info.get("command", "not recorded (a run made before commands were recorded)")
-        page = publish(roots[0], Path(args.publish), PageMeta(title, command, args.description))
+        source = f"{info['name']}/{info['profile']}" if "name" in info and "profile" in info else ""
+        page = publish(roots[0], Path(args.publish), PageMeta(title, command, args.description, source))
         pages = Path(args.publish).parent
         print(f"wrote {page}, {write_index(pages)} and {write_claims(pages)}")
     return 0

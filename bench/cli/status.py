@@ -15,9 +15,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="dreambench status", description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("root", help="a run's folder: results/<matrix>/<profile>")
     args = parser.parse_args(argv)
+    if not args.root.strip():
+        print("error: results folder ''; allowed: a run folder such as results/<matrix>/<profile>", file=sys.stderr)
+        return 2
     root = Path(args.root)
     if not root.is_dir():
-        print(f"error: results folder {str(root)!r} does not exist", file=sys.stderr)
+        what = "is not a folder" if root.exists() or root.is_symlink() else "does not exist"
+        print(f"error: results folder {str(root)!r} {what}", file=sys.stderr)
         return 2
     if not is_run_folder(root):
         below = sorted(

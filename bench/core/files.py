@@ -159,6 +159,20 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to a temporary file beside ``target``, then rename: a link at ``target`` is replaced, never
+    written through, and readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        follow_umask(Path(tmp), directory=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from bench.core.files import atomic_write_text, clean_leftovers
 from bench.experiment.checkpoint import CHECKPOINT_DIR, checkpoint_for
 from bench.experiment.plan import CellPlan
 from bench.experiment.record import Record
-from bench.experiment.store import cell_lock, check_record, own_subfolder
+from bench.experiment.store import cell_lock, check_record, move_aside, own_subfolder
 from bench.experiment.tasks import run_and_store
 
 ERRORS_DIR = ".errors"
@@ -20,6 +20,15 @@ ERRORS_DIR = ".errors"
 def error_path(root: Path, cell_id: str) -> Path:
     """Where a failed cell's traceback is kept (read by status)."""
     return root / ERRORS_DIR / f"{cell_id}.txt"
+
+
+def clear_error(root: Path, cell_id: str) -> None:
+    """Remove the cell's kept traceback; anything else in its place (a folder) is moved aside as it is."""
+    path = error_path(root, cell_id)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        move_aside(root, cell_id, "error-not-a-file", path)
 
 
 class CellInProgress(RuntimeError):
@@ -66,8 +75,9 @@ def run_recorded(
                 result = run_and_store(plan, root, data_root, ckpt, progress=PhaseBar(bar, cell.id))
             except Exception:
                 own_subfolder(root, ERRORS_DIR)
+                clear_error(root, cell.id)
                 atomic_write_text(error_path(root, cell.id), traceback.format_exc())
                 raise
         ckpt.clear()
-        error_path(root, cell.id).unlink(missing_ok=True)
+        clear_error(root, cell.id)
         return result

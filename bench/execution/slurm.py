@@ -10,13 +10,13 @@ from typing import Any
 import submitit
 from tqdm import tqdm
 
-from bench.core.files import atomic_write_text, file_lock
+from bench.core.files import atomic_write_text, file_lock, read_regular_text
 from bench.execution.base import PHASES
 from bench.execution.pool import packing_width, run_packed
 from bench.execution.recorded import run_recorded
 from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
-from bench.experiment.store import LOCK_DIR, check_record
+from bench.experiment.store import LOCK_DIR, check_record, inside, warn_on_stderr
 
 JOBS_FILE = ".jobs.json"
 
@@ -117,19 +117,31 @@ class SlurmExecutor(SubmititExecutor):
 
 def record_jobs(root: Path, jobs: dict[str, str], cluster: str) -> None:
     """Merge job ids into ``.jobs.json`` under a lock, so concurrent submissions keep each other's ids."""
-    with file_lock(root / LOCK_DIR / "jobs.lock"):
+    with file_lock(inside(root, root / LOCK_DIR / "jobs.lock")):
         known = recorded_jobs(root)
         known.update({cell_id: {"job_id": job_id, "cluster": cluster} for cell_id, job_id in jobs.items()})
         atomic_write_text(root / JOBS_FILE, json.dumps(known, indent=1))
 
 
 def recorded_jobs(root: Path) -> dict[str, dict[str, str]]:
+    """cell id -> {job_id, cluster} from ``.jobs.json``; entries of another shape are dropped with one warning."""
     path = root / JOBS_FILE
-    try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    if not (path.exists() or path.is_symlink()):
         return {}
-    return known if isinstance(known, dict) else {}
+    try:
+        known = json.loads(read_regular_text(path, 64 << 20))
+    except (OSError, ValueError, RecursionError) as err:
+        warn_on_stderr(f"{path} is unreadable ({type(err).__name__}); Slurm job states are not shown")
+        return {}
+    entries = known if isinstance(known, dict) else {}
+    good = {
+        k: v
+        for k, v in entries.items()
+        if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) and isinstance(v.get("job_id"), str)
+    }
+    if len(good) < len(entries) or not isinstance(known, dict):
+        warn_on_stderr(f"{path}: entries that are not {{job_id, cluster}} records are ignored")
+    return good
 
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
