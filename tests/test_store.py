@@ -62,11 +62,21 @@ def test_a_second_run_with_other_settings_is_refused_while_the_first_holds_the_f
     with claim_folder(tmp_path, {"a": "1"}):
         with claim_folder(tmp_path, {"a": "1"}):  # the same plan may share the folder (cells split by locks)
             pass
-        fake = {str(os.getppid()): "another-plan"}  # a live process with another plan
-        (tmp_path / ".active.json").write_text(
-            json.dumps({**json.loads((tmp_path / ".active.json").read_text()), **fake})
-        )
-        with pytest.raises(FolderBusyError, match="other settings"):
+        from bench.experiment.store import _start_time
+
+        mine = json.loads((tmp_path / ".active.json").read_text())
+        parent = str(os.getppid())
+        for fake in (  # entries no live run wrote: never hold the folder, never a traceback
+            {parent: {"plan": "another-plan", "started": "1"}},  # the pid is alive, but another process now
+            {"1": "another-plan"},  # an older file's entry for pid 1
+            {"99999999999999999999": "x", "²": "x", "0": "x", "-5": "x", "7": 5},
+        ):
+            (tmp_path / ".active.json").write_text(json.dumps({**mine, **fake}))
+            with claim_folder(tmp_path, {"a": "2"}):
+                pass
+        live = {parent: {"plan": "another-plan", "started": _start_time(os.getppid())}}  # a live run, another plan
+        (tmp_path / ".active.json").write_text(json.dumps({**mine, **live}))
+        with pytest.raises(FolderBusyError, match=r"other settings.*if no such run is alive, remove .*\.active\.json"):
             with claim_folder(tmp_path, {"a": "2"}):
                 pass
     assert str(os.getpid()) not in json.loads((tmp_path / ".active.json").read_text())

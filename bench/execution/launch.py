@@ -11,7 +11,15 @@ import torch
 from bench.data.loaders import ImageDataset
 from bench.experiment.matrix import Cell, MatrixError
 from bench.experiment.plan import CellPlan, load_data
-from bench.experiment.store import RecordCheck, check_record, clean_old_temps, move_aside, probe_writable, write_plan
+from bench.experiment.store import (
+    SET_FILE,
+    RecordCheck,
+    check_record,
+    clean_old_temps,
+    move_aside,
+    probe_writable,
+    write_plan,
+)
 from bench.experiment.tasks import data_md5
 
 
@@ -41,6 +49,12 @@ def classify(
             checks[cell_id] = RecordCheck(
                 "stale", f"{root / cell_id}: computed on other data (md5 {used} != {md5})", check.record
             )
+    for plan in plans:  # an evaluation cell reads its source's stored set: a finished source without it is redone
+        source = plan.cell.source if plan.cell.task == "evaluate" else None
+        if source in checks and checks[source].state == "done" and checks[plan.id].state != "done":
+            stored = root / source / SET_FILE
+            if not stored.is_file():
+                checks[source] = RecordCheck("corrupt", f"{stored}: missing, and {plan.id} evaluates it")
     pending = [
         p
         for p in plans

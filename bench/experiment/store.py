@@ -93,8 +93,6 @@ def check_record(root: Path, cell_id: str, fingerprint: str | None = None) -> Re
             "corrupt", f"{path}: {err if isinstance(err, RecordError) else 'unreadable (' + type(err).__name__ + ')'}"
         )
     stored_set, digest = root / cell_id / SET_FILE, record.provenance.get("set_sha256")
-    if digest and not stored_set.exists() and not stored_set.is_symlink():
-        return RecordCheck("corrupt", f"{stored_set}: missing, though its record names it (sha256 {digest[:12]})")
     if (
         digest
         and stored_set.exists()
