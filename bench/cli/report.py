@@ -21,6 +21,7 @@ from bench.reporting.pages import (
     PageError,
     PageMeta,
     check_generated,
+    check_pages,
     publish,
     read_page_file,
     readme_with_status,
@@ -93,6 +94,7 @@ def report(args: argparse.Namespace) -> int:
             return 2
         if not any((p / META_FILE).is_file() for p in folder.iterdir() if p.is_dir()):
             raise PageError(f"{folder} holds no published pages (folders with {META_FILE}); allowed: a folder of pages")
+        check_pages(folder)
         for name in (INDEX_FILE, CLAIMS_FILE):  # all checked before anything is written
             check_generated(folder / name)
         readme = Path(args.readme) if args.readme else None

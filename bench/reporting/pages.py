@@ -66,10 +66,17 @@ def check_target(target: Path) -> None:
             f"--publish {target}: its parent {parent} holds other files ({strangers[0]!r}, ...), and "
             "its index.md would be rewritten; allowed: a folder of pages such as docs/results/"
         )
-    for page in sorted(p for p in parent.iterdir() if (p / META_FILE).is_file()) if parent.is_dir() else []:
-        load_meta(page)  # the index is rebuilt from every page: a broken one stops us before anything is written
+    if parent.is_dir():
+        check_pages(parent)
     for name in (INDEX_FILE, "claims.md"):  # regenerated after the page: a user's own file of that name is refused
         check_generated(parent / name)
+
+
+def check_pages(folder: Path) -> None:
+    """Every page in ``folder`` has a valid page.json: the index is rebuilt from all of them, so a broken one
+    stops the command before anything is written (PageError naming it)."""
+    for page in sorted(p for p in folder.iterdir() if (p / META_FILE).exists() or (p / META_FILE).is_symlink()):
+        load_meta(page)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,186 @@
+"""Hostile inputs, fourth review (issue 27): folder files and page folders tampered with, locks that are not
+files, a checkpoint or published page of another run, a cell's error file replaced by a folder. Each ends in one
+line (or is moved aside) and nothing outside the chosen folder is written. Real tiny runs on the embedded digits."""
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli.main import main as cli_main
+from bench.cli.report import main as report_main
+from bench.cli.run import main as run_main
+from bench.core.files import RefusedFileError, file_lock
+from bench.execution.slurm import recorded_jobs
+from bench.execution.status import cell_states
+from bench.experiment.store import ASIDE_DIR
+
+MATRIX = {
+    "name": "r4",
+    "datasets": ["digits"],
+    "ipc": [1],
+    "methods": ["Random"],
+    "archs": ["ConvNet-3"],
+    "seeds": [0],
+    "profiles": {"mini": {"max_per_class": 20, "defaults": {"evaluation": {"epochs": 1, "runs": 1}}}},
+}
+CELL = "digits_ipc1_Random_ConvNet-3_s0"
+
+
+def finished_run(tmp_path: Path, name: str = "r4", **changes) -> Path:
+    """A finished run folder of a one-cell matrix (seconds); its output is not part of what a test reads."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**MATRIX, "name": name, **changes}))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert run_main([str(path), "--results", str(tmp_path / "results")]) == 0
+    return tmp_path / "results" / name / "mini"
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "folder"])
+def test_a_lock_file_that_is_not_a_file_is_refused_never_followed_or_waited_on(tmp_path, kind):
+    lock, outside = tmp_path / "locks" / "x.lock", tmp_path / "outside"
+    lock.parent.mkdir()
+    {"link": lambda: lock.symlink_to(outside), "fifo": lambda: os.mkfifo(lock), "folder": lock.mkdir}[kind]()
+    with pytest.raises(RefusedFileError, match="where a lock file belongs; allowed: a regular file"):
+        with file_lock(lock):
+            pass
+    assert not outside.exists()
+
+
+def test_a_fifo_at_the_folders_lock_is_one_line_not_a_hang(tmp_path, capsys):
+    root = finished_run(tmp_path)
+    (root / ".locks" / "active.lock").unlink()
+    os.mkfifo(root / ".locks" / "active.lock")
+    assert cli_main(["run", str(tmp_path / "r4.yaml"), "--results", str(tmp_path / "results")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "a FIFO (named pipe) where a lock file belongs" in last
+
+
+@pytest.mark.parametrize("name", [".cells.json", ".matrix.json", ".active.json", "results.csv"])
+def test_a_folder_where_the_harness_writes_a_file_is_one_line(tmp_path, capsys, name):
+    root = finished_run(tmp_path)
+    (root / name).unlink()
+    (root / name).mkdir()
+    code = cli_main(["run", str(tmp_path / "r4.yaml"), "--results", str(tmp_path / "results")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: ") and f"{name}: Is a directory" in err[-1]
+    assert cell_states(root)[CELL][0] == "done"  # the finished cell is kept
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path, capsys):
+    long = str(tmp_path / ("a" * 300))
+    for argv in (["status", long], ["report", long], ["run", "matrices/quickstart.yaml", "--results", long]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "File name too long" in err
+
+
+def test_report_needs_a_run_folder_or_all(tmp_path, capsys):
+    finished_run(tmp_path)
+    for argv in ([""], [str(tmp_path / "results")]):
+        assert report_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "results folder ''" in err and "is not a run folder" in err and "--all" in err
+    assert report_main([str(tmp_path / "results"), "--all"]) == 0
+    assert cli_main(["status", ""]) == 2 and "results folder ''" in capsys.readouterr().err
+
+
+def test_a_page_is_replaced_only_by_its_own_run_and_keeps_nothing_of_another(tmp_path):
+    first = finished_run(tmp_path)
+    second = finished_run(tmp_path, "other", methods=["Random", "Herding"], profiles=MATRIX["profiles"])
+    pages = tmp_path / "pages"
+    assert report_main([str(second), "--publish", str(pages / "p")]) == 0
+    before = {p.name: p.read_bytes() for p in (pages / "p").iterdir()}
+    assert report_main([str(first), "--publish", str(pages / "p")]) == 2  # another matrix's page
+    assert {p.name: p.read_bytes() for p in (pages / "p").iterdir()} == before
+    assert json.loads((pages / "p" / "page.json").read_text())["source"] == "other/mini"
+    (pages / "p" / "grid_digits_ipc1_DC.png").write_bytes(b"a figure of an earlier version of the page")
+    assert report_main([str(second), "--publish", str(pages / "p")]) == 0
+    assert not (pages / "p" / "grid_digits_ipc1_DC.png").exists()  # no figure outlives its page
+
+
+def test_publishing_replaces_links_in_the_page_folder_never_writes_through_them(tmp_path):
+    root = finished_run(tmp_path)
+    pages = tmp_path / "pages"
+    assert report_main([str(root), "--publish", str(pages / "p")]) == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("VICTIM")
+    for name in ("results.csv", "table.md"):
+        (pages / "p" / name).unlink()
+        (pages / "p" / name).symlink_to(victim)
+    (pages / "p" / "grid_x.png").symlink_to(tmp_path / "created-outside.png")
+    assert report_main([str(root), "--publish", str(pages / "p")]) == 0
+    assert victim.read_text() == "VICTIM" and not (tmp_path / "created-outside.png").exists()
+    assert not any(p.is_symlink() for p in (pages / "p").iterdir())
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("{bad", "not a page description"),
+        ("[1, 2]", "not a page description"),
+        ('{"title": 5, "command": "x"}', "not a page description"),
+        ('{"title": "x\\u2028## injected", "command": "x"}', "not a page description"),
+        ('{"title": "x\\u0085y", "command": "x"}', "not a page description"),
+    ],
+)
+def test_a_broken_sibling_page_stops_index_and_publish_before_anything_is_written(tmp_path, capsys, content, needle):
+    root = finished_run(tmp_path)
+    pages = tmp_path / "pages"
+    assert report_main([str(root), "--publish", str(pages / "a")]) == 0
+    (pages / "b").mkdir()
+    (pages / "b" / "page.json").write_text(content)
+    index = (pages / "index.md").read_bytes()
+    assert report_main(["--index", str(pages)]) == 2
+    assert report_main([str(root), "--publish", str(pages / "c")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (pages / "c").exists() and (pages / "index.md").read_bytes() == index
+
+
+def test_a_readme_with_its_status_markers_out_of_order_is_one_line(tmp_path, capsys):
+    root = finished_run(tmp_path)
+    pages = tmp_path / "pages"
+    assert report_main([str(root), "--publish", str(pages / "a")]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- /status -->\n<!-- status: generated -->\nend\n")
+    assert report_main(["--index", str(pages), "--readme", str(readme)]) == 2
+    assert "status block is malformed" in capsys.readouterr().err
+    assert readme.read_text().startswith("x\n<!-- /status -->")
+
+
+def test_jobs_file_entries_of_another_shape_are_dropped_with_a_warning(tmp_path, capsys):
+    root = finished_run(tmp_path)
+    (root / ".jobs.json").write_text(json.dumps({CELL: "12345", "other": {"job_id": "7", "cluster": "slurm"}}))
+    assert recorded_jobs(root) == {"other": {"job_id": "7", "cluster": "slurm"}}
+    assert "are ignored" in capsys.readouterr().err
+    assert cli_main(["status", str(root)]) == 0
+
+
+def test_a_folder_at_a_cells_error_file_is_moved_aside_and_the_cell_counts_done(tmp_path):
+    path = tmp_path / "r4.yaml"
+    path.write_text(yaml.safe_dump(MATRIX))
+    root = tmp_path / "results" / "r4" / "mini"
+    (root / ".errors" / f"{CELL}.txt").mkdir(parents=True)
+    assert run_main([str(path), "--results", str(tmp_path / "results")]) == 0
+    assert cell_states(root)[CELL][0] == "done"
+    assert any(p.name.startswith(f"{CELL}.error-not-a-file.") for p in (root / ASIDE_DIR).iterdir())
+
+
+def test_a_source_whose_stored_set_is_missing_is_redone_for_its_evaluation_cells(tmp_path):
+    spec = {**MATRIX, "separate_evaluation": True}
+    path = tmp_path / "r4.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results = str(tmp_path / "results")
+    assert run_main([path.as_posix(), "--results", results]) == 0
+    root = tmp_path / "results" / "r4" / "mini"
+    (root / CELL / "synthetic.pt").unlink()
+    path.write_text(yaml.safe_dump({**spec, "eval_archs": ["ConvNet-3", "ConvNet"]}))  # a new evaluation cell
+    assert run_main([path.as_posix(), "--results", results]) == 0
+    assert (root / CELL / "synthetic.pt").is_file()
+    assert all(state == "done" for state, _ in cell_states(root).values())
