@@ -77,6 +77,11 @@ class Objective:
         check_metric(self.feature_metric)
         if self.layers not in LAYER_RULES:
             raise ValueError(f"unknown layer rule {self.layers!r}; allowed: {sorted(LAYER_RULES)}")
+        if self.gradient_weight == 0 and self.feature_weight == 0:
+            raise ValueError(
+                "gradient_weight and feature_weight are both 0, so nothing is matched; allowed: "
+                "at least one weight > 0"
+            )
 
 
 @dataclass

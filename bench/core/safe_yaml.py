@@ -13,6 +13,7 @@ meaning: a key given next to a merge overrides the merged one, which is not a du
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -142,6 +143,43 @@ class _BoundedLoader(yaml.SafeLoader):
                     )
                 seen[key] = _line(key_node)
         return super().construct_mapping(node, deep=deep)
+
+    # Numbers and booleans as YAML 1.2 reads them: YAML 1.1 (PyYAML's default) reads 010 as 8, 1:30 as 90,
+    # 0x10 as 16, 1_0 as 10 and yes/no/on/off as booleans, which a matrix author almost never means.
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        text = str(node.value)
+        if not _DECIMAL.fullmatch(text):
+            raise self._fail(
+                f"{text!r} is a number only in YAML 1.1's octal, hexadecimal, sexagesimal or underscore notation",
+                _line(node),
+                "a decimal integer without leading zeros (e.g. 10), or quote it for a string",
+            )
+        return int(text)
+
+    def construct_yaml_float(self, node: ScalarNode) -> float:
+        text = str(node.value)
+        if "_" in text or ":" in text:
+            raise self._fail(
+                f"{text!r} is a number only in YAML 1.1's underscore or sexagesimal notation",
+                _line(node),
+                "a plain decimal number such as 0.01 or 1.0e-2",
+            )
+        return float(super().construct_yaml_float(node))
+
+
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_BOOL_TAG, _FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_BoundedLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_BoundedLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# 1e-2 and 1E5 are floats in YAML 1.2 (1.1 needs a dot and reads them as strings)
+_BoundedLoader.add_implicit_resolver(
+    _FLOAT_TAG, re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+_BoundedLoader.add_constructor(_FLOAT_TAG, _BoundedLoader.construct_yaml_float)
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

@@ -395,12 +395,18 @@ def parse_matrix(
     variants = raw.get("variants") or {"": {}}
     if not isinstance(variants, dict):
         raise _fail(f"'variants' must map variant names to settings, got {type(variants).__name__}")
+    unnamed = [k for k in variants if k is None or isinstance(k, bool) or not str(k).strip()]
+    if "variants" in raw and unnamed:
+        raise _fail(
+            f"'variants' has a variant named {unnamed[0]!r}; allowed: non-empty names, each a distinct row of the table"
+        )
     if len({str(k) for k in variants}) < len(variants):
         raise _fail(
             f"'variants' names one variant twice ({list(variants)!r:.80}, e.g. 1 and '1'); allowed: distinct names"
         )
     variants = {
-        check_name(k, "variant") if k else "": _check_settings(f"variants.{k}", v, notes) for k, v in variants.items()
+        (check_name(str(k), "variant") if "variants" in raw else ""): _check_settings(f"variants.{k}", v, notes)
+        for k, v in variants.items()
     }
     exclude = [*(raw.get("exclude") or []), *(prof.get("exclude") or [])]
     if not isinstance(exclude, list) or not all(
@@ -488,14 +494,17 @@ def _check_exclude(exclude: list[dict[str, Any]], grid: dict[str, list[Any]], va
                     "allowed: a value or a non-empty list"
                 )
             for v in value if isinstance(value, list) else [value]:
-                if v not in allowed:
+                if isinstance(v, bool) or v not in allowed:  # true == 1 and false == 0 would match an IPC or seed
                     raise _fail(
                         f"exclude entry {i} ({entry!r:.80}) names {key} {v!r}, which is not in the grid of {whose}, "
                         f"so it excludes nothing; allowed: {sorted(set(allowed), key=str)}"
                     )
 
 
-_CELL_CHECKED = frozenset(CONTINUAL_KEYS) | {"eval_curve_epochs", "eval_every"}
+# what a continual cell never reads: it trains one network per step under continual.protocol, so no other
+# protocol, no repeated runs and no curve
+IGNORED_BY_CONTINUAL = ("eval_runs", "eval_protocol", "eval_curve_epochs", "eval_every")
+_CELL_CHECKED = frozenset(CONTINUAL_KEYS) | set(IGNORED_BY_CONTINUAL)
 
 
 def _check_cell_settings(cells: list[Cell]) -> None:
@@ -512,6 +521,13 @@ def _check_cell_settings(cells: list[Cell]) -> None:
         continual = sorted(f"continual.{CONTINUAL_KEYS[k]}" for k in given & set(CONTINUAL_KEYS))
         if continual and cell.task != "continual":
             raise _fail(f"{', '.join(continual)} set for a '{cell.task}' matrix; allowed: only with task: continual")
+        ignored = [k for k in IGNORED_BY_CONTINUAL if k in given] if cell.task == "continual" else []
+        if ignored:
+            names = {**{k: f"evaluation.{n}" for k, n in EVAL_KEYS.items()}, "eval_every": "budget.eval_every"}
+            raise _fail(
+                f"{', '.join(names[k] for k in ignored)} set for a 'continual' matrix, which never uses it; allowed: "
+                "continual.protocol and evaluation.epochs for how each step's network is trained"
+            )
         if "eval_curve_epochs" in given and "eval_every" not in given and cell.task == "distill":
             raise _fail("evaluation.curve_epochs is set without budget.eval_every, so no curve is drawn; allowed: both")
         if arch is not None:
