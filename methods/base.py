@@ -8,6 +8,7 @@ protocol) like timm models; composite names such as ``IDC+rm+init+bm`` are resol
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -119,10 +120,20 @@ class MethodSpec:
     configure: Callable[[str, int], EngineConfig] | None = None
     same_as: str | None = None
     description: str = ""  # one line for `dreambench ls methods`
+    uses_feature_network: bool = False  # coresets that pick with a trained network (feature_epochs/_seed apply)
 
     def __post_init__(self) -> None:
         if (self.kind == "engine") != (self.configure is not None):
             raise ValueError(f"method {self.name!r}: an 'engine' method needs configure, a 'coreset' one has none")
+
+    def ignored_settings(self) -> frozenset[str]:
+        """Flat setting keys (Budget and EngineConfig fields) this method never reads: a matrix that gives one
+        for this method alone is refused, and one given for every method is left out of this method's cells."""
+        feature = set() if self.uses_feature_network else {"feature_epochs", "feature_seed"}
+        if self.kind == "engine":
+            return frozenset(feature)
+        engine_only = {f.name for f in dataclasses.fields(EngineConfig)} | {"iterations", "steps_per_network"}
+        return frozenset(feature | engine_only | {"eval_every"})
 
 
 METHODS: Registry[MethodSpec] = Registry("method", UnknownMethodError)

@@ -352,5 +352,6 @@ for _name, _spec in CORESETS.items():
             lambda dataset, ipc, config=None, _n=_name, _s=_spec: Coreset(_n, _s),
             published_protocol(_spec.table_row),
             description=DESCRIPTIONS.get(_name, ""),
+            uses_feature_network=_spec.needs_network,
         )
     )

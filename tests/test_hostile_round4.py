@@ -184,3 +184,34 @@ def test_a_source_whose_stored_set_is_missing_is_redone_for_its_evaluation_cells
     assert run_main([path.as_posix(), "--results", results]) == 0
     assert (root / CELL / "synthetic.pt").is_file()
     assert all(state == "done" for state, _ in cell_states(root).values())
+
+
+@pytest.mark.parametrize(
+    "entry,needle",
+    [
+        ({"Random": {"engine": {"lr_img": 5.0}}}, "methods.Random.engine.lr_img: Random never reads it"),
+        ({"Random": {"budget": {"eval_every": 1}}}, "methods.Random.budget.eval_every: Random never reads it"),
+        ({"Random": {"budget": {"feature_epochs": 3}}}, "without a trained feature network"),
+        ({"Herding": {"budget": {"iterations": 50}}}, "methods.Herding.budget.iterations: Herding never reads"),
+        ({"DC": {"budget": {"feature_seed": 4}}}, "methods.DC.budget.feature_seed: DC never reads it"),
+    ],
+)
+def test_a_setting_the_method_never_reads_is_refused_in_its_own_entry(entry, needle):
+    from bench.experiment.matrix import MatrixError, parse_matrix
+
+    spec = {**MATRIX, "methods": ["Random", "Herding", "DC"], "profiles": {"p": {"methods": entry}}}
+    with pytest.raises(MatrixError, match="never reads it") as info:
+        parse_matrix(spec, "p")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_shared_setting_a_method_never_reads_leaves_its_cells_alone(tmp_path, capsys):
+    """The README's smoke pattern (--set budget.iterations=2) on a matrix with coresets recomputes nothing of
+    theirs; a setting no method reads says so."""
+    root = finished_run(tmp_path)
+    record = (root / CELL / "result.json").read_bytes()
+    argv = [str(tmp_path / "r4.yaml"), "--results", str(tmp_path / "results"), "--set", "budget.iterations=2"]
+    assert run_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "--set sets iterations, which no method of this matrix reads (Random); it changes nothing" in captured.err
+    assert (root / CELL / "result.json").read_bytes() == record and not (root / ASIDE_DIR).exists()

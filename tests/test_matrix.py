@@ -38,7 +38,9 @@ def test_expansion_counts_ids_and_overrides():
     dc1 = next(c for c in m.cells if c.method == "DC" and c.ipc == 1)
     dc10 = next(c for c in m.cells if c.method == "DC" and c.ipc == 10)
     rnd = next(c for c in m.cells if c.method == "Random")
-    assert dc1.budget().iterations == 2 and dc10.budget().iterations == 1 and rnd.budget().iterations == 3
+    idc = next(c for c in m.cells if c.method == "IDC+rm+init")
+    assert dc1.budget().iterations == 2 and dc10.budget().iterations == 1 and idc.budget().iterations == 3
+    assert rnd.budget().iterations is None  # Random never reads it: its cells do not carry it
     assert parse_matrix(GOOD, "t", "mini").cells[0].id == m.cells[0].id  # stable
 
 

@@ -44,10 +44,15 @@ def check_layout(name: str) -> None:
 
 
 def print_notes(notes: list[str]) -> None:
-    """A matrix's deprecation notes, as one line."""
-    if notes:
-        more = f" (and {len(notes) - 1} more like it)" if len(notes) > 1 else ""
-        print(notes[0] + more, file=sys.stderr)
+    """A matrix's notes: its deprecation notes as one line, every other note (a setting that changes nothing)
+    in full."""
+    deprecated = [n for n in notes if "deprecated" in n]
+    if deprecated:
+        more = f" (and {len(deprecated) - 1} more like it)" if len(deprecated) > 1 else ""
+        print(deprecated[0] + more, file=sys.stderr)
+    for note in notes:
+        if note not in deprecated:
+            print(note, file=sys.stderr)
 
 
 def parse_set(pairs: list[str] | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ A matrix names the grid (datasets x ipc x methods x archs x seeds) and ``profile
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -39,7 +40,7 @@ from bench.experiment.settings import (
 from bench.learning.evaluation import protocol_names
 from bench.learning.networks import UnknownNetworkError, create_network, list_networks
 from methods.base import Budget, UnknownMethodError
-from methods.components import check_method_name
+from methods.components import check_method_name, method_kind, resolve
 
 
 class MatrixError(ValueError):
@@ -267,6 +268,30 @@ def method_entries(
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def ignored_by(method: str) -> frozenset[str]:
+    """Flat setting keys ``method`` never reads (its base's; a curve's epochs go with ``eval_every``)."""
+    spec, _ = resolve(method)
+    ignored = spec.ignored_settings()
+    return ignored | {"eval_curve_epochs"} if "eval_every" in ignored else ignored
+
+
+def _why_ignored(method: str, key: str) -> str:
+    if key in ("feature_epochs", "feature_seed"):
+        return (
+            "it picks without a trained feature network"
+            if method_kind(method) == "coreset"
+            else ("feature networks are for the coresets that pick with one")
+        )
+    return "a coreset selects real images: it has no distillation engine, iterations or accuracy curve"
+
+
+def _used_by(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a cell of ``method`` carries: those it reads (so a setting for other methods never makes its
+    finished cells stale)."""
+    return {k: v for k, v in settings.items() if k not in ignored_by(method)}
+
+
 def _check_pool_size(where: str, value: Any) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise _fail(f"{where} = {value!r}; allowed: an integer >= 1 (real training images kept per class)")
@@ -384,7 +409,16 @@ def parse_matrix(
             if isinstance(settings, dict) and "max_per_class" in settings:
                 settings = dict(settings)
                 pool_size[key] = _check_pool_size(f"{where}.{written}.max_per_class", settings.pop("max_per_class"))
-            per_method.setdefault(key, {}).update(_check_settings(f"{where}.{written}", settings, notes))
+            checked = _check_settings(f"{where}.{written}", settings, notes)
+            method = key.partition("/ipc")[0]
+            unused = [k for k in checked if k in ignored_by(method)]
+            if unused:
+                shown = written_names(settings).get(unused[0], unused[0])
+                raise _fail(
+                    f"{where}.{written}.{shown}: {method} never reads it ({_why_ignored(method, unused[0])}); "
+                    f"allowed: settings {method} uses"
+                )
+            per_method.setdefault(key, {}).update(checked)
     fallback = prof.get("data_fallback")
     if fallback is not None and fallback not in allowed_datasets:
         raise _fail(f"profiles.{chosen}.data_fallback = {fallback!r}; allowed: {allowed_datasets}")
@@ -439,7 +473,9 @@ def parse_matrix(
             a,
             s,
             tuple(eval_archs),
-            {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
+            _used_by(
+                m, {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line}
+            ),
             fallback,
             pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])),
             v,
@@ -448,6 +484,13 @@ def parse_matrix(
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
     ]
+    for source, given in (("--set", command_line), (f"profiles.{chosen}.defaults", defaults)):
+        nowhere = sorted(k for k in given if all(k in ignored_by(m) for m in grid["methods"]))
+        if nowhere:
+            notes.append(
+                f"note: {source} sets {', '.join(nowhere)}, which no method of this matrix reads "
+                f"({', '.join(grid['methods'])}); it changes nothing"
+            )
     cells = [
         c
         for c in cells
