@@ -59,6 +59,13 @@ def resolve(name: str) -> tuple[MethodSpec, list[str]]:
     try:
         spec = method_spec(base)
     except UnknownMethodError:
+        if name.endswith("+") and len(name) > 1:  # 'DC+rm+': a component left half-written
+            try:
+                resolve(name[:-1])
+            except UnknownMethodError:
+                pass
+            else:
+                raise UnknownMethodError(f"unknown method {name!r} (a trailing '+'); write {name[:-1]!r}") from None
         fixed = _lowercase_switches(name)
         if fixed is None:
             raise

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     archs = args.arch or ["ConvNet-3"]
+    if len(set(archs)) < len(archs):
+        print(f"error: --arch lists a network twice ({', '.join(archs)}); allowed: distinct networks", file=sys.stderr)
+        return 2
     try:
         data = load_dataset(args.dataset, args.data_root)
         protocol = resolve_protocol(args.protocol, data.name)

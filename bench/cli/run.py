@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                     "--resume is not needed: every run keeps the finished cells and runs again the ones that failed "
                     "or did not finish; re-run the same command without it"
                 )
+            for flag, value in (("matrix", args.matrix), ("--results", args.results), ("--data-root", args.data_root)):
+                if value is not None and (not value.isprintable() or (flag == "--data-root" and not value.strip())):
+                    raise MatrixError(f"{flag} {value!r:.80}; allowed: a path, without control characters")
             matrix = load_matrix(args.matrix, args.profile, parse_set(args.set), args.max_cells)
             print_notes(matrix.notes)
             cells = select(matrix.cells, args.only)
@@ -190,14 +193,20 @@ def main(argv: list[str] | None = None) -> int:
             check_layout(matrix.layout)
             plans, fingerprints = plan_matrix(matrix, {c.id for c in cells}, root, args.data_root)
             total = len(plans)
-            if args.dry_run:
-                dry_run(matrix, plans, root, args.keep_stale, args.data_root)
-                return 0
             launcher = (
                 matrix.launcher if args.workers is None else dataclasses.replace(matrix.launcher, workers=args.workers)
             )
             if launcher.workers < 1:
                 raise MatrixError(f"--workers {launcher.workers}; allowed: an integer >= 1")
+            if launcher.workers > 1 and executor_name != "local":
+                print(
+                    f"note: --workers/launcher.workers is for the local executor; {executor_name} runs one cell per "
+                    "job (launcher.cells_per_gpu packs several)",
+                    file=sys.stderr,
+                )
+            if args.dry_run:
+                dry_run(matrix, plans, root, args.keep_stale, args.data_root)
+                return 0
             md5s = preflight(plans, root, args.data_root)
             executor = EXECUTORS.get(executor_name)(root, args.data_root, launcher)
         except (MatrixError, DatasetNotFoundError, ResultsFolderError, ExecutorError) as err:

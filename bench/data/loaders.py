@@ -317,8 +317,8 @@ def _not_found(name: str, path: Path, what: str) -> DatasetNotFoundError:
 def _corrupt(name: str, path: Path, detail: str) -> DatasetNotFoundError:
     hint = ", or set DREAMBENCH_SKIP_MD5=1 if they are deliberately modified copies" if detail == "md5 mismatch" else ""
     return DatasetNotFoundError(
-        f"{name} files at {path} are corrupt or incomplete ({detail}); delete them and copy them again, or add "
-        f"--download{hint}"
+        f"{name} files at {path} are corrupt or incomplete ({detail}); delete them, then copy them again or run "
+        f"with --download{hint}"
     )
 
 

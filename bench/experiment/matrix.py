@@ -29,6 +29,7 @@ from bench.experiment.settings import (
     CONTINUAL_KEYS,
     ENGINE_KEYS,
     EVAL_KEYS,
+    SETTING_KEYS,
     ContinualSettings,
     EvalSettings,
     Launcher,
@@ -170,6 +171,9 @@ SECTIONS: dict[str, dict[str, str]] = {
 }
 
 
+LAUNCHER_ONLY = ("workers", "executor")
+
+
 def flatten_sections(where: str, settings: Any, notes: list[str] | None = None) -> Any:
     """``{budget: {iterations: 4}, evaluation: {epochs: 30}}`` -> ``{iterations: 4, eval_epochs: 30}``. Flat keys
     are still accepted (a deprecation note is added to ``notes``); a key in the wrong section, or given twice,
@@ -191,6 +195,14 @@ def flatten_sections(where: str, settings: Any, notes: list[str] | None = None) 
                 raise _fail(f"{where}.{section} has unknown setting {name!r}{hint}; allowed: {sorted(names)}")
             flat[names[name]] = value
     for key in loose:
+        home = next((sec for sec, names in SECTIONS.items() if key in names and names[key] != key), None)
+        if home is not None and key not in SETTING_KEYS:  # `runs` for evaluation.runs, written without its section
+            raise _fail(f"{where} has unknown setting {key!r}; allowed: {home}.{key} (it belongs under {home}:)")
+        if key in LAUNCHER_ONLY:
+            raise _fail(
+                f"{where} has {key!r}, a launcher setting; allowed: the matrix's launcher: section, or --{key} on the "
+                "command line"
+            )
         if key in flat:
             raise _fail(f"{where} sets {key!r} twice (flat and in its section); allowed: once")
         flat[key] = settings[key]
@@ -336,12 +348,20 @@ def parse_matrix(
     for key in raw:
         if key not in TOP_KEYS:
             raise _fail(f"unknown key {key!r}{suggestion(str(key), sorted(TOP_KEYS))}; allowed: {sorted(TOP_KEYS)}")
-    matrix_name = check_name(raw["name"] if "name" in raw and raw["name"] is not None else name, "name")
+    named = "name" in raw and raw["name"] is not None
+    matrix_name = check_name(
+        raw["name"] if named else name, "name" if named else "name (taken from the file name; set name: to choose one)"
+    )
     if "name" in raw and not isinstance(raw["name"], str):
         raise _fail(f"name = {raw['name']!r}; allowed: a string name, or leave the key out to use the file's name")
     profiles = raw.get("profiles") or {"default": {}}
     if not isinstance(profiles, dict):
         raise _fail(f"'profiles' must map profile names to settings, got {type(profiles).__name__}")
+    odd = next((p for p in profiles if not isinstance(p, str)), None)
+    if odd is not None:
+        raise _fail(
+            f"'profiles' has a profile named {odd!r} ({type(odd).__name__}); allowed: names as strings, e.g. '{odd}'"
+        )
     if profile is not None and not profile.strip():
         raise _fail("-p ''; allowed: a profile name, or leave -p out for the matrix's own profile")
     chosen = check_name(profile or raw.get("profile") or next(iter(profiles)), "profile")
@@ -396,21 +416,29 @@ def parse_matrix(
     pool_size: dict[str, int | None] = {
         "": _check_pool_size(f"profiles.{chosen}.max_per_class", prof.get("max_per_class"))
     }
-    for source, where in (
-        (raw.get("overrides") or {}, "overrides"),
-        (prof.get("methods") or {}, f"profiles.{chosen}.methods"),
+    other_grids = [p["grid"] for p in profiles.values() if isinstance(p, dict) and isinstance(p.get("grid"), dict)]
+    declared = {  # every value the matrix's grid or any profile's grid names
+        key: [*_listed(raw.get(key)), *(v for g in other_grids for v in _listed(g.get(key)))] for key in GRID_KEYS
+    }
+    # the matrix's own overrides may name what any profile grids (an entry for another profile's method or IPC
+    # applies there); a profile's entries, only its own grid's
+    for source, where, known in (
+        (raw.get("overrides") or {}, "overrides", declared),
+        (prof.get("methods") or {}, f"profiles.{chosen}.methods", grid),
     ):
         if not isinstance(source, dict):
             raise _fail(f"{where} must map method names to settings")
-        for key, written, settings in method_entries(where, source, grid["methods"], notes):
-            _, _, ipc_part = key.partition("/ipc")
-            if ipc_part and int(ipc_part) not in grid["ipc"]:
-                raise _fail(f"{where}.{written} names IPC {ipc_part}, which is not in 'ipc'; allowed: {grid['ipc']}")
+        methods_known = list(dict.fromkeys(m for m in known["methods"] if isinstance(m, str)))
+        for key, written, settings in method_entries(where, source, methods_known, notes):
+            method, _, ipc_part = key.partition("/ipc")
+            if ipc_part and int(ipc_part) not in known["ipc"]:
+                raise _fail(f"{where}.{written} names IPC {ipc_part}, which is not in 'ipc'; allowed: {known['ipc']}")
+            if method not in grid["methods"] or (ipc_part and int(ipc_part) not in grid["ipc"]):
+                continue  # another profile's
             if isinstance(settings, dict) and "max_per_class" in settings:
                 settings = dict(settings)
                 pool_size[key] = _check_pool_size(f"{where}.{written}.max_per_class", settings.pop("max_per_class"))
             checked = _check_settings(f"{where}.{written}", settings, notes)
-            method = key.partition("/ipc")[0]
             unused = [k for k in checked if k in ignored_by(method)]
             if unused:
                 shown = written_names(settings).get(unused[0], unused[0])
@@ -450,10 +478,6 @@ def parse_matrix(
             f"'exclude' must be a list of mappings over {sorted({*GRID_FIELDS, 'variant'})} "
             "(a value may be a list: any of them matches)"
         )
-    overrides = [p["grid"] for p in profiles.values() if isinstance(p, dict) and isinstance(p.get("grid"), dict)]
-    declared = {  # every value the matrix's grid or any profile's grid names
-        key: [*_listed(raw.get(key)), *(v for g in overrides for v in _listed(g.get(key)))] for key in GRID_KEYS
-    }
     _check_exclude(raw.get("exclude") or [], declared, list(variants), "the matrix or any profile")
     _check_exclude(prof.get("exclude") or [], grid, list(variants), f"profile {chosen!r}")
     size = math.prod(len(grid[k]) for k in GRID_KEYS) * len(variants)
@@ -513,9 +537,14 @@ def parse_matrix(
         launcher = Launcher.parse(raw.get("launcher"))
     except SettingError as err:
         raise _fail(str(err)) from None
-    layout = raw.get("layout", "table1")
+    layout = raw.get("layout", "continual" if task == "continual" else "table1")
     if not isinstance(layout, str):
         raise _fail(f"'layout' must be a layout name, got {layout!r}")
+    if (layout == "continual") != (task == "continual"):
+        raise _fail(
+            f"layout: {layout} with task: {task}; allowed: layout continual exactly for task: continual (its "
+            "records hold accuracies per step, the others' per set)"
+        )
     return Matrix(matrix_name, chosen, cells, launcher, raw, layout, list(dict.fromkeys(notes)))
 
 

@@ -400,6 +400,9 @@ def load_external_set(
     except RefusedFileError as err:
         raise ValueError(str(err).replace("allowed: a file", "allowed: a set file")) from None
     obj = load_tensor_file(path)
+    dc_style = isinstance(obj, dict) and "data" in obj and not {"images", "labels"} <= set(obj)
+    if experiment and not dc_style:
+        raise ValueError(f"{path}: --experiment {experiment} is for DC/DSA/DM result files; this file holds one set")
     if isinstance(obj, dict) and {"images", "labels"} <= set(obj):
         images, labels, factor = obj["images"], obj["labels"], obj.get("factor", 1)
         if isinstance(factor, torch.Tensor) and factor.numel() == 1 and not factor.is_floating_point():
@@ -409,13 +412,14 @@ def load_external_set(
         images, labels = as_set(images, labels, path)
     elif isinstance(obj, dict) and isinstance(obj.get("data"), (list, tuple)) and obj["data"]:
         pairs = obj["data"]
-        if (
-            not 0 <= experiment < len(pairs)
-            or not isinstance(pairs[experiment], (list, tuple))
-            or len(pairs[experiment]) != 2
-        ):
+        if not 0 <= experiment < len(pairs):
             raise ValueError(
                 f"{path}: DC-style file with {len(pairs)} experiments; --experiment must be in [0, {len(pairs) - 1}]"
+            )
+        if not isinstance(pairs[experiment], (list, tuple)) or len(pairs[experiment]) != 2:
+            raise ValueError(
+                f"{path}: experiment {experiment} of its 'data' is not an [images, labels] pair; allowed: DC/DSA/DM's "
+                "{'data': [[images, labels], ...]}"
             )
         if data is None:
             raise ValueError(f"{path}: DC-style images are normalised; the dataset is needed to undo it")

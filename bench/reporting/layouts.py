@@ -79,7 +79,7 @@ def _same_data(frame: pd.DataFrame) -> bool:
 def tinyimagenet_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     """Table II layout: IPC rows; DM, DREAM+ and the whole-dataset accuracy, MTT as published only."""
     paper = reference("table2_tinyimagenet").set_index("ipc")
-    comparable = _same_data(frame)
+    comparable = _same_data(frame) and set(frame["dataset"]) == {"tinyimagenet"}  # Table II is TinyImageNet only
     rows: dict[int, dict[str, str]] = {}
     for (ipc, method), accs in _pooled(frame, ["ipc", "method"]).items():
         ref = (
@@ -90,7 +90,7 @@ def tinyimagenet_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFra
         rows.setdefault(ipc, {})[method] = format_cell(accs, ref)
     table = pd.DataFrame.from_dict(rows, orient="index").sort_index()
     for ipc in table.index:
-        if ipc in paper.index:
+        if comparable and ipc in paper.index:
             table.loc[ipc, "ratio % (paper)"] = str(paper.loc[ipc, "ratio_percent"])
             table.loc[ipc, "MTT (paper)"] = str(paper.loc[ipc, "MTT"])
     table.index = [f"IPC {i}" for i in table.index]

@@ -247,7 +247,13 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     results = read_results(root, warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     frame = results_frame(results, accuracy)
     if frame.empty:
-        return Report(frame, pd.DataFrame(), f"No finished cells under {root}.")
+        why = (
+            f"No finished cells under {root}."
+            if not results or accuracy == "last"
+            else f"No {accuracy} accuracies among the {len(results)} finished cells under {root} "
+            f"({ACCURACY_KINDS[accuracy][1]}: recorded only by some runs)."
+        )
+        return Report(frame, pd.DataFrame(), why)
     layout = layout_of(root, results)
     table = LAYOUTS.get(layout)(frame, results)
     table.index.name = "method"
