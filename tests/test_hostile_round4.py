@@ -215,3 +215,127 @@ def test_a_shared_setting_a_method_never_reads_leaves_its_cells_alone(tmp_path, 
     captured = capsys.readouterr()
     assert "--set sets iterations, which no method of this matrix reads (Random); it changes nothing" in captured.err
     assert (root / CELL / "result.json").read_bytes() == record and not (root / ASIDE_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("ipc: [010]", "'010' is a number only in YAML 1.1's octal"),
+        ("iterations: 1:30", "'1:30' is a number only in YAML 1.1"),
+        ("iterations: 0x10", "'0x10' is a number only"),
+        ("runs: 1_0", "'1_0' is a number only"),
+        ("lr: 1_0.5", "'1_0.5' is a number only in YAML 1.1's underscore or sexagesimal notation"),
+    ],
+)
+def test_yaml_1_1_numbers_are_refused_not_misread(text, needle):
+    from bench.core.safe_yaml import YamlError, load_yaml_text
+
+    with pytest.raises(YamlError, match="allowed: ") as info:
+        load_yaml_text(text, "m.yaml")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_reads_numbers_and_booleans_as_yaml_1_2_does():
+    from bench.core.safe_yaml import load_yaml_text
+
+    read = load_yaml_text("a: 1e-2\nb: 5E3\nc: yes\nd: no\ne: true\nf: 10\ng: -3\nh: 0\n", "m.yaml")
+    assert read == {"a": 0.01, "b": 5000.0, "c": "yes", "d": "no", "e": True, "f": 10, "g": -3, "h": 0}
+
+
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        ({"seeds": [0, 1], "exclude": [{"seed": False}]}, "names seed False, which is not in the grid"),
+        ({"exclude": [{"ipc": True}]}, "names ipc True"),
+        ({"variants": {0: {}, None: {}}}, "'variants' has a variant named None"),
+        ({"variants": {"": {}}}, "'variants' has a variant named ''"),
+        ({"task": "continual", "profiles": {"p": {"defaults": {"evaluation": {"runs": 3}}}}}, "evaluation.runs set"),
+        ({"task": "continual", "profiles": {"p": {"defaults": {"evaluation": {"protocol": "A"}}}}}, "never uses it"),
+        (
+            {"methods": ["DC"], "profiles": {"p": {"defaults": {"engine": {"objective": {"gradient_weight": 0}}}}}},
+            "gradient_weight and feature_weight are both 0",
+        ),
+        ({"profiles": {"p": {"defaults": {"runs": 2}}}}, "unknown setting 'runs'; allowed: evaluation.runs"),
+        ({"profiles": {"p": {"defaults": {"workers": 2}}}}, "'workers', a launcher setting"),
+        ({"profiles": {1: {}}}, "'profiles' has a profile named 1 (int)"),
+        ({"methods": ["DC+rm+"]}, "(a trailing '+'); write 'DC+rm'"),
+        ({"layout": "continual"}, "layout: continual with task: distill"),
+    ],
+)
+def test_values_yaml_or_a_grid_would_misread_are_refused(changes, needle):
+    from bench.experiment.matrix import MatrixError, parse_matrix
+
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**MATRIX, **changes}, "r4")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_file_name_fallback_is_named_when_it_is_not_a_safe_name(tmp_path):
+    from bench.experiment.matrix import MatrixError, load_matrix
+
+    path = tmp_path / "my matrix.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in MATRIX.items() if k != "name"}))
+    with pytest.raises(MatrixError, match=r"name \(taken from the file name; set name: to choose one\) = 'my matrix'"):
+        load_matrix(path)
+
+
+def test_top_level_overrides_may_name_what_another_profile_grids():
+    from bench.experiment.matrix import parse_matrix
+
+    spec = {
+        **MATRIX,
+        "ipc": [1, 10],
+        "methods": ["DC", "DM"],
+        "overrides": {"DM": {"budget": {"iterations": 3}}, "DC": {"per_ipc": {10: {"budget": {"iterations": 2}}}}},
+        "profiles": {"mini": {"grid": {"methods": ["DC"], "ipc": [1]}}, "paper": {}},
+    }
+    assert [c.settings for c in parse_matrix(spec, "r4", "mini").cells] == [{}]
+    paper = {c.id: c.settings for c in parse_matrix(spec, "r4", "paper").cells}
+    assert paper["digits_ipc10_DC_ConvNet-3_s0"] == {"iterations": 2} and paper["digits_ipc1_DM_ConvNet-3_s0"] == {
+        "iterations": 3
+    }
+
+
+def test_table_ii_shows_paper_values_only_for_tinyimagenet(tmp_path):
+    from bench.reporting.tables import build_report
+
+    profile = {"max_per_class": 20, "defaults": {"budget": {"iterations": 2}, "evaluation": {"epochs": 1, "runs": 1}}}
+    root = finished_run(tmp_path, layout="table2", methods=["DM"], profiles={"mini": profile})
+    table = build_report(root).markdown.split("| IPC 1")[1].splitlines()[0]  # DM's published IPC-1 value is 3.9
+    assert "ratio % (paper)" not in build_report(root).markdown and "(" not in table.replace("(1 run)", "")
+
+
+def test_evaluate_refuses_options_that_would_do_nothing_or_twice(tmp_path, capsys):
+    from bench.cli.evaluate import main as evaluate_main
+    from bench.data.loaders import load_dataset
+
+    data = load_dataset("digits")
+    path = tmp_path / "set.pt"
+    import torch
+
+    torch.save({"images": data.train_images[:10], "labels": data.train_labels[:10]}, path)
+    assert evaluate_main([str(path), "--experiment", "3"]) == 2
+    assert "--experiment 3 is for DC/DSA/DM result files" in capsys.readouterr().err
+    assert evaluate_main([str(path), "--arch", "ConvNet-3", "--arch", "ConvNet-3"]) == 2
+    assert "--arch lists a network twice" in capsys.readouterr().err
+    torch.save({"data": [[data.train_images[:10]]]}, path)
+    assert evaluate_main([str(path)]) == 2
+    assert "experiment 0 of its 'data' is not an [images, labels] pair" in capsys.readouterr().err
+
+
+def test_run_checks_workers_before_a_dry_run_and_refuses_control_characters(tmp_path, capsys):
+    path = tmp_path / "r4.yaml"
+    path.write_text(yaml.safe_dump(MATRIX))
+    assert run_main([str(path), "--workers", "-1", "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    assert "--workers -1" in capsys.readouterr().err
+    assert run_main([str(path), "--results", str(tmp_path / "a\nb"), "--dry-run"]) == 2
+    assert "allowed: a path, without control characters" in capsys.readouterr().err
+    assert run_main([str(path), "--data-root", "", "--dry-run"]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_max_during_on_cells_without_it_says_so(tmp_path):
+    from bench.reporting.tables import build_report
+
+    root = finished_run(tmp_path)
+    assert "No max-during accuracies among the 1 finished cells" in build_report(root, accuracy="max-during").markdown
