@@ -20,7 +20,7 @@ from bench.data.augment import parse_strategy
 from bench.experiment.continual import PROTOCOLS as CONTINUAL_PROTOCOLS
 from methods.base import Budget
 from methods.engine import CHOICES, EngineConfig
-from methods.objectives import Objective
+from methods.objectives import LAYER_RULES, METRICS, Objective
 
 
 class SettingError(ValueError):
@@ -350,6 +350,9 @@ def _check_objective(where: str, value: Any) -> None:
         if name not in _OBJECTIVE_KINDS:
             raise SettingError(f"{where} has unknown field {_show(name)}; allowed: {sorted(_OBJECTIVE_KINDS)}")
         kind = _OBJECTIVE_KINDS[name].type
+        choices = {"metric": METRICS, "feature_metric": METRICS, "layers": LAYER_RULES}.get(name)
+        if choices is not None and (not isinstance(item, str) or item not in choices):  # the names it may take
+            raise SettingError(f"{where}.{name} = {_show(item)}; allowed: one of {sorted(choices)}")
         _check_value(f"{where}.{name}", item, _Spec(kind, low=0 if kind is float else None))
     try:
         Objective(**value)

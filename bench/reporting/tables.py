@@ -18,7 +18,7 @@ import pandas as pd
 from bench.core.files import UnsafeFileError, atomic_write_text
 from bench.data.info import DATASET_INFO
 from bench.experiment.record import Record
-from bench.experiment.store import SET_FILE, read_matrix_info, read_results
+from bench.experiment.store import MATRIX_FILE, SET_FILE, read_matrix_info, read_results, warn_on_stderr
 from bench.learning.evaluation import SUMMARIES
 from bench.reporting.curves import curve_bands
 from bench.reporting.export import results_rows, write_curves, write_results
@@ -225,6 +225,8 @@ def layout_of(root: Path, results: list[Record]) -> str:
     recorded = read_matrix_info(root).get("layout")
     if recorded in LAYOUTS:
         return recorded
+    if recorded is not None:
+        warn_on_stderr(f"{root / MATRIX_FILE} names layout {recorded!r}, which is not one; drawing the default")
     matrix = results[0].cell.matrix
     return matrix if matrix in LAYOUTS else "table1"
 
