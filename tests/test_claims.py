@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.reporting.claims import final_order, speedup, speedup_verdict
+from bench.reporting.claims import Evidence, final_order, speedup, speedup_verdict, verdict_text
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,10 @@ def test_a_run_cut_short_is_no_evidence_for_sufficient_training():
     full = pd.DataFrame(rows("DREAM+", 90.0, "") + rows("IDC", 91.0, ""))
     evidence = final_order("DREAM+", "IDC")(pd.DataFrame(), full)
     assert evidence is not None and evidence.verdict == "not supported" and evidence.n == 3
+
+
+def test_a_claim_judged_on_fewer_than_three_seeds_is_only_indicative():
+    one = Evidence("mini (digits, IPC 1)", 1, "reached it at iteration 2", "supported", "p", 0)
+    assert verdict_text(one) == "indicative (n=1 < 3): supported at mini scale"
+    three = Evidence("gpu-short (mnist, IPC 10)", 3, "never reached it", "not supported", "p", 2)
+    assert verdict_text(three) == "not supported at gpu-short scale"

@@ -201,6 +201,15 @@ CLAIMS = [
 ]
 
 
+MIN_SEEDS = 3  # as a reproduction verdict needs n >= 3 distinct sets (docs/verdicts.md)
+
+
+def verdict_text(evidence: Evidence) -> str:
+    """'supported at mini scale'; with fewer than MIN_SEEDS seeds it is only indicative, and says so first."""
+    judged = f"{evidence.verdict} at {evidence.scale.split(' ')[0]} scale"
+    return judged if evidence.n >= MIN_SEEDS else f"indicative (n={evidence.n} < {MIN_SEEDS}): {judged}"
+
+
 def build_claims(results_dir: Path) -> str:
     """The claims page, generated from the committed pages."""
     curves, results = load_curves(results_dir), load_pages(results_dir)
@@ -220,7 +229,7 @@ def build_claims(results_dir: Path) -> str:
         if evidence is None:
             row = [claim.quote, claim.where, "no page measures it", "-", "-", "untested"]
         else:
-            verdict = f"{evidence.verdict} at {evidence.scale.split(' ')[0]} scale"
+            verdict = verdict_text(evidence)
             row = [
                 claim.quote,
                 claim.where,
