@@ -22,6 +22,7 @@ from bench.reporting.pages import (
     PageMeta,
     check_generated,
     check_pages,
+    load_meta,
     publish,
     read_page_file,
     readme_with_status,
@@ -144,10 +145,17 @@ def report(args: argparse.Namespace) -> int:
         print(f"wrote {r / (stem + '.md')}, {r / (stem + '.tex')} and {r / 'results.csv'}")
     if args.publish:
         info = read_matrix_info(roots[0])
-        title = args.title or f"{info.get('name', roots[0].parent.name)}/{info.get('profile', roots[0].name)}"
+        page = Path(args.publish)
+        earlier = load_meta(page) if (page / META_FILE).is_file() else None  # a republished page keeps its words
+        title = (
+            args.title
+            or (earlier.title if earlier else None)
+            or (f"{info.get('name', roots[0].parent.name)}/{info.get('profile', roots[0].name)}")
+        )
+        description = args.description or (earlier.description if earlier else "")
         command = info.get("command", "not recorded (a run made before commands were recorded)")
         source = f"{info['name']}/{info['profile']}" if "name" in info and "profile" in info else ""
-        page = publish(roots[0], Path(args.publish), PageMeta(title, command, args.description, source))
+        page = publish(roots[0], page, PageMeta(title, command, description, source))
         pages = Path(args.publish).parent
         print(f"wrote {page}, {write_index(pages)} and {write_claims(pages)}")
     return 0

@@ -11,7 +11,7 @@ import submitit
 from tqdm import tqdm
 
 from bench.core.files import atomic_write_text, file_lock, read_regular_text
-from bench.execution.base import PHASES
+from bench.execution.base import PHASES, ExecutorError
 from bench.execution.pool import packing_width, run_packed
 from bench.execution.recorded import run_recorded
 from bench.experiment.plan import CellPlan
@@ -82,14 +82,22 @@ class SubmititExecutor:
             print(f"{len(cells) - len(todo)} cell(s) already pending or running; not submitted again")
         if not todo:
             return []
-        executor = self.make_executor()
+        record_jobs(self.root, {}, self.cluster or "auto")  # the job record must be writable before anything runs
         per_job = self.launcher.cells_per_gpu
         groups = [todo[i : i + per_job] for i in range(0, len(todo), per_job)]
-        with executor.batch():
-            jobs = [
-                executor.submit(CellTask(g, str(self.root), self.data_root, self.launcher.checkpoint_every))
-                for g in groups
-            ]
+        try:
+            executor = self.make_executor()
+            with executor.batch():
+                jobs = [
+                    executor.submit(CellTask(g, str(self.root), self.data_root, self.launcher.checkpoint_every))
+                    for g in groups
+                ]
+        except Exception as err:  # no Slurm here, an unreachable controller, a refused sbatch: one line, nothing ran
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            why = f"{type(err).__name__}: {lines[-1][:200]}" if lines else type(err).__name__
+            raise ExecutorError(
+                f"{self.cluster or 'submitit'} submission failed ({why}); nothing was submitted"
+            ) from None
         record_jobs(self.root, {c.id: j.job_id for g, j in zip(groups, jobs) for c in g}, self.cluster or "auto")
         print(
             f"submitted {len(todo)} cell(s) as {len(jobs)} job(s) {jobs[0].job_id.split('_')[0]}: "

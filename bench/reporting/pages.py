@@ -67,16 +67,23 @@ def check_target(target: Path) -> None:
             "its index.md would be rewritten; allowed: a folder of pages such as docs/results/"
         )
     if parent.is_dir():
-        check_pages(parent)
+        check_pages(parent, skip=target)
     for name in (INDEX_FILE, "claims.md"):  # regenerated after the page: a user's own file of that name is refused
         check_generated(parent / name)
 
 
-def check_pages(folder: Path) -> None:
+def check_pages(folder: Path, skip: Path | None = None) -> None:
     """Every page in ``folder`` has a valid page.json: the index is rebuilt from all of them, so a broken one
     stops the command before anything is written (PageError naming it)."""
     for page in sorted(p for p in folder.iterdir() if (p / META_FILE).exists() or (p / META_FILE).is_symlink()):
+        if skip is not None and page.resolve() == skip.resolve():
+            continue  # the page being (re)published
         load_meta(page)
+        if not (page / "results.csv").is_file():
+            raise PageError(
+                f"{page} has a page.json but no results.csv (an interrupted publish?); allowed: publish it again, "
+                "or remove the folder"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,10 +117,15 @@ def publish(root: Path, target: Path, meta: PageMeta) -> Path:
     check_target(target)
     if (target / META_FILE).is_file():
         earlier = load_meta(target)
-        if earlier.source and meta.source and earlier.source != meta.source:
+        if not earlier.source or earlier.source != meta.source:
+            shows = (
+                f"another run ({earlier.source}, not {meta.source or 'unknown'})"
+                if earlier.source
+                else ("a run it does not name (its page.json has no source)")
+            )
             raise PageError(
-                f"--publish {target}: the page shows another run ({earlier.source}, not {meta.source}); allowed: "
-                "a new folder, or the page of the same matrix and profile"
+                f"--publish {target}: the page shows {shows}; allowed: a new folder, or the page of the same "
+                "matrix and profile"
             )
     target.mkdir(parents=True, exist_ok=True)
     for old in [*(target / n for n in GENERATED_FILES), *target.glob("*.png")]:  # the earlier page's own output
