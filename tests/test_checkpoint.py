@@ -103,6 +103,9 @@ def test_a_checkpoint_of_other_settings_is_kept_aside_never_deleted(tmp_path, ca
     (kept,) = (tmp_path / ".aside").iterdir()
     assert kept.name.startswith(f"{cell}.checkpoint-other-settings.")
     assert torch.load(kept, weights_only=True)["iteration"] == 7
+    real = checkpoint_for(tmp_path, cell, every=1, fingerprint="real")  # the real run again: it resumes
+    assert real.load()["iteration"] == 7 and "restored" in capsys.readouterr().out
+    assert not any((tmp_path / ".aside").iterdir())
 
 
 def test_a_checkpoint_missing_its_fields_is_moved_aside_not_failed_on(tmp_path, capsys):

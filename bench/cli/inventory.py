@@ -10,6 +10,7 @@ from typing import Callable
 
 import methods  # noqa: F401  (registers the built-in methods)
 from bench.cli.parser import OneLineParser
+from bench.core.files import read_regular_text
 from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.info import DATASET_INFO
 from bench.execution.base import EXECUTORS
@@ -72,15 +73,21 @@ def matrices_folder() -> Path:
 
 
 def list_matrices() -> list[tuple[str, str]]:
+    """Every matrix file with its description and profiles; a file that is not a readable matrix is listed as
+    such (``dreambench validate`` says why), never skipped in silence."""
     rows = []
     for path in sorted(matrices_folder().glob("*.yaml")):
         try:
-            raw = load_yaml_text(path.read_text(encoding="utf-8"), str(path)) or {}
+            raw = load_yaml_text(read_regular_text(path, 1 << 20), str(path))
         except (OSError, UnicodeDecodeError, YamlError):
+            raw = None
+        profiles = raw.get("profiles") if isinstance(raw, dict) else None
+        if not isinstance(raw, dict) or not isinstance(profiles or {}, dict):
+            rows.append((str(path), f"not a readable matrix (dreambench validate {path} says why)"))
             continue
-        rows.append((str(path), str(raw.get("description", ""))))
-        for profile, body in (raw.get("profiles") or {}).items():
-            text = " ".join(str((body or {}).get("description", "")).split())
+        rows.append((str(path), " ".join(str(raw.get("description", "")).split())))
+        for profile, body in (profiles or {}).items():
+            text = " ".join(str(body.get("description", "") if isinstance(body, dict) else "").split())
             rows.append((f"  -p {profile}", text))
     return rows
 

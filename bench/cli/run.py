@@ -72,6 +72,11 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
         if isinstance(value, (dict, list)):
             raise MatrixError(f"--set {pair!r}: the value must be a single number, string, true/false or null")
         section, dot, name = key.strip().partition(".")
+        if not dot and section in SECTIONS:
+            raise MatrixError(
+                f"--set {pair!r}: {section!r} is a section, not a setting; allowed: {section}.<setting>=<value>, "
+                f"e.g. --set {section}.{next(iter(SECTIONS[section]))}=..."
+            )
         if dot and section not in SECTIONS:
             hint = " (launcher settings: --workers, --executor, or the matrix's launcher: section)"
             raise MatrixError(

@@ -79,9 +79,12 @@ def check_class_sizes(plans: list[CellPlan], data_root: str | None) -> list[tupl
         data = load_data(plan.data_used, data_root, plan.cell.max_per_class)
         smallest = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
         if plan.cell.ipc > smallest:
+            pool = plan.cell.max_per_class
+            kept = f" (max_per_class keeps {pool} per class)" if pool is not None and pool <= smallest else ""
             raise MatrixError(
                 f"ipc {plan.cell.ipc} of cell {plan.id} exceeds the {smallest} training images of the "
-                f"smallest class of {plan.data_used}; allowed: ipc <= {smallest}"
+                f"smallest class of {plan.data_used}{kept}; allowed: ipc <= {smallest}"
+                + (", or a larger max_per_class" if kept else "")
             )
         checked.append((plan, data))
     return checked

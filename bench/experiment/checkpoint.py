@@ -7,6 +7,8 @@ gives the same result as an uninterrupted run.
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 
 from bench.core.files import UnsafeFileError, atomic_save_tensors, load_tensor_file
-from bench.experiment.store import move_aside, own_subfolder
+from bench.experiment.store import ASIDE_DIR, move_aside, own_subfolder
 
 CHECKPOINT_DIR = ".checkpoints"
 
@@ -45,7 +47,7 @@ class Checkpointer:
         try:
             if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
                 raise UnsafeFileError(f"{self.path}: not a regular file")  # it would fail every save
-            if not self.path.is_file():
+            if not self.path.is_file() and not self._restore_set_aside():
                 return None
             state = load_tensor_file(self.path)
             if not isinstance(state, dict) or "fingerprint" not in state:
@@ -70,6 +72,25 @@ class Checkpointer:
             return None
         print(f"resuming {self.path.stem} from its checkpoint after iteration {state.get('iteration', '?')}")
         return state
+
+    def _restore_set_aside(self) -> bool:
+        """Put back the newest checkpoint that a run under other settings moved aside, if it was written under
+        this run's settings: the real run resumes after a smoke run instead of starting over."""
+        if self.root is None or not (self.root / ASIDE_DIR).is_dir():
+            return False
+        pattern = f"{glob.escape(self.path.stem)}.checkpoint-other-settings.*"
+        for candidate in sorted((self.root / ASIDE_DIR).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
+            if candidate.is_symlink() or not candidate.is_file():
+                continue
+            try:
+                state = load_tensor_file(candidate)
+            except UnsafeFileError:
+                continue
+            if isinstance(state, dict) and state.get("fingerprint") == self.fingerprint:
+                os.replace(candidate, self.path)
+                print(f"restored {candidate.name} from {ASIDE_DIR}/: it was written under these settings")
+                return True
+        return False
 
     def save(self, state: dict[str, Any]) -> None:
         atomic_save_tensors({**state, "fingerprint": self.fingerprint}, self.path)

@@ -252,11 +252,12 @@ def method_entries(
         given[internal] = written
         out.append((internal, written, settings))
 
+    whose = "this profile's grid" if where.startswith("profiles.") else "the matrix or any profile"
     for key, settings in source.items():
         method, sep, ipc_part = str(key).partition("/ipc")
         if method not in methods or (sep and not ipc_part.isdigit()):
             raise _fail(
-                f"{where} names {key!r}, not a method of 'methods'{suggestion(str(key), methods)}; allowed: {methods}"
+                f"{where} names {key!r}, not a method of {whose}{suggestion(str(key), methods)}; allowed: {methods}"
             )
         if sep:
             notes.append(
@@ -485,7 +486,7 @@ def parse_matrix(
     if size > limit:
         raise _fail(
             f"the matrix expands to {size} cells before 'exclude'; allowed: at most {limit} "
-            f"(raise it with --max-cells or DREAMBENCH_MAX_CELLS)"
+            f"(raise it with run --max-cells or DREAMBENCH_MAX_CELLS)"
         )
     cells = [
         Cell(
@@ -576,7 +577,7 @@ def _check_exclude(exclude: list[dict[str, Any]], grid: dict[str, list[Any]], va
 # what a continual cell never reads: it trains one network per step under continual.protocol, so no other
 # protocol, no repeated runs and no curve
 IGNORED_BY_CONTINUAL = ("eval_runs", "eval_protocol", "eval_curve_epochs", "eval_every")
-_CELL_CHECKED = frozenset(CONTINUAL_KEYS) | set(IGNORED_BY_CONTINUAL)
+_CELL_CHECKED = frozenset(CONTINUAL_KEYS) | set(IGNORED_BY_CONTINUAL) | {"factor"}
 
 
 def _check_cell_settings(cells: list[Cell]) -> None:
@@ -604,6 +605,11 @@ def _check_cell_settings(cells: list[Cell]) -> None:
             raise _fail("evaluation.curve_epochs is set without budget.eval_every, so no curve is drawn; allowed: both")
         if arch is not None:
             _check_arch(arch, "continual.eval_arch")
+        factor = cell.settings.get("factor")
+        for dataset in dict.fromkeys(d for d in (cell.dataset, cell.data_fallback) if d):
+            size = dataset_info(dataset).image_size
+            if factor is not None and factor > size:  # each stored image splits into factor x factor pieces
+                raise _fail(f"engine.factor = {factor} for {dataset}'s {size} x {size} images; allowed: 1 to {size}")
         if cell.task == "continual":
             for dataset in dict.fromkeys(d for d in (cell.dataset, cell.data_fallback) if d):  # the data it may use
                 classes = dataset_info(dataset).classes
