@@ -104,7 +104,7 @@ def speedup_verdict(
         return "supported", finding
     if high < at_least:
         return "not supported", finding
-    return "inconclusive", finding + f"; the spacing of the logged points cannot tell whether it is {at_least:g}x"
+    return "inconclusive", finding + f"; the spacing of the logged points cannot tell whether it is {at_least:.3g}x"
 
 
 def speedup(base: str, faster: str, at_least: float) -> Callable[[pd.DataFrame, pd.DataFrame], Evidence | None]:
