@@ -339,3 +339,56 @@ def test_max_during_on_cells_without_it_says_so(tmp_path):
 
     root = finished_run(tmp_path)
     assert "No max-during accuracies among the 1 finished cells" in build_report(root, accuracy="max-during").markdown
+
+
+# ------------------------------------------------------------------------------------------ fifth review
+
+
+def test_a_link_at_the_job_record_lock_stops_submission_before_any_job(tmp_path, capsys):
+    path = tmp_path / "r4.yaml"
+    path.write_text(yaml.safe_dump(MATRIX))
+    root = tmp_path / "results" / "r4" / "mini"
+    (root / ".locks").mkdir(parents=True)
+    (root / ".locks" / "jobs.lock").symlink_to(tmp_path / "outside.lock")
+    argv = ["run", str(path), "--results", str(tmp_path / "results"), "--executor", "submitit-local"]
+    assert cli_main(argv) == 2
+    assert "jobs.lock: it is outside the results folder" in capsys.readouterr().err
+    assert not (tmp_path / "outside.lock").exists() and not (root / ".submitit").exists()
+
+
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        ({"eval_archs": ["timm:inception_v3"]}, "'eval_archs' timm:inception_v3 cannot take digits's 16 x 16 images"),
+        ({"methods": ["IDC"], "profiles": {"p": {"defaults": {"engine": {"factor": 17}}}}}, "allowed: 1 to 16"),
+    ],
+)
+def test_what_would_fail_after_distilling_is_refused_up_front(changes, needle):
+    from bench.experiment.matrix import MatrixError, parse_matrix
+
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**MATRIX, **changes}, "r4")
+    assert needle in str(info.value)
+
+
+def test_a_timm_network_made_for_another_input_size_takes_the_datasets():
+    import torch
+
+    from bench.learning.networks import create_network
+
+    net = create_network("timm:vit_tiny_patch16_224", 1, 10, 16)
+    assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_set_refuses_a_bare_section_and_ls_names_an_unreadable_matrix(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "r4.yaml"
+    path.write_text(yaml.safe_dump(MATRIX))
+    assert run_main([str(path), "--set", "budget=null", "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    assert "'budget' is a section, not a setting" in capsys.readouterr().err
+    (tmp_path / "matrices").mkdir()
+    (tmp_path / "matrices" / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "matrices" / "odd.yaml").write_text("name: x\nprofiles: [a]\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["ls", "matrices"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("not a readable matrix") == 2

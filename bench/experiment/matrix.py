@@ -527,6 +527,7 @@ def parse_matrix(
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")
     _check_cell_settings(cells)
+    _check_timm_input(cells)
     separate = raw.get("separate_evaluation", False)
     if not isinstance(separate, bool):
         raise _fail(f"separate_evaluation = {separate!r}; allowed: true or false")
@@ -618,6 +619,31 @@ def _check_cell_settings(cells: list[Cell]) -> None:
                         f"continual.steps = {steps or ContinualSettings().steps} cannot split {dataset}'s {classes} "
                         f"classes into equal steps; allowed: a divisor of {classes}"
                     )
+
+
+def _check_timm_input(cells: list[Cell]) -> None:
+    """A timm evaluation network must take the cell's images: built once per (network, data) and given a batch
+    of two, so a model made for other input sizes is refused before any work rather than after distilling."""
+    import torch
+
+    seen: set[tuple[str, str]] = set()
+    for cell in cells:
+        for arch in cell.eval_archs:
+            for dataset in (d for d in (cell.dataset, cell.data_fallback) if d):
+                if not arch.startswith("timm:") or (arch, dataset) in seen:
+                    continue
+                seen.add((arch, dataset))
+                info = dataset_info(dataset)
+                try:
+                    net = create_network(arch, info.channels, info.classes, info.image_size)
+                    with torch.no_grad():
+                        net.eval()(torch.zeros(2, info.channels, info.image_size, info.image_size))
+                except Exception as err:  # timm's own refusals vary: shape asserts, runtime errors
+                    why = " ".join(str(err).split())[:160] or type(err).__name__
+                    raise _fail(
+                        f"'eval_archs' {arch} cannot take {dataset}'s {info.image_size} x {info.image_size} images "
+                        f"({why}); allowed: a network that accepts them"
+                    ) from None
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:

@@ -443,5 +443,9 @@ def _timm_network(
 
     if not timm.is_model(model_name):
         raise unknown_network(f"timm:{model_name}", hint=f"timm has no model {model_name!r}")
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
+    options = {"pretrained": False, "num_classes": num_classes, "in_chans": channels, **kwargs}
+    try:  # models built for one input size (ViT, Swin, ...) take the dataset's; the others have no such option
+        model = timm.create_model(model_name, **{"img_size": image_size, **options})
+    except TypeError:
+        model = timm.create_model(model_name, **options)
     return TimmNetwork(model)
