@@ -15,9 +15,15 @@ from bench.cli.run import check_layout, parse_set, print_notes
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS
 from bench.execution.launch import check_class_sizes, select
-from bench.experiment.matrix import MatrixError, load_matrix
+from bench.experiment.matrix import Matrix, MatrixError, load_matrix
 from bench.experiment.plan import plan_cells
 from bench.experiment.store import ResultsFolderError
+
+
+def profile_names(matrix: Matrix) -> list[str]:
+    """The matrix's profiles, as its file names them."""
+    profiles = matrix.raw.get("profiles") or {}
+    return [str(p) for p in profiles] if isinstance(profiles, dict) else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         cells = select(matrix.cells, args.only)
         if not cells:
             raise MatrixError(f"--only {args.only} matches no cell of {matrix.name!r}")
+        others = [] if args.profile else [p for p in profile_names(matrix) if p != matrix.profile]
+        for other in others:  # every profile's settings, so a typo in one that is not the default is found now
+            try:
+                load_matrix(args.matrix, other, parse_set(args.set))
+            except MatrixError as err:
+                raise MatrixError(f"profile {other!r}: {err}") from None
+        also = f"; the settings of its other profiles ({', '.join(others)}) checked too" if others else ""
         if args.no_data:
-            print(f"ok: {matrix.name} [{matrix.profile}]: {len(cells)} cells; data not checked (--no-data)")
+            print(f"ok: {matrix.name} [{matrix.profile}]: {len(cells)} cells; data not checked (--no-data){also}")
             return 0
         plans = plan_cells(cells, args.data_root)
         check_class_sizes(plans, args.data_root)
@@ -54,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ok: {matrix.name} [{matrix.profile}]: {len(plans)} cells; data: "
         + ", ".join(f"{name} ({n} cells)" for name, n in sorted(used.items()))
+        + also
     )
     return 0
 

@@ -35,6 +35,10 @@ class CellInProgress(RuntimeError):
     """Another run of the same results folder holds this cell's lock: it is computing it now."""
 
 
+class CellFinishedElsewhere(CellInProgress):
+    """Another run finished this cell after this run planned it: nothing was computed here (not a failure)."""
+
+
 class PhaseBar:
     """A cell's progress bar, one phase at a time (select / distil / evaluate / continual), each with its total,
     so tqdm shows a rate and an ETA; ``bar(done)`` moves the current phase to ``done``."""
@@ -56,17 +60,17 @@ def run_recorded(
 ) -> Record:
     """Run one cell under its lock, with checkpoints; on failure keep the traceback for ``bench.execution.status``.
 
-    A cell another run is computing raises CellInProgress; one another run has finished meanwhile is not
-    computed again; leftovers of a killed earlier attempt are removed first.
+    A cell another run is computing raises CellInProgress; one another run has finished meanwhile raises
+    CellFinishedElsewhere (a CellInProgress: not a failure) and is not computed again; leftovers of a killed
+    earlier attempt are removed first.
     """
     fingerprint, cell = plan.fingerprint, plan.cell
     with cell_lock(root, cell.id) as mine:
         if not mine:
             raise CellInProgress(f"{cell.id} is being computed by another run; skipped here")
         check = check_record(root, cell.id, fingerprint)
-        if check.state == "done":
-            assert check.record is not None
-            return check.record
+        if check.state == "done":  # planned as missing, so another run finished it meanwhile
+            raise CellFinishedElsewhere(f"{cell.id} was finished by another run meanwhile; not computed again")
         clean_leftovers(root, cell.id)
         clean_leftovers(root / CHECKPOINT_DIR, f"{cell.id}.pt")
         ckpt = checkpoint_for(root, cell.id, checkpoint_every, fingerprint)

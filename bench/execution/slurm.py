@@ -13,7 +13,7 @@ from tqdm import tqdm
 from bench.core.files import atomic_write_text, file_lock, read_regular_text
 from bench.execution.base import PHASES, ExecutorError
 from bench.execution.pool import packing_width, run_packed
-from bench.execution.recorded import run_recorded
+from bench.execution.recorded import CellInProgress, run_recorded
 from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
 from bench.experiment.store import LOCK_DIR, check_record, inside, warn_on_stderr
@@ -38,6 +38,8 @@ class CellTask(submitit.helpers.Checkpointable):
             for cell in self.cells:  # one failure must not skip the rest of the group
                 try:
                     run_recorded(cell, Path(self.root), self.data_root, self.checkpoint_every)
+                except CellInProgress as busy:  # another run computes or computed it: not a failure here
+                    print(busy)
                 except Exception as err:
                     print(f"cell {cell.id} failed: {type(err).__name__}: {err}")
                     failed.append(cell.id)

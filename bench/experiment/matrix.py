@@ -146,16 +146,18 @@ def _fail(msg: str) -> MatrixError:
     return MatrixError(msg)
 
 
-def _check_list(raw: dict[str, Any], key: str, kind: type) -> list[Any]:
+def _check_list(raw: dict[str, Any], key: str, kind: type, where: str = "") -> list[Any]:
+    """One grid list, checked; ``where`` names the profile grid it comes from (``profiles.p.grid.``), if any."""
     if key not in raw:
         raise _fail(f"missing field {key!r}: a matrix needs {sorted(GRID_KEYS)}")
     value = raw[key]
     if not isinstance(value, list):
         value = [value]
+    named = f"{where}{key}" if where else repr(key)
     if not value:
-        raise _fail(f"{key!r} is empty: the grid needs at least one value")
+        raise _fail(f"{named} is empty: the grid needs at least one value")
     if len(set(map(str, value))) < len(value):
-        raise _fail(f"{key!r} lists a value twice ({value!r:.80}); allowed: distinct values")
+        raise _fail(f"{named} lists a value twice ({value!r:.80}); allowed: distinct values")
     for v in value:
         if not isinstance(v, kind) or isinstance(v, bool):
             raise _fail(f"{key!r} has {v!r} of type {type(v).__name__}; allowed: {kind.__name__} values")
@@ -382,7 +384,12 @@ def parse_matrix(
     grid_override = prof.get("grid") or {}
     if not isinstance(grid_override, dict) or not set(grid_override) <= set(GRID_KEYS):
         raise _fail(f"profiles.{chosen}.grid may only set {sorted(GRID_KEYS)}, got {grid_override!r}")
-    grid = {key: _check_list({**raw, **grid_override}, key, kind) for key, kind in GRID_KEYS.items()}
+    grid = {
+        key: _check_list(
+            {**raw, **grid_override}, key, kind, f"profiles.{chosen}.grid." if key in grid_override else ""
+        )
+        for key, kind in GRID_KEYS.items()
+    }
     allowed_datasets = list_datasets()
     for d in grid["datasets"]:
         if d not in allowed_datasets:

@@ -356,7 +356,12 @@ def _read_own_json(
         reason = str(err).split("; allowed")[0] if isinstance(err, OSError) and str(err) else type(err).__name__
     if reason is None:
         return data
-    warn(f"{path} is unreadable ({reason:.200}); {instead}, and the next `dreambench run` of the matrix rewrites it")
+    then = (
+        "remove it: no run can write the file while it is there"
+        if path.is_dir() and not path.is_symlink()
+        else "the next `dreambench run` of the matrix rewrites it"
+    )
+    warn(f"{path} is unreadable ({reason:.200}); {instead}, and {then}")
     return None
 
 
