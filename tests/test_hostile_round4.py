@@ -392,3 +392,14 @@ def test_set_refuses_a_bare_section_and_ls_names_an_unreadable_matrix(tmp_path, 
     assert cli_main(["ls", "matrices"]) == 0
     out = capsys.readouterr().out
     assert out.count("not a readable matrix") == 2
+
+
+def test_validate_checks_every_profiles_settings(tmp_path, capsys):
+    from bench.cli.validate import main as validate_main
+
+    spec = {**MATRIX, "profiles": {**MATRIX["profiles"], "other": {"defaults": {"engine": {"lr_img": -1}}}}}
+    path = tmp_path / "r4.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert validate_main([str(path), "--no-data"]) == 2
+    assert "profile 'other': profiles.other.defaults.engine.lr_img = -1" in capsys.readouterr().err
+    assert validate_main([str(path), "-p", "mini", "--no-data"]) == 0  # one profile named: that one only
