@@ -14,7 +14,7 @@ import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -159,32 +159,29 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def atomic_copy(source: Path, target: Path) -> None:
-    """Copy ``source`` to a temporary file beside ``target``, then rename: a link at ``target`` is replaced, never
-    written through, and readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        follow_umask(Path(tmp), directory=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it into place: a link at ``path`` is replaced,
+    never written through, and readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(state, tmp)
+        write(tmp)
         follow_umask(Path(tmp), directory=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically (a link at ``target`` is replaced, never written through)."""
+    _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def atomic_save_tensors(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 @contextmanager
