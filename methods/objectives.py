@@ -79,8 +79,7 @@ class Objective:
             raise ValueError(f"unknown layer rule {self.layers!r}; allowed: {sorted(LAYER_RULES)}")
         if self.gradient_weight == 0 and self.feature_weight == 0:
             raise ValueError(
-                "gradient_weight and feature_weight are both 0, so nothing is matched; allowed: "
-                "at least one weight > 0"
+                "gradient_weight and feature_weight are both 0, so nothing is matched; allowed: at least one weight > 0"
             )
 
 
