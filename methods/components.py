@@ -46,6 +46,16 @@ def _wu(cfg: EngineConfig) -> EngineConfig:
 
 
 COMPONENTS: dict[str, Callable[[EngineConfig], EngineConfig]] = {"rm": _rm, "init": _init, "bm": _bm, "wu": _wu}
+# what each switch must still hold in the final configuration, so a setting cannot silently undo the name's switch
+SWITCH_HOLDS: dict[str, tuple[str, Callable[[EngineConfig], bool]]] = {
+    "rm": ("sampler representative", lambda c: c.sampler == "representative"),
+    "init": ("init cluster", lambda c: c.init == "cluster"),
+    "bm": (
+        "both objective weights above 0",
+        lambda c: c.objective.gradient_weight > 0 and c.objective.feature_weight > 0,
+    ),
+    "wu": ("warmup_epochs at least 1", lambda c: c.warmup_epochs >= 1),
+}
 
 
 def split_name(name: str) -> tuple[str, list[str]]:
@@ -153,3 +163,10 @@ def apply_overrides(cfg: EngineConfig, overrides: dict[str, Any]) -> EngineConfi
     if isinstance(changes.get("objective"), dict):
         changes["objective"] = Objective(**{**cfg.objective.__dict__, **changes["objective"]})
     return cfg.replace(**changes)
+
+
+def undone_switches(name: str, cfg: EngineConfig) -> list[str]:
+    """The switches of ``name`` (its registered equivalents' included: DREAM is IDC+rm+init) that ``cfg`` no
+    longer holds, as '+part (what it needs)': such a configuration would run under a name that is not true."""
+    _, parts = expand_same_as(name)
+    return [f"+{part} ({SWITCH_HOLDS[part][0]})" for part in parts if not SWITCH_HOLDS[part][1](cfg)]

@@ -100,3 +100,32 @@ def validate(cfg: EngineConfig) -> None:
         value = getattr(cfg, key)
         if value not in allowed:
             raise ValueError(f"{key}={value!r} is not allowed; allowed: {list(allowed)}")
+
+
+def unread_fields(cfg: EngineConfig) -> dict[str, str]:
+    """The fields the engine never reads under ``cfg`` (its network schedule, sampler and augmentations), each
+    with the reason: a cell leaves them out, so changing one never makes a finished cell stale, and a setting
+    given for one method alone that it never reads is refused. Mirrors methods/engine.py; a test changes every
+    field listed here and checks the distilled set is bit-identical."""
+    unread: dict[str, str] = {}
+    updates = cfg.net_update != "none" and cfg.steps_per_network > 1  # updates run between a network's steps
+    if not (updates or cfg.warmup_epochs):
+        why = "it trains no network (net_update none or one step per network, and no warm-up)"
+        unread |= dict.fromkeys(
+            ("net_lr", "net_momentum", "net_weight_decay", "net_aug", "net_aug_mode", "cutmix_p"), why
+        )
+    if not (updates and cfg.net_update == "synthetic"):
+        unread |= dict.fromkeys(("net_batch", "net_update_epochs"), "it never trains a network on the synthetic set")
+    if not (updates and cfg.net_update == "real"):
+        unread["net_update_samples"] = "it never updates a network on real data between steps"
+    if not cfg.net_aug:
+        unread.setdefault("net_aug_mode", "net_aug is empty (no augmentation to apply)")
+    if not cfg.match_aug:
+        unread["match_aug_mode"] = "match_aug is empty (no augmentation to apply)"
+    if cfg.sampler != "representative":
+        unread["samples_per_cluster"] = "its real batches are random (sampler random), never clustered"
+        if not cfg.mmd_diagnostic:
+            unread["interval"] = "its real batches are random (sampler random) and mmd_diagnostic is off"
+        if cfg.init != "cluster":
+            unread["cluster_normalized"] = "it clusters nothing (sampler random, init not cluster)"
+    return unread

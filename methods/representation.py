@@ -8,6 +8,12 @@ import torch
 import torch.nn.functional as F
 
 
+def usable_factors(side: int) -> list[int]:
+    """The decode factors for ``side``-px images that give no patch made only of padding: a factor that does not
+    divide the side pads it with 0.5, and from some factors on whole rows of patches lie in the padding."""
+    return [f for f in range(1, side + 1) if (f - 1) * math.ceil(side / f) < side]
+
+
 def decode(images: torch.Tensor, factor: int) -> torch.Tensor:
     """Cut each image into an f x f grid of patches and upsample each back to full size.
 

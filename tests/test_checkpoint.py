@@ -117,3 +117,36 @@ def test_a_checkpoint_missing_its_fields_is_moved_aside_not_failed_on(tmp_path, 
     assert not ckpt.path.exists()
     torch.save({**whole(0), "fingerprint": "f"}, ckpt.path)
     assert ckpt.load() is None and "not a whole checkpoint (iteration)" in capsys.readouterr().out
+
+
+def test_the_own_set_aside_checkpoint_is_resumed_when_an_interrupted_smoke_run_left_its_own(tmp_path, capsys):
+    """Real run stopped, smoke run (other settings) stopped too: the real run resumes its own work, and the smoke
+    run's checkpoint goes aside in turn."""
+    from bench.experiment.checkpoint import checkpoint_for
+
+    cell = "digits_ipc1_DC_ConvNet-3_s0"
+    checkpoint_for(tmp_path, cell, every=1, fingerprint="real").save(whole(2))
+    smoke = checkpoint_for(tmp_path, cell, every=1, fingerprint="smoke")
+    assert smoke.load() is None
+    smoke.save(whole(1))  # then interrupted: its checkpoint stays in .checkpoints/
+    real = checkpoint_for(tmp_path, cell, every=1, fingerprint="real")
+    assert real.load()["iteration"] == 2 and "restored" in capsys.readouterr().out
+    (kept,) = (tmp_path / ".aside").iterdir()
+    assert torch.load(kept, weights_only=True)["fingerprint"] == "smoke"  # the smoke run's work is kept too
+    assert checkpoint_for(tmp_path, cell, every=1, fingerprint="smoke").load()["iteration"] == 1  # and back
+
+
+@pytest.mark.parametrize("link_to", ["missing", "itself"])
+def test_a_dangling_or_looping_link_in_aside_is_skipped(tmp_path, link_to):
+    from bench.experiment.checkpoint import checkpoint_for
+
+    cell = "digits_ipc1_DC_ConvNet-3_s0"
+    aside = tmp_path / ".aside"
+    aside.mkdir()
+    link = aside / f"{cell}.checkpoint-other-settings.1"
+    link.symlink_to(tmp_path / "nowhere" if link_to == "missing" else link)
+    checkpoint_for(tmp_path, cell, every=1, fingerprint="real").save(whole(3))
+    ckpt = checkpoint_for(tmp_path, cell, every=1, fingerprint="smoke")
+    assert ckpt.load() is None  # the real checkpoint goes aside; the link is neither followed nor fatal
+    assert link.is_symlink()
+    assert checkpoint_for(tmp_path, cell, every=1, fingerprint="real").load()["iteration"] == 3

@@ -68,7 +68,8 @@ def test_a_folder_where_the_harness_writes_a_file_is_one_line(tmp_path, capsys, 
     code = cli_main(["run", str(tmp_path / "r4.yaml"), "--results", str(tmp_path / "results")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code in (1, 2) and "Traceback" not in "\n".join(err)
-    assert err[-1].startswith("error: ") and f"{name}: Is a directory" in err[-1]
+    assert err[-1].startswith("error: ")
+    assert f"{name}: Is a directory" in err[-1] or f"{name} is a folder where the run writes its own file" in err[-1]
     assert cell_states(root)[CELL][0] == "done"  # the finished cell is kept
 
 
@@ -213,15 +214,15 @@ def test_a_shared_setting_a_method_never_reads_leaves_its_cells_alone(tmp_path, 
     argv = [str(tmp_path / "r4.yaml"), "--results", str(tmp_path / "results"), "--set", "budget.iterations=2"]
     assert run_main(argv) == 0
     captured = capsys.readouterr()
-    assert "--set sets iterations, which no method of this matrix reads (Random); it changes nothing" in captured.err
+    assert "--set sets iterations, which no cell of this matrix reads (Random); it changes nothing" in captured.err
     assert (root / CELL / "result.json").read_bytes() == record and not (root / ASIDE_DIR).exists()
 
 
 @pytest.mark.parametrize(
     "text,needle",
     [
-        ("ipc: [010]", "'010' is a number only in YAML 1.1's octal"),
-        ("iterations: 1:30", "'1:30' is a number only in YAML 1.1"),
+        ("ipc: [010]", "'010' is a number only in octal"),
+        ("iterations: 1:30", "'1:30' is a number only in"),
         ("iterations: 0x10", "'0x10' is a number only"),
         ("runs: 1_0", "'1_0' is a number only"),
         ("lr: 1_0.5", "'1_0.5' is a number only in YAML 1.1's underscore or sexagesimal notation"),
@@ -352,15 +353,18 @@ def test_a_link_at_the_job_record_lock_stops_submission_before_any_job(tmp_path,
     (root / ".locks" / "jobs.lock").symlink_to(tmp_path / "outside.lock")
     argv = ["run", str(path), "--results", str(tmp_path / "results"), "--executor", "submitit-local"]
     assert cli_main(argv) == 2
-    assert "jobs.lock: it is outside the results folder" in capsys.readouterr().err
+    assert "jobs.lock: it is a link leading outside the results folder" in capsys.readouterr().err
     assert not (tmp_path / "outside.lock").exists() and not (root / ".submitit").exists()
 
 
 @pytest.mark.parametrize(
     "changes,needle",
     [
-        ({"eval_archs": ["timm:inception_v3"]}, "'eval_archs' timm:inception_v3 cannot take digits's 16 x 16 images"),
-        ({"methods": ["IDC"], "profiles": {"p": {"defaults": {"engine": {"factor": 17}}}}}, "allowed: 1 to 16"),
+        ({"eval_archs": ["timm:inception_v3"]}, "'eval_archs' on digits: timm:inception_v3 cannot take 16 x 16 images"),
+        (
+            {"methods": ["IDC"], "profiles": {"p": {"defaults": {"engine": {"factor": 17}}}}},
+            "allowed: 1, 2, 3, 4, 6, 8, 16",
+        ),
     ],
 )
 def test_what_would_fail_after_distilling_is_refused_up_front(changes, needle):

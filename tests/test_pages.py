@@ -42,7 +42,9 @@ def test_a_published_page_is_judged_and_indexed(tmp_path: Path) -> None:
     random = frame[(frame["method"] == "Random") & (frame["accuracy_kind"] == "last")]
     assert set(random["n_sets"]) == {4} and set(random["verdict"]) == {"reproduced"}
     pages = tmp_path / "pages"
-    page = publish(root, pages / "random-mnist", PageMeta("Random on MNIST", "dreambench run x.yaml"))
+    page = publish(
+        root, pages / "random-mnist", PageMeta("Random on MNIST", "dreambench run x.yaml", source="fidelity/sets")
+    )
     text = page.read_text()
     assert "dreambench run x.yaml" in text and "reproduced -0.4 (n=4" in text and "changed: Δ" in text
     index = build_index(pages)
@@ -65,5 +67,5 @@ def test_publish_never_overwrites_files_that_are_not_pages(tmp_path: Path) -> No
     (mine / "notes.md").write_text("my notes")
     for target in (mine, tmp_path / "mine" / "page", Path("/")):
         with pytest.raises(PageError):
-            publish(root, target, PageMeta("t", "c"))
+            publish(root, target, PageMeta("t", "c", source="m/mini"))
     assert (mine / "notes.md").read_text() == "my notes" and not (mine / "page").exists()

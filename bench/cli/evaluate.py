@@ -28,8 +28,8 @@ from bench.learning.evaluation import (
     network_factory,
     resolve_protocol,
 )
-from bench.learning.networks import UnknownNetworkError, list_networks
-from methods.representation import decode
+from bench.learning.networks import UnknownNetworkError, list_networks, probe_network
+from methods.representation import decode, usable_factors
 
 
 def _at_least(minimum: int, maximum: int = 2**31 - 1) -> Callable[[str], int]:
@@ -137,18 +137,21 @@ def main(argv: list[str] | None = None) -> int:
         images, labels, factor = load_external_set(args.path, data, args.experiment)
         factor = args.factor or factor
         if images.ndim == 4 and factor > 1:
-            if factor > min(images.shape[2:]):
+            allowed = sorted(set(usable_factors(images.shape[2])) & set(usable_factors(images.shape[3])))
+            if factor not in allowed:
                 raise ValueError(
-                    f"{args.path}: decode factor {factor} for {images.shape[2]} x {images.shape[3]} "
-                    f"images; allowed: 1 to {min(images.shape[2:])}"
+                    f"{args.path}: decode factor {factor} for {images.shape[2]} x {images.shape[3]} images leaves "
+                    f"patches of padding only; allowed: {', '.join(map(str, allowed))}"
                 )
             check_set_size(len(images) * factor**2, tuple(images.shape[1:]), f"{args.path} decoded (factor {factor})")
             images, labels = decode(images, factor), labels.repeat(factor**2)
         check_set(images, labels, data, args.path)
         for arch in archs:
-            network_factory(arch, data)()
+            builder = network_factory(arch, data)
+            probe_network(arch, data.channels, data.num_classes, data.image_size, **dict(builder.kwargs))
     except (ValueError, KeyError, OSError, UnknownNetworkError, RuntimeError) as err:
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {text.splitlines()[0] if text else type(err).__name__}", file=sys.stderr)
         return 2
     if args.epochs:
         protocol = replace(protocol, epochs=args.epochs)

@@ -26,6 +26,7 @@ from bench.reporting.pages import (
     publish,
     read_page_file,
     readme_with_status,
+    what_replacing_loses,
     write_index,
 )
 from bench.reporting.tables import ACCURACY_KINDS, build_report
@@ -49,8 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also copy the results, table and figures into FOLDER (e.g. docs/results/<name>) and write "
         "its page; then rewrite FOLDER's parent index",
     )
-    parser.add_argument("--title", default=None, help="the published page's title (default: <matrix>/<profile>)")
-    parser.add_argument("--description", default="", help="one line for the published page")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --publish: let this run replace a page of the same matrix and profile although it lacks some of "
+        "the page's measurements or ran them under other settings (the page's title and description are not kept)",
+    )
+    parser.add_argument(
+        "--title", default=None, help="the published page's title (default: the page's own, else <matrix>/<profile>)"
+    )
+    parser.add_argument(
+        "--description", default=None, help="one line for the published page (default: the page's own, else none)"
+    )
     parser.add_argument(
         "--index",
         metavar="FOLDER",
@@ -86,8 +97,10 @@ def report(args: argparse.Namespace) -> int:
         raise PageError(
             "--index FOLDER takes no results folder, --publish or --all; allowed: --index FOLDER [--readme FILE]"
         )
+    if args.replace and not args.publish:
+        raise PageError("--replace works with --publish FOLDER only; allowed: --publish FOLDER --replace")
     if args.publish:  # a bad title or description is refused before anything is written
-        PageMeta(args.title if args.title is not None else "-", "-", args.description)
+        PageMeta(args.title if args.title is not None else "-", "-", args.description or "")
     if args.index:
         folder = Path(args.index)
         if not folder.is_dir():
@@ -146,16 +159,15 @@ def report(args: argparse.Namespace) -> int:
     if args.publish:
         info = read_matrix_info(roots[0])
         page = Path(args.publish)
-        earlier = load_meta(page) if (page / META_FILE).is_file() else None  # a republished page keeps its words
-        title = (
-            args.title
-            or (earlier.title if earlier else None)
-            or (f"{info.get('name', roots[0].parent.name)}/{info.get('profile', roots[0].name)}")
-        )
-        description = args.description or (earlier.description if earlier else "")
+        earlier = load_meta(page) if (page / META_FILE).is_file() else None
+        if earlier and args.replace and (page / "results.csv").is_file() and what_replacing_loses(page, roots[0]):
+            earlier = None  # its words described the measurements being replaced
+        title = args.title if args.title is not None else earlier.title if earlier else None
+        description = args.description if args.description is not None else earlier.description if earlier else ""
         command = info.get("command", "not recorded (a run made before commands were recorded)")
         source = f"{info['name']}/{info['profile']}" if "name" in info and "profile" in info else ""
-        page = publish(roots[0], page, PageMeta(title, command, description, source))
+        meta = PageMeta(title or source or roots[0].name, command, description, source)
+        page = publish(roots[0], page, meta, replace=args.replace)
         pages = Path(args.publish).parent
         print(f"wrote {page}, {write_index(pages)} and {write_claims(pages)}")
     return 0

@@ -27,6 +27,7 @@ from bench.experiment.matrix import SECTIONS, Matrix, MatrixError, load_matrix
 from bench.experiment.plan import CellPlan, load_data, plan_cells
 from bench.experiment.store import (
     ResultsFolderError,
+    check_own_files,
     check_record,
     claim_folder,
     inside,
@@ -133,6 +134,7 @@ def plan_matrix(
     chosen = [c for c in matrix.cells if c.id in selected_ids]
     plans = plan_cells(chosen, data_root)
     fingerprints = {p.id: p.fingerprint for p in plans}
+    check_own_files(root)
     previous = read_plan(root) or {}
     others = [c for c in matrix.cells if c.id not in selected_ids]
     for cell in others:

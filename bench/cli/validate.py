@@ -15,8 +15,8 @@ from bench.cli.run import check_layout, parse_set, print_notes
 from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS
 from bench.execution.launch import check_class_sizes, select
-from bench.experiment.matrix import Matrix, MatrixError, load_matrix
-from bench.experiment.plan import plan_cells
+from bench.experiment.matrix import Cell, Matrix, MatrixError, load_matrix
+from bench.experiment.plan import CellPlan, plan_cells
 from bench.experiment.store import ResultsFolderError
 
 
@@ -24,6 +24,23 @@ def profile_names(matrix: Matrix) -> list[str]:
     """The matrix's profiles, as its file names them."""
     profiles = matrix.raw.get("profiles") or {}
     return [str(p) for p in profiles] if isinstance(profiles, dict) else []
+
+
+def largest_ipc_at_hand(cells: list[Cell], data_root: str | None) -> list[CellPlan]:
+    """For each (dataset, class cap) the cell with the largest IPC whose data is here: what the class-size check
+    needs, without planning every cell of a paper-scale profile."""
+    largest: dict[tuple[object, ...], Cell] = {}
+    for cell in cells:
+        key = (cell.dataset, cell.data_fallback, cell.max_per_class)
+        if key not in largest or cell.ipc > largest[key].ipc:
+            largest[key] = cell
+    plans = []
+    for cell in largest.values():
+        try:
+            plans += plan_cells([cell], data_root)
+        except DatasetNotFoundError:
+            continue  # checked when this profile runs where its data is
+    return plans
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         others = [] if args.profile else [p for p in profile_names(matrix) if p != matrix.profile]
         for other in others:  # every profile's settings, so a typo in one that is not the default is found now
             try:
-                load_matrix(args.matrix, other, parse_set(args.set))
+                other_cells = load_matrix(args.matrix, other, parse_set(args.set)).cells
+                if not args.no_data:
+                    check_class_sizes(largest_ipc_at_hand(other_cells, args.data_root), args.data_root)
             except MatrixError as err:
                 raise MatrixError(f"profile {other!r}: {err}") from None
-        also = f"; the settings of its other profiles ({', '.join(others)}) checked too" if others else ""
+        checked = "settings" if args.no_data else "settings (and IPCs, on the data here)"
+        also = f"; the {checked} of its other profiles ({', '.join(others)}) checked too" if others else ""
         if args.no_data:
             print(f"ok: {matrix.name} [{matrix.profile}]: {len(cells)} cells; data not checked (--no-data){also}")
             return 0

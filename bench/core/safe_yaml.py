@@ -150,7 +150,7 @@ class _BoundedLoader(yaml.SafeLoader):
         text = str(node.value)
         if not _DECIMAL.fullmatch(text):
             raise self._fail(
-                f"{text!r} is a number only in YAML 1.1's octal, hexadecimal, sexagesimal or underscore notation",
+                f"{text!r} is a number only in octal, hexadecimal, sexagesimal or underscore notation",
                 _line(node),
                 "a decimal integer without leading zeros (e.g. 10), or quote it for a string",
             )
@@ -169,8 +169,9 @@ class _BoundedLoader(yaml.SafeLoader):
 
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _BOOL_TAG, _FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
-_BoundedLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_BoundedLoader.yaml_implicit_resolvers = {  # YAML 1.2 has no implicit dates: 2024-05-01 is a string
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _BoundedLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
@@ -178,6 +179,8 @@ _BoundedLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|
 _BoundedLoader.add_implicit_resolver(
     _FLOAT_TAG, re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
 )
+# YAML 1.2's own octal (0o17) is refused with the other notations rather than read as a string
+_BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?0o[0-7]+$"), list("-+0"))
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 _BoundedLoader.add_constructor(_FLOAT_TAG, _BoundedLoader.construct_yaml_float)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -60,18 +61,25 @@ class Checkpointer:
             if self.root is None:
                 raise
             target = move_aside(self.root, self.path.stem, "checkpoint-unreadable", self.path)
-            print(f"ignoring checkpoint: {err}; moved to {target}; starting this cell afresh")
-            return None
+            print(f"ignoring checkpoint: {err}; moved to {target}")
+            return self._resume_set_aside()
         if state["fingerprint"] != self.fingerprint:
             if self.root is None:
                 print(f"ignoring checkpoint {self.path}: written with other settings; starting this cell afresh")
                 return None
             # another configuration's work in progress (say, a real run's, during a smoke run): kept, never deleted
             target = move_aside(self.root, self.path.stem, "checkpoint-other-settings", self.path)
-            print(f"checkpoint {self.path} was written with other settings: moved to {target}; starting afresh")
-            return None
+            print(f"checkpoint {self.path} was written with other settings: moved to {target}")
+            return self._resume_set_aside()
         print(f"resuming {self.path.stem} from its checkpoint after iteration {state.get('iteration', '?')}")
         return state
+
+    def _resume_set_aside(self) -> dict[str, Any] | None:
+        """After the checkpoint in the way was moved aside: this run's own set-aside one, if any, else afresh."""
+        if self._restore_set_aside():
+            return self.load()
+        print(f"starting {self.path.stem} afresh")
+        return None
 
     def _restore_set_aside(self) -> bool:
         """Put back the newest checkpoint that a run under other settings moved aside, if it was written under
@@ -79,15 +87,16 @@ class Checkpointer:
         if self.root is None or not (self.root / ASIDE_DIR).is_dir():
             return False
         pattern = f"{glob.escape(self.path.stem)}.checkpoint-other-settings.*"
-        for candidate in sorted((self.root / ASIDE_DIR).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True):
-            if candidate.is_symlink() or not candidate.is_file():
-                continue
+        for candidate in sorted(_regular_files((self.root / ASIDE_DIR).glob(pattern)), key=_mtime, reverse=True):
             try:
                 state = load_tensor_file(candidate)
-            except UnsafeFileError:
+            except (UnsafeFileError, OSError):  # a file another run took meanwhile, or not a tensor file
                 continue
             if isinstance(state, dict) and state.get("fingerprint") == self.fingerprint:
-                os.replace(candidate, self.path)
+                try:
+                    os.replace(candidate, self.path)
+                except FileNotFoundError:  # restored by another run meanwhile
+                    continue
                 print(f"restored {candidate.name} from {ASIDE_DIR}/: it was written under these settings")
                 return True
         return False
@@ -97,6 +106,20 @@ class Checkpointer:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _regular_files(paths: Iterable[Path]) -> list[Path]:
+    """The regular files among ``paths``, not following links (a dangling link or a loop is skipped)."""
+    return [p for p in paths if _mtime(p) >= 0]
+
+
+def _mtime(path: Path) -> float:
+    """The file's modification time, or -1 for a link, a non-file or a file that vanished."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return -1.0
+    return info.st_mtime if stat.S_ISREG(info.st_mode) else -1.0
 
 
 def checkpoint_for(root: Path, cell_id: str, every: int, fingerprint: str = "") -> Checkpointer:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench.core.files import RefusedFileError, read_regular_text
 from bench.core.registry import suggestion
@@ -39,9 +40,17 @@ from bench.experiment.settings import (
     view,
 )
 from bench.learning.evaluation import protocol_names
-from bench.learning.networks import UnknownNetworkError, create_network, list_networks
+from bench.learning.networks import (
+    UnknownNetworkError,
+    UnusableNetworkError,
+    create_network,
+    list_networks,
+    probe_network,
+)
 from methods.base import Budget, UnknownMethodError
-from methods.components import check_method_name, method_kind, resolve
+from methods.components import check_method_name, create_method, method_kind, resolve, undone_switches
+from methods.config import unread_fields
+from methods.representation import usable_factors
 
 
 class MatrixError(ValueError):
@@ -77,7 +86,7 @@ def cell_cap(given: int | None) -> int:
     text = str(given) if given is not None else os.environ.get("DREAMBENCH_MAX_CELLS", "")
     if not text:
         return MAX_CELLS
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         where = "--max-cells" if given is not None else "DREAMBENCH_MAX_CELLS"
         raise MatrixError(f"{where} = {text!r}; allowed: an integer >= 1")
     return int(text)
@@ -301,10 +310,101 @@ def _why_ignored(method: str, key: str) -> str:
     return "a coreset selects real images: it has no distillation engine, iterations or accuracy curve"
 
 
-def _used_by(method: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings a cell of ``method`` carries: those it reads (so a setting for other methods never makes its
-    finished cells stale)."""
-    return {k: v for k, v in settings.items() if k not in ignored_by(method)}
+def _read_by(method: str, datasets: tuple[str, str | None], ipc: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a cell of ``method`` carries: those it reads, by its kind and by its resolved configuration
+    on its data (so a setting it never reads never makes its finished cells stale)."""
+    settings = {k: v for k, v in settings.items() if k not in ignored_by(method)}
+    unread = _engine_reads(method, datasets, ipc, _frozen(settings))[0]
+    return {k: v for k, v in settings.items() if k not in unread}
+
+
+def _frozen(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _engine_reads(
+    method: str, datasets: tuple[str, str | None], ipc: int, frozen: str
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """For an engine method under these settings: the engine fields it never reads on any of its data (field ->
+    why), and the switches of its name the settings undo. Coresets: nothing (their rule is ``ignored_by``)."""
+    if method_kind(method) == "coreset":
+        return {}, ()
+    settings = json.loads(frozen)
+    unread: dict[str, str] | None = None
+    undone: list[str] = []
+    for dataset in dict.fromkeys(d for d in datasets if d):
+        try:
+            config = create_method(method, dataset, ipc, engine_overrides(settings)).config
+        except (ValueError, KeyError, TypeError) as err:
+            raise _fail(f"{method} on {dataset} at IPC {ipc}: {str(err).splitlines()[0] if str(err) else err!r}")
+        assert config is not None
+        config = config.with_budget(view(Budget, settings))
+        fields = unread_fields(config)
+        unread = fields if unread is None else {k: v for k, v in unread.items() if k in fields}
+        undone += [u for u in undone_switches(method, config) if u not in undone]
+    return unread or {}, tuple(undone)
+
+
+def _check_entries_read(entries: list[tuple[str, str, dict[str, Any], dict[str, str]]], cells: list[Cell]) -> None:
+    """A setting given for one method (or one of its IPCs) that none of its cells reads is refused, naming why."""
+    for where, key, settings, names in entries:
+        method, _, ipc_part = key.partition("/ipc")
+        mine = [c for c in cells if c.method == method and (not ipc_part or c.ipc == int(ipc_part))]
+        for setting in settings:
+            if mine and not any(setting in c.settings for c in mine):
+                cell = mine[0]
+                unread = _engine_reads(method, (cell.dataset, cell.data_fallback), cell.ipc, _frozen(cell.settings))[0]
+                why = unread.get(setting, "not with these settings")
+                raise _fail(
+                    f"{where}.{names.get(setting, setting)}: {method} never reads it ({why}); allowed: settings "
+                    f"{method} reads"
+                )
+
+
+def _check_switches_kept(cells: list[Cell]) -> None:
+    """A method's name promises its switches (DC+init: cluster initialisation): settings that undo one are refused."""
+    for cell in cells:
+        undone = _engine_reads(cell.method, (cell.dataset, cell.data_fallback), cell.ipc, _frozen(cell.settings))[1]
+        if undone:
+            base = cell.method.split("+")[0] if "+" in cell.method[1:] else "the base method"
+            raise _fail(
+                f"{cell.method} in cell {cell.id}: a setting undoes its {undone[0]}, so its rows would carry a name "
+                f"that is not true; allowed: settings that keep the switch, or the method without it ({base})"
+            )
+
+
+def _check_variants_differ(cells: list[Cell], variants: list[str]) -> list[str]:
+    """Variants that give every cell the same settings are refused (their rows would repeat one measurement under
+    different names); variants one method cannot tell apart get a note naming that method."""
+    if len(variants) < 2:
+        return []
+    signature: dict[str, dict[tuple[Any, ...], str]] = {v: {} for v in variants}
+    for c in cells:
+        position = (c.dataset, c.ipc, c.method, c.arch, c.seed, c.task)
+        signature[c.variant][position] = _frozen({**c.settings, "max_per_class": c.max_per_class})
+
+    def twins(of: Callable[[tuple[Any, ...]], bool]) -> list[list[str]]:
+        groups: dict[str, list[str]] = {}
+        for v in variants:
+            groups.setdefault(_frozen(sorted((str(p), s) for p, s in signature[v].items() if of(p))), []).append(v)
+        return [g for g in groups.values() if len(g) > 1]
+
+    same = twins(lambda p: True)
+    if same:
+        raise _fail(
+            f"variants {', '.join(same[0])} give every cell the same settings (no cell reads what sets them apart); "
+            "allowed: variants that differ in a setting some method reads"
+        )
+    notes = []
+    for method in dict.fromkeys(c.method for c in cells):
+        for group in twins(lambda p, m=method: p[2] == m):
+            notes.append(
+                f"note: variants {', '.join(group)} give {method} the same settings (it never reads what sets them "
+                f"apart): its rows repeat one measurement; leave them out with exclude: [{{method: {method}, variant: "
+                f"{group[-1]}}}]"
+            )
+    return notes
 
 
 def _check_pool_size(where: str, value: Any) -> int | None:
@@ -317,7 +417,13 @@ def _check_arch(arch: str, key: str) -> None:
     if arch.startswith("timm:"):
         import timm
 
-        if not timm.is_model(arch[len("timm:") :]):
+        model = arch[len("timm:") :]
+        if "." in model:
+            raise _fail(
+                f"{key} has {arch!r}, whose '.{model.split('.', 1)[1]}' names pretrained weights, which the harness "
+                f"never loads; allowed: timm:{model.split('.', 1)[0]}"
+            )
+        if not timm.is_model(model):
             raise _fail(f"{key} has unknown timm model {arch!r}; allowed: timm:<a name from timm.list_models()>")
         return
     try:
@@ -420,6 +526,7 @@ def parse_matrix(
     defaults = _check_settings(f"profiles.{chosen}.defaults", prof.get("defaults"), notes)
     command_line = _check_settings("--set", extra or {})
     per_method: dict[str, dict[str, Any]] = {}
+    entries: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []  # (as written, key, settings, their names)
     # real images kept per class: the profile's, or one method's (a cheaper pool for one row of a CPU profile)
     pool_size: dict[str, int | None] = {
         "": _check_pool_size(f"profiles.{chosen}.max_per_class", prof.get("max_per_class"))
@@ -455,6 +562,7 @@ def parse_matrix(
                     f"allowed: settings {method} uses"
                 )
             per_method.setdefault(key, {}).update(checked)
+            entries.append((f"{where}.{written}", key, checked, written_names(settings)))
     fallback = prof.get("data_fallback")
     if fallback is not None and fallback not in allowed_datasets:
         raise _fail(f"profiles.{chosen}.data_fallback = {fallback!r}; allowed: {allowed_datasets}")
@@ -505,8 +613,11 @@ def parse_matrix(
             a,
             s,
             tuple(eval_archs),
-            _used_by(
-                m, {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line}
+            _read_by(
+                m,
+                (d, fallback),
+                ipc,
+                {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
             ),
             fallback,
             pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])),
@@ -516,13 +627,6 @@ def parse_matrix(
         for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
         for v, vs in variants.items()
     ]
-    for source, given in (("--set", command_line), (f"profiles.{chosen}.defaults", defaults)):
-        nowhere = sorted(k for k in given if all(k in ignored_by(m) for m in grid["methods"]))
-        if nowhere:
-            notes.append(
-                f"note: {source} sets {', '.join(nowhere)}, which no method of this matrix reads "
-                f"({', '.join(grid['methods'])}); it changes nothing"
-            )
     cells = [
         c
         for c in cells
@@ -533,6 +637,17 @@ def parse_matrix(
     ]
     if not cells:
         raise _fail("'exclude' removes every cell: the grid is empty")
+    read = {k for c in cells for k in c.settings}
+    for source, given in (("--set", command_line), (f"profiles.{chosen}.defaults", defaults)):
+        nowhere = sorted(k for k in given if k not in read)
+        if nowhere:
+            notes.append(
+                f"note: {source} sets {', '.join(nowhere)}, which no cell of this matrix reads "
+                f"({', '.join(grid['methods'])}); it changes nothing"
+            )
+    _check_entries_read(entries, cells)
+    _check_switches_kept(cells)
+    notes += _check_variants_differ(cells, list(variants))
     _check_cell_settings(cells)
     _check_timm_input(cells)
     separate = raw.get("separate_evaluation", False)
@@ -595,7 +710,7 @@ def _check_cell_settings(cells: list[Cell]) -> None:
     for cell in cells:
         given = frozenset(k for k, v in cell.settings.items() if v is not None) & _CELL_CHECKED
         steps, arch = cell.settings.get("cl_steps"), cell.settings.get("cl_eval_arch")
-        key = (cell.task, cell.dataset, cell.data_fallback, given, steps, arch)
+        key = (cell.task, cell.dataset, cell.data_fallback, given, steps, arch, cell.settings.get("factor"))
         if key in seen:
             continue
         seen.add(key)
@@ -616,8 +731,12 @@ def _check_cell_settings(cells: list[Cell]) -> None:
         factor = cell.settings.get("factor")
         for dataset in dict.fromkeys(d for d in (cell.dataset, cell.data_fallback) if d):
             size = dataset_info(dataset).image_size
-            if factor is not None and factor > size:  # each stored image splits into factor x factor pieces
-                raise _fail(f"engine.factor = {factor} for {dataset}'s {size} x {size} images; allowed: 1 to {size}")
+            allowed = usable_factors(size)  # each stored image splits into factor x factor pieces, none all padding
+            if factor is not None and factor not in allowed:
+                raise _fail(
+                    f"engine.factor = {factor} for {dataset}'s {size} x {size} images leaves "
+                    f"patches of padding only; allowed: {', '.join(map(str, allowed))}"
+                )
         if cell.task == "continual":
             for dataset in dict.fromkeys(d for d in (cell.dataset, cell.data_fallback) if d):  # the data it may use
                 classes = dataset_info(dataset).classes
@@ -629,10 +748,8 @@ def _check_cell_settings(cells: list[Cell]) -> None:
 
 
 def _check_timm_input(cells: list[Cell]) -> None:
-    """A timm evaluation network must take the cell's images: built once per (network, data) and given a batch
-    of two, so a model made for other input sizes is refused before any work rather than after distilling."""
-    import torch
-
+    """A timm evaluation network must take the cell's images: probed once per (network, data), so a model made
+    for other input sizes is refused before any work rather than after distilling."""
     seen: set[tuple[str, str]] = set()
     for cell in cells:
         for arch in cell.eval_archs:
@@ -642,15 +759,9 @@ def _check_timm_input(cells: list[Cell]) -> None:
                 seen.add((arch, dataset))
                 info = dataset_info(dataset)
                 try:
-                    net = create_network(arch, info.channels, info.classes, info.image_size)
-                    with torch.no_grad():
-                        net.eval()(torch.zeros(2, info.channels, info.image_size, info.image_size))
-                except Exception as err:  # timm's own refusals vary: shape asserts, runtime errors
-                    why = " ".join(str(err).split())[:160] or type(err).__name__
-                    raise _fail(
-                        f"'eval_archs' {arch} cannot take {dataset}'s {info.image_size} x {info.image_size} images "
-                        f"({why}); allowed: a network that accepts them"
-                    ) from None
+                    probe_network(arch, info.channels, info.classes, info.image_size)
+                except (UnusableNetworkError, UnknownNetworkError) as err:
+                    raise _fail(f"'eval_archs' on {dataset}: {err.args[0]}") from None
 
 
 def split_evaluation(cells: list[Cell]) -> list[Cell]:

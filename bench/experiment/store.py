@@ -39,6 +39,11 @@ class ResultsFolderError(OSError):
 def inside(root: Path, path: Path) -> Path:
     """``path`` if it lies under ``root`` (after resolving links and '..'), else ResultsFolderError."""
     if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        if os.path.islink(path) and Path(os.path.realpath(path.parent)).is_relative_to(os.path.realpath(root)):
+            raise ResultsFolderError(
+                f"refusing to write {path}: it is a link leading outside the results folder {root}; allowed: a "
+                "regular file or none (remove the link)"
+            )
         raise ResultsFolderError(f"refusing to write {path}: it is outside the results folder {root}")
     return path
 
@@ -357,11 +362,11 @@ def _read_own_json(
     if reason is None:
         return data
     then = (
-        "remove it: no run can write the file while it is there"
+        "remove it (no run can write the file while it is there)"
         if path.is_dir() and not path.is_symlink()
         else "the next `dreambench run` of the matrix rewrites it"
     )
-    warn(f"{path} is unreadable ({reason:.200}); {instead}, and {then}")
+    warn(f"{path} is unreadable ({reason:.200}); {instead}; {then}")
     return None
 
 
@@ -374,6 +379,18 @@ def read_matrix_info(root: Path, warn: Callable[[str], None] = warn_on_stderr) -
     is unreadable."""
     instead = "the table layout is taken from the records' matrix name (Table I's if it names none)"
     return _read_own_json(root / MATRIX_FILE, 1 << 20, _str_map, instead, warn) or {}
+
+
+def check_own_files(root: Path) -> None:
+    """The run writes its plan and matrix files: a folder (or FIFO, device) in their place stops it before any
+    work, in one line (ResultsFolderError); a link there is replaced by the write, never followed."""
+    for name in (PLAN_FILE, MATRIX_FILE):
+        path = root / name
+        if (path.exists() or path.is_symlink()) and not path.is_symlink() and not path.is_file():
+            what = "a folder" if path.is_dir() else "not a regular file"
+            raise ResultsFolderError(
+                f"{path} is {what} where the run writes its own file; allowed: a regular file or none (remove it)"
+            )
 
 
 def read_plan(root: Path, warn: Callable[[str], None] = warn_on_stderr) -> dict[str, str] | None:

@@ -340,6 +340,10 @@ class UnknownNetworkError(UnknownNameError):
     """Raised by :func:`create_network` for a name that is neither registered nor handled by a prefix."""
 
 
+class UnusableNetworkError(ValueError):
+    """A network that exists but cannot be trained on the given images (one-line message)."""
+
+
 NETWORKS: Registry[NetworkFactory] = Registry("network", UnknownNetworkError)
 PREFIXES: Registry[PrefixFactory] = Registry("network prefix", UnknownNetworkError)
 
@@ -441,6 +445,12 @@ def _timm_network(
     """Any timm model, randomly initialised (never downloads weights); ``kwargs`` go to ``timm.create_model``."""
     import timm  # imported lazily: timm is slow to import and only needed for this family
 
+    if "." in model_name:  # timm's 'model.tag' names pretrained weights, which are never loaded here
+        base = model_name.split(".", 1)[0]
+        raise unknown_network(
+            f"timm:{model_name}",
+            hint=f"a '.tag' names pretrained weights, which the harness never loads; write timm:{base}",
+        )
     if not timm.is_model(model_name):
         raise unknown_network(f"timm:{model_name}", hint=f"timm has no model {model_name!r}")
     options = {"pretrained": False, "num_classes": num_classes, "in_chans": channels, **kwargs}
@@ -448,4 +458,27 @@ def _timm_network(
         model = timm.create_model(model_name, **{"img_size": image_size, **options})
     except TypeError:
         model = timm.create_model(model_name, **options)
+    if not isinstance(model.get_classifier(), nn.Module):  # e.g. DeiT's distilled (head, head_dist) pair
+        raise UnusableNetworkError(
+            f"timm:{model_name} has a two-part (distillation) head, which the harness cannot train; allowed: a timm "
+            "model with one classifier"
+        )
     return TimmNetwork(model)
+
+
+def probe_network(name: str, channels: int, num_classes: int, image_size: ImageSize, **kwargs: object) -> None:
+    """Build ``name`` and run a batch of two blank images through it, so a network that cannot take the data is
+    refused before any work rather than after distilling (UnusableNetworkError, or UnknownNetworkError)."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    try:
+        net = create_network(name, channels, num_classes, image_size, **kwargs)
+        with torch.no_grad():
+            net.eval()(torch.zeros(2, channels, height, width))
+    except (UnknownNetworkError, UnusableNetworkError):
+        raise
+    except Exception as err:  # timm's own refusals vary: shape asserts, runtime errors
+        why = " ".join(str(err).split())[:160] or type(err).__name__
+        raise UnusableNetworkError(
+            f"{name} cannot take {height} x {width} images with {channels} channel(s) ({why}); allowed: a "
+            "network that accepts them"
+        ) from None
