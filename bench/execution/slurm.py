@@ -10,13 +10,13 @@ from typing import Any
 import submitit
 from tqdm import tqdm
 
-from bench.core.files import atomic_write_text, file_lock, read_regular_text
+from bench.core.files import atomic_write_text, file_lock
 from bench.execution.base import PHASES, ExecutorError
 from bench.execution.pool import packing_width, run_packed
 from bench.execution.recorded import CellInProgress, run_recorded
 from bench.experiment.plan import CellPlan
 from bench.experiment.settings import Launcher
-from bench.experiment.store import LOCK_DIR, check_record, inside, warn_on_stderr
+from bench.experiment.store import LOCK_DIR, check_record, inside, read_own_json, warn_on_stderr
 
 JOBS_FILE = ".jobs.json"
 
@@ -136,20 +136,15 @@ def record_jobs(root: Path, jobs: dict[str, str], cluster: str) -> None:
 def recorded_jobs(root: Path) -> dict[str, dict[str, str]]:
     """cell id -> {job_id, cluster} from ``.jobs.json``; entries of another shape are dropped with one warning."""
     path = root / JOBS_FILE
-    if not (path.exists() or path.is_symlink()):
+    known = read_own_json(path, 64 << 20, lambda data: isinstance(data, dict), "Slurm job states are not shown")
+    if known is None:
         return {}
-    try:
-        known = json.loads(read_regular_text(path, 64 << 20))
-    except (OSError, ValueError, RecursionError) as err:
-        warn_on_stderr(f"{path} is unreadable ({type(err).__name__}); Slurm job states are not shown")
-        return {}
-    entries = known if isinstance(known, dict) else {}
     good = {
         k: v
-        for k, v in entries.items()
+        for k, v in known.items()
         if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) and isinstance(v.get("job_id"), str)
     }
-    if len(good) < len(entries) or not isinstance(known, dict):
+    if len(good) < len(known):
         warn_on_stderr(f"{path}: entries that are not {{job_id, cluster}} records are ignored")
     return good
 

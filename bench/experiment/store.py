@@ -347,8 +347,8 @@ def warn_on_stderr(line: str) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
-def _read_own_json(
-    path: Path, limit: int, valid: Callable[[Any], bool], instead: str, warn: Callable[[str], None]
+def read_own_json(
+    path: Path, limit: int, valid: Callable[[Any], bool], instead: str, warn: Callable[[str], None] = warn_on_stderr
 ) -> Any:
     """The JSON in one of the folder's own files; None when there is none. One that is there but unreadable or
     malformed is None too, with one warning naming it and what is done instead (never silently)."""
@@ -378,7 +378,7 @@ def read_matrix_info(root: Path, warn: Callable[[str], None] = warn_on_stderr) -
     """What :func:`write_matrix_info` wrote; {} for folders made before it existed, or (with a warning) when it
     is unreadable."""
     instead = "the table layout is taken from the records' matrix name (Table I's if it names none)"
-    return _read_own_json(root / MATRIX_FILE, 1 << 20, _str_map, instead, warn) or {}
+    return read_own_json(root / MATRIX_FILE, 1 << 20, _str_map, instead, warn) or {}
 
 
 def check_own_files(root: Path) -> None:
@@ -397,7 +397,7 @@ def read_plan(root: Path, warn: Callable[[str], None] = warn_on_stderr) -> dict[
     """What :func:`write_plan` wrote; None when there is none, or (with a warning) when it is unreadable (a regular
     file only, at most 64 MiB)."""
     instead = "the cell folders are read instead of the plan"
-    return _read_own_json(root / PLAN_FILE, 64 << 20, _str_map, instead, warn)
+    return read_own_json(root / PLAN_FILE, 64 << 20, _str_map, instead, warn)
 
 
 def read_results(root: Path, warn: Callable[[str], None] | None = None) -> list[Record]:

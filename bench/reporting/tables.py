@@ -246,7 +246,7 @@ def build_report(root: Path, write: bool = True, accuracy: str = "last") -> Repo
     written to ``table_best.md``; the last-epoch table stays the headline.
     """
     root = Path(root)
-    results = read_results(root, warn=lambda line: print(f"warning: {line}", file=sys.stderr))
+    results = read_results(root, warn=warn_on_stderr)
     frame = results_frame(results, accuracy)
     if frame.empty:
         why = (
