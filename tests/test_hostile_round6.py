@@ -169,3 +169,27 @@ def test_validate_checks_other_profiles_ipcs_against_the_data_here(tmp_path, cap
     path.write_text(yaml.safe_dump({**MATRIX, "profile": "p", "profiles": {"p": {}, "q": {"grid": {"ipc": [5000]}}}}))
     assert cli_main(["validate", str(path)]) == 2
     assert "profile 'q': ipc 5000" in capsys.readouterr().err
+
+
+def test_slurm_without_a_controller_is_one_line_with_nothing_submitted(tmp_path, capsys, monkeypatch):
+    """An sbatch that cannot reach its controller (as on a login node whose slurmctld is down): the command's own
+    failure, in one line, and no job recorded."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "srun", "squeue", "sacct", "scancel"):
+        fake = bin_dir / tool
+        fake.write_text(
+            "#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Unable to contact slurm controller' >&2\n"
+            "exit 1\n"
+        )
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    path = tmp_path / "r6.yaml"
+    path.write_text(yaml.safe_dump(MATRIX))
+    assert cli_main(["run", str(path), "--results", str(tmp_path / "r"), "--executor", "slurm"]) == 2
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in stderr and len(err) == 1 and "slurm submission failed" in err[0] and "nothing was submitted" in err[0]
+    assert "Unable to contact slurm controller" in err[0]
+    jobs = tmp_path / "r" / "r6" / "mini" / ".jobs.json"
+    assert not jobs.exists() or json.loads(jobs.read_text()) == {}
