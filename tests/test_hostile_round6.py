@@ -189,7 +189,12 @@ def test_slurm_without_a_controller_is_one_line_with_nothing_submitted(tmp_path,
     assert cli_main(["run", str(path), "--results", str(tmp_path / "r"), "--executor", "slurm"]) == 2
     stderr = capsys.readouterr().err
     err = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in stderr and len(err) == 1 and "slurm submission failed" in err[0] and "nothing was submitted" in err[0]
+    assert (
+        "Traceback" not in stderr
+        and len(err) == 1
+        and "slurm submission failed" in err[0]
+        and "nothing was submitted" in err[0]
+    )
     assert "Unable to contact slurm controller" in err[0]
     jobs = tmp_path / "r" / "r6" / "mini" / ".jobs.json"
     assert not jobs.exists() or json.loads(jobs.read_text()) == {}

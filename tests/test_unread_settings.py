@@ -109,3 +109,16 @@ def test_variants_no_method_tells_apart_are_refused_and_partial_ones_noted():
         parse_matrix({**MATRIX, "methods": ["Random"], "variants": variants}, "u")
     matrix = parse_matrix({**MATRIX, "methods": ["Random", "DC"], "variants": variants}, "u")
     assert any("variants a, b give Random the same settings" in n for n in matrix.notes)
+
+
+def test_settings_that_break_a_methods_own_configuration_are_one_line():
+    """DM's preset has no gradient term: taking away its feature term too leaves nothing to match."""
+    with pytest.raises(MatrixError, match="DM on digits at IPC 1: gradient_weight and feature_weight are both 0"):
+        parse_matrix(
+            {
+                **MATRIX,
+                "methods": ["DM"],
+                "profiles": {"p": {"defaults": {"engine": {"objective": {"feature_weight": 0}}}}},
+            },
+            "u",
+        )

@@ -9,15 +9,13 @@ A matrix names the grid (datasets x ipc x methods x archs x seeds) and ``profile
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
-import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.core.files import RefusedFileError, read_regular_text
 from bench.core.registry import suggestion
@@ -25,6 +23,14 @@ from bench.core.safe_yaml import MAX_BYTES as MAX_YAML_BYTES
 from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.info import dataset_info
 from bench.data.loaders import LOADERS, list_datasets
+from bench.experiment.reads import (
+    check_entries_read,
+    check_switches_kept,
+    check_variants_differ,
+    ignored_by,
+    read_by,
+    why_ignored,
+)
 from bench.experiment.settings import (
     BUDGET_KEYS,
     CONTINUAL_KEYS,
@@ -48,8 +54,7 @@ from bench.learning.networks import (
     probe_network,
 )
 from methods.base import Budget, UnknownMethodError
-from methods.components import check_method_name, create_method, method_kind, resolve, undone_switches
-from methods.config import unread_fields
+from methods.components import check_method_name
 from methods.representation import usable_factors
 
 
@@ -292,121 +297,6 @@ def method_entries(
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def ignored_by(method: str) -> frozenset[str]:
-    """Flat setting keys ``method`` never reads (its base's; a curve's epochs go with ``eval_every``)."""
-    spec, _ = resolve(method)
-    ignored = spec.ignored_settings()
-    return ignored | {"eval_curve_epochs"} if "eval_every" in ignored else ignored
-
-
-def _why_ignored(method: str, key: str) -> str:
-    if key in ("feature_epochs", "feature_seed"):
-        return (
-            "it picks without a trained feature network"
-            if method_kind(method) == "coreset"
-            else ("feature networks are for the coresets that pick with one")
-        )
-    return "a coreset selects real images: it has no distillation engine, iterations or accuracy curve"
-
-
-def _read_by(method: str, datasets: tuple[str, str | None], ipc: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings a cell of ``method`` carries: those it reads, by its kind and by its resolved configuration
-    on its data (so a setting it never reads never makes its finished cells stale)."""
-    settings = {k: v for k, v in settings.items() if k not in ignored_by(method)}
-    unread = _engine_reads(method, datasets, ipc, _frozen(settings))[0]
-    return {k: v for k, v in settings.items() if k not in unread}
-
-
-def _frozen(settings: dict[str, Any]) -> str:
-    return json.dumps(settings, sort_keys=True, default=str)
-
-
-@functools.lru_cache(maxsize=4096)
-def _engine_reads(
-    method: str, datasets: tuple[str, str | None], ipc: int, frozen: str
-) -> tuple[dict[str, str], tuple[str, ...]]:
-    """For an engine method under these settings: the engine fields it never reads on any of its data (field ->
-    why), and the switches of its name the settings undo. Coresets: nothing (their rule is ``ignored_by``)."""
-    if method_kind(method) == "coreset":
-        return {}, ()
-    settings = json.loads(frozen)
-    unread: dict[str, str] | None = None
-    undone: list[str] = []
-    for dataset in dict.fromkeys(d for d in datasets if d):
-        try:
-            config = create_method(method, dataset, ipc, engine_overrides(settings)).config
-        except (ValueError, KeyError, TypeError) as err:
-            raise _fail(f"{method} on {dataset} at IPC {ipc}: {str(err).splitlines()[0] if str(err) else err!r}")
-        assert config is not None
-        config = config.with_budget(view(Budget, settings))
-        fields = unread_fields(config)
-        unread = fields if unread is None else {k: v for k, v in unread.items() if k in fields}
-        undone += [u for u in undone_switches(method, config) if u not in undone]
-    return unread or {}, tuple(undone)
-
-
-def _check_entries_read(entries: list[tuple[str, str, dict[str, Any], dict[str, str]]], cells: list[Cell]) -> None:
-    """A setting given for one method (or one of its IPCs) that none of its cells reads is refused, naming why."""
-    for where, key, settings, names in entries:
-        method, _, ipc_part = key.partition("/ipc")
-        mine = [c for c in cells if c.method == method and (not ipc_part or c.ipc == int(ipc_part))]
-        for setting in settings:
-            if mine and not any(setting in c.settings for c in mine):
-                cell = mine[0]
-                unread = _engine_reads(method, (cell.dataset, cell.data_fallback), cell.ipc, _frozen(cell.settings))[0]
-                why = unread.get(setting, "not with these settings")
-                raise _fail(
-                    f"{where}.{names.get(setting, setting)}: {method} never reads it ({why}); allowed: settings "
-                    f"{method} reads"
-                )
-
-
-def _check_switches_kept(cells: list[Cell]) -> None:
-    """A method's name promises its switches (DC+init: cluster initialisation): settings that undo one are refused."""
-    for cell in cells:
-        undone = _engine_reads(cell.method, (cell.dataset, cell.data_fallback), cell.ipc, _frozen(cell.settings))[1]
-        if undone:
-            base = cell.method.split("+")[0] if "+" in cell.method[1:] else "the base method"
-            raise _fail(
-                f"{cell.method} in cell {cell.id}: a setting undoes its {undone[0]}, so its rows would carry a name "
-                f"that is not true; allowed: settings that keep the switch, or the method without it ({base})"
-            )
-
-
-def _check_variants_differ(cells: list[Cell], variants: list[str]) -> list[str]:
-    """Variants that give every cell the same settings are refused (their rows would repeat one measurement under
-    different names); variants one method cannot tell apart get a note naming that method."""
-    if len(variants) < 2:
-        return []
-    signature: dict[str, dict[tuple[Any, ...], str]] = {v: {} for v in variants}
-    for c in cells:
-        position = (c.dataset, c.ipc, c.method, c.arch, c.seed, c.task)
-        signature[c.variant][position] = _frozen({**c.settings, "max_per_class": c.max_per_class})
-
-    def twins(of: Callable[[tuple[Any, ...]], bool]) -> list[list[str]]:
-        groups: dict[str, list[str]] = {}
-        for v in variants:
-            groups.setdefault(_frozen(sorted((str(p), s) for p, s in signature[v].items() if of(p))), []).append(v)
-        return [g for g in groups.values() if len(g) > 1]
-
-    same = twins(lambda p: True)
-    if same:
-        raise _fail(
-            f"variants {', '.join(same[0])} give every cell the same settings (no cell reads what sets them apart); "
-            "allowed: variants that differ in a setting some method reads"
-        )
-    notes = []
-    for method in dict.fromkeys(c.method for c in cells):
-        for group in twins(lambda p, m=method: p[2] == m):
-            notes.append(
-                f"note: variants {', '.join(group)} give {method} the same settings (it never reads what sets them "
-                f"apart): its rows repeat one measurement; leave them out with exclude: [{{method: {method}, variant: "
-                f"{group[-1]}}}]"
-            )
-    return notes
-
-
 def _check_pool_size(where: str, value: Any) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise _fail(f"{where} = {value!r}; allowed: an integer >= 1 (real training images kept per class)")
@@ -558,7 +448,7 @@ def parse_matrix(
             if unused:
                 shown = written_names(settings).get(unused[0], unused[0])
                 raise _fail(
-                    f"{where}.{written}.{shown}: {method} never reads it ({_why_ignored(method, unused[0])}); "
+                    f"{where}.{written}.{shown}: {method} never reads it ({why_ignored(method, unused[0])}); "
                     f"allowed: settings {method} uses"
                 )
             per_method.setdefault(key, {}).update(checked)
@@ -603,30 +493,33 @@ def parse_matrix(
             f"the matrix expands to {size} cells before 'exclude'; allowed: at most {limit} "
             f"(raise it with run --max-cells or DREAMBENCH_MAX_CELLS)"
         )
-    cells = [
-        Cell(
-            matrix_name,
-            chosen,
-            d,
-            ipc,
-            m,
-            a,
-            s,
-            tuple(eval_archs),
-            _read_by(
-                m,
-                (d, fallback),
+    try:  # a cell's settings are what its resolved configuration reads, so building one resolves it
+        cells = [
+            Cell(
+                matrix_name,
+                chosen,
+                d,
                 ipc,
-                {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
-            ),
-            fallback,
-            pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])),
-            v,
-            task,
-        )
-        for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
-        for v, vs in variants.items()
-    ]
+                m,
+                a,
+                s,
+                tuple(eval_archs),
+                read_by(
+                    m,
+                    (d, fallback),
+                    ipc,
+                    {**defaults, **per_method.get(m, {}), **per_method.get(f"{m}/ipc{ipc}", {}), **vs, **command_line},
+                ),
+                fallback,
+                pool_size.get(f"{m}/ipc{ipc}", pool_size.get(m, pool_size[""])),
+                v,
+                task,
+            )
+            for d, ipc, m, a, s in itertools.product(*(grid[k] for k in GRID_KEYS))
+            for v, vs in variants.items()
+        ]
+    except SettingError as err:
+        raise _fail(str(err)) from None
     cells = [
         c
         for c in cells
@@ -645,9 +538,12 @@ def parse_matrix(
                 f"note: {source} sets {', '.join(nowhere)}, which no cell of this matrix reads "
                 f"({', '.join(grid['methods'])}); it changes nothing"
             )
-    _check_entries_read(entries, cells)
-    _check_switches_kept(cells)
-    notes += _check_variants_differ(cells, list(variants))
+    try:
+        check_entries_read(entries, cells)
+        check_switches_kept(cells)
+        notes += check_variants_differ(cells, list(variants))
+    except SettingError as err:
+        raise _fail(str(err)) from None
     _check_cell_settings(cells)
     _check_timm_input(cells)
     separate = raw.get("separate_evaluation", False)
