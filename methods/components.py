@@ -165,8 +165,22 @@ def apply_overrides(cfg: EngineConfig, overrides: dict[str, Any]) -> EngineConfi
     return cfg.replace(**changes)
 
 
-def undone_switches(name: str, cfg: EngineConfig) -> list[str]:
-    """The switches of ``name`` (its registered equivalents' included: DREAM is IDC+rm+init) that ``cfg`` no
-    longer holds, as '+part (what it needs)': such a configuration would run under a name that is not true."""
-    _, parts = expand_same_as(name)
-    return [f"+{part} ({SWITCH_HOLDS[part][0]})" for part in parts if not SWITCH_HOLDS[part][1](cfg)]
+SWITCH_KEYS = {"rm": "sampler", "init": "init", "bm": "objective", "wu": "warmup_epochs"}  # what each one sets
+
+
+def switch_mismatches(name: str, dataset: str, ipc: int, cfg: EngineConfig) -> tuple[list[tuple[str, str]], str]:
+    """Where ``cfg`` and the name ``name`` disagree on the switches (its registered equivalents' included: DREAM is
+    IDC+rm+init): (switch, 'undoes') for a named one ``cfg`` no longer holds, (switch, 'turns on') for an unnamed
+    one ``cfg`` holds though the name's own configuration does not. Also the name of what ``cfg`` runs."""
+    base, parts = expand_same_as(name)
+    own = create_method(name, dataset, ipc).config
+    assert own is not None
+    mismatches, runs = [], []
+    for part, (_, holds) in SWITCH_HOLDS.items():
+        if part in parts and not holds(cfg):
+            mismatches.append((part, "undoes"))
+        elif part not in parts and holds(cfg) and not holds(own):
+            mismatches.append((part, "turns on"))
+        if holds(cfg) and (part in parts or not holds(own)):
+            runs.append(part)
+    return mismatches, base + "".join(f"+{p}" for p in runs)

@@ -93,11 +93,35 @@ def test_a_method_entry_read_at_some_ipc_is_kept_there():
 @pytest.mark.parametrize(
     "methods,settings,needle",
     [
-        (["DC", "DC+init"], {"DC+init": {"engine": {"init": "noise"}}}, "undoes its +init (init cluster)"),
-        (["DREAM"], {"DREAM": {"engine": {"sampler": "random"}}}, "undoes its +rm (sampler representative)"),
+        (
+            ["DC", "DC+init"],
+            {"DC+init": {"engine": {"init": "noise"}}},
+            'engine.init = "noise" undoes +init (init cluster)',
+        ),
+        (
+            ["DREAM"],
+            {"DREAM": {"engine": {"sampler": "random"}}},
+            'engine.sampler = "random" undoes +rm (sampler representative)',
+        ),
     ],
 )
 def test_a_setting_that_undoes_the_names_switch_is_refused(methods, settings, needle):
+    with pytest.raises(MatrixError) as info:
+        parse_matrix({**MATRIX, "methods": methods, "profiles": {"p": {"methods": settings}}}, "u")
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "methods,settings,needle",
+    [
+        (["DC"], {"DC": {"engine": {"init": "cluster"}}}, 'engine.init = "cluster" turns on +init'),
+        (["IDC"], {"IDC": {"engine": {"sampler": "representative"}}}, "the name of what runs (IDC+rm)"),
+        (["IDC"], {"IDC": {"engine": {"objective": {"feature_weight": 1.0}}}}, "turns on +bm"),
+        (["DM", "DM+wu"], {"DM": {"engine": {"warmup_epochs": 2}}}, "the name of what runs (DM+wu)"),
+        (["DREAM"], {"DREAM": {"engine": {"sampler": "random"}}}, "the name of what runs (IDC+init)"),
+    ],
+)
+def test_a_setting_that_turns_on_a_switch_the_name_lacks_is_refused(methods, settings, needle):
     with pytest.raises(MatrixError) as info:
         parse_matrix({**MATRIX, "methods": methods, "profiles": {"p": {"methods": settings}}}, "u")
     assert needle in str(info.value)

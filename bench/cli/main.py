@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from bench.cli.signals import end_on_sigterm, stopped
 from bench.core.registry import suggestion
 
 SUBCOMMANDS = {
@@ -47,15 +48,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_subcommand(name: str, argv: list[str] | None = None) -> int:
-    """Run one subcommand; Ctrl-C ends it with one line and exit code 130 (``run`` says how far it got)."""
+    """Run one subcommand; Ctrl-C ends it with one line and exit code 130, SIGTERM with 143 (``run`` says how far
+    it got)."""
+    end_on_sigterm()
     try:  # the import (torch's, seconds long) is inside: a Ctrl-C while it loads is one line too
         module = importlib.import_module(SUBCOMMANDS[name][0])
         return int(module.main(argv) or 0)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: dreambench {name} stopped; nothing it was writing was left half-written", file=sys.stderr
-        )
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
+        word, code = stopped(err)
+        print(f"\n{word}: dreambench {name} stopped; nothing it was writing was left half-written", file=sys.stderr)
+        return code
     except OSError as err:  # the file system refused (a folder where a file belongs, a name too long, a full disk)
         from bench.core.files import describe_os_error
 

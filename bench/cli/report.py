@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.cli.parser import OneLineParser
 from bench.core.files import atomic_write_text
-from bench.experiment.store import PLAN_FILE, read_matrix_info
+from bench.experiment.store import MATRIX_FILE, PLAN_FILE, check_own_files, read_matrix_info
 from bench.reporting.claims import CLAIMS_FILE, write_claims
 from bench.reporting.pages import (
     INDEX_FILE,
@@ -128,6 +128,7 @@ def report(args: argparse.Namespace) -> int:
         what = "is not a folder" if root.exists() or root.is_symlink() else "does not exist"
         print(f"error: results folder {str(root)!r} {what}", file=sys.stderr)
         return 2
+    check_own_files(root)  # a folder at .cells.json is named as such, not taken for no run folder
     direct = any(root.glob("*/result.json")) or (root / PLAN_FILE).is_file()
     if not direct and not args.all:
         raise PageError(
@@ -166,9 +167,13 @@ def report(args: argparse.Namespace) -> int:
         description = args.description if args.description is not None else earlier.description if earlier else ""
         command = info.get("command", "not recorded (a run made before commands were recorded)")
         source = f"{info['name']}/{info['profile']}" if "name" in info and "profile" in info else ""
+        try:  # what the run folder recorded: a hand-edited value is named with its file
+            PageMeta("-", command, "", source)
+        except PageError as err:
+            raise PageError(f"{roots[0] / MATRIX_FILE}: {err} (running the matrix again rewrites the file)") from None
         meta = PageMeta(title or source or roots[0].name, command, description, source)
         page = publish(roots[0], page, meta, replace=args.replace)
-        pages = Path(args.publish).parent
+        pages = Path(args.publish).resolve().parent  # the folder check_target checked
         print(f"wrote {page}, {write_index(pages)} and {write_claims(pages)}")
     return 0
 

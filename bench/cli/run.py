@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli.parser import OneLineParser
+from bench.cli.signals import stopped
 from bench.core.files import describe_os_error
 from bench.core.safe_yaml import YamlError, load_yaml_text
 from bench.data.loaders import DatasetNotFoundError
@@ -222,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with claim_folder(root, fingerprints):
                 pending, checks = classify(plans, root, args.keep_stale, md5s)
+                pending = settle(pending, checks, root, args.keep_stale, fingerprints, md5s)
                 done_before = len(plans) - len(pending)
-                settle(pending, checks, root, args.keep_stale, fingerprints)
                 write_matrix_info(
                     root,
                     {
@@ -250,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(failures)} cell(s) failed: " + ", ".join(failures), file=sys.stderr)
             return 1
         return 1 if report_failed else 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
         done = (
             sum(check_record(root, p.id).state == "done" for p in plans) if root and done_before is not None else None
         )
         counted = f"{done} of {total} cells done; " if done is not None else ""
-        print(f"\ninterrupted: {counted}re-run the same command to resume", file=sys.stderr)
-        return 130
+        word, code = stopped(err)
+        print(f"\n{word}: {counted}re-run the same command to resume", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

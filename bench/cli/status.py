@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.cli.parser import OneLineParser
 from bench.execution.status import cell_states
-from bench.experiment.store import is_run_folder
+from bench.experiment.store import check_own_files, is_run_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         what = "is not a folder" if root.exists() or root.is_symlink() else "does not exist"
         print(f"error: results folder {str(root)!r} {what}", file=sys.stderr)
         return 2
+    check_own_files(root)  # a folder at .cells.json is named as such, not taken for no run folder
     if not is_run_folder(root):
         below = sorted(
             {p.parent for p in root.glob("*/*/.cells.json")} | {p.parent for p in root.glob("*/.cells.json")}

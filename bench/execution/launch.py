@@ -18,6 +18,7 @@ from bench.experiment.store import (
     clean_old_temps,
     move_aside,
     probe_writable,
+    restore_set_aside_cell,
     write_plan,
 )
 from bench.experiment.tasks import data_md5
@@ -91,14 +92,27 @@ def check_class_sizes(plans: list[CellPlan], data_root: str | None) -> list[tupl
 
 
 def settle(
-    pending: list[CellPlan], checks: dict[str, RecordCheck], root: Path, keep_stale: bool, fingerprints: dict[str, str]
-) -> None:
-    """Move corrupt and (unless kept) stale cells aside, saying so; record the matrix's plan."""
+    pending: list[CellPlan],
+    checks: dict[str, RecordCheck],
+    root: Path,
+    keep_stale: bool,
+    fingerprints: dict[str, str],
+    data_md5s: dict[str, str] | None = None,
+) -> list[CellPlan]:
+    """Move corrupt and (unless kept) stale cells aside, saying so; put back a cell finished under these settings
+    that another run set aside; record the matrix's plan. Returns the cells still to compute."""
+    still = []
     for plan in pending:
         check = checks[plan.id]
         if check.state in ("corrupt", "stale"):
             target = move_aside(root, plan.id, check.state)
-            print(f"{check.state}: {check.reason}; moved to {target} and computing the cell again")
+            print(f"{check.state}: {check.reason}; moved to {target}")
+        restored = restore_set_aside_cell(root, plan.id, plan.fingerprint, (data_md5s or {}).get(plan.id))
+        if restored is not None:
+            print(f"restored {plan.id} from {restored}: it was finished under these settings")
+            checks[plan.id] = check_record(root, plan.id, plan.fingerprint)
+        else:
+            still.append(plan)
     clean_old_temps(root)
     kept = {
         cid: ch.record.fingerprint
@@ -108,3 +122,4 @@ def settle(
     for cid in kept:
         print(f"kept stale (--keep-stale): {checks[cid].reason}")
     write_plan(root, {**fingerprints, **kept})
+    return still

@@ -88,7 +88,7 @@ MAX_CELLS = 100_000  # cells one matrix may expand to (DREAMBENCH_MAX_CELLS or -
 
 def cell_cap(given: int | None) -> int:
     """The cap on cells: ``--max-cells``, else ``DREAMBENCH_MAX_CELLS``, else MAX_CELLS; a bad value is one line."""
-    text = str(given) if given is not None else os.environ.get("DREAMBENCH_MAX_CELLS", "")
+    text = str(given) if given is not None else os.environ.get("DREAMBENCH_MAX_CELLS", "").strip()
     if not text:
         return MAX_CELLS
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
@@ -308,6 +308,8 @@ def _check_arch(arch: str, key: str) -> None:
         import timm
 
         model = arch[len("timm:") :]
+        if ":" in model or "/" in model:
+            raise _fail(f"{key} has {arch!r}, a hub or local path; allowed: timm:<a name from timm.list_models()>")
         if "." in model:
             raise _fail(
                 f"{key} has {arch!r}, whose '.{model.split('.', 1)[1]}' names pretrained weights, which the harness "

@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol
 
 from bench.experiment.settings import SettingError, engine_overrides, view
 from methods.base import Budget
-from methods.components import create_method, method_kind, resolve, undone_switches
+from methods.components import SWITCH_HOLDS, SWITCH_KEYS, create_method, method_kind, resolve, switch_mismatches
 from methods.config import unread_fields
 
 
@@ -74,14 +74,15 @@ def _frozen(settings: dict[str, Any]) -> str:
 @functools.lru_cache(maxsize=4096)
 def _engine_reads(
     method: str, datasets: tuple[str, str | None], ipc: int, frozen: str
-) -> tuple[dict[str, str], tuple[str, ...]]:
+) -> tuple[dict[str, str], tuple[tuple[str, str, str], ...]]:
     """For an engine method under these settings: the engine fields it never reads on any of its data (field ->
-    why), and the switches of its name the settings undo. Coresets: nothing (their rule is ``ignored_by``)."""
+    why), and where the settings and its name disagree on a switch: (switch, 'undoes' or 'turns on', the name of
+    what runs). Coresets: nothing (their rule is ``ignored_by``)."""
     if method_kind(method) == "coreset":
         return {}, ()
     settings = json.loads(frozen)
     unread: dict[str, str] | None = None
-    undone: list[str] = []
+    mismatches: list[tuple[str, str, str]] = []
     for dataset in dict.fromkeys(d for d in datasets if d):
         try:
             config = create_method(method, dataset, ipc, engine_overrides(settings)).config
@@ -92,8 +93,9 @@ def _engine_reads(
         config = config.with_budget(view(Budget, settings))
         fields = unread_fields(config)
         unread = fields if unread is None else {k: v for k, v in unread.items() if k in fields}
-        undone += [u for u in undone_switches(method, config) if u not in undone]
-    return unread or {}, tuple(undone)
+        found, runs = switch_mismatches(method, dataset, ipc, config)
+        mismatches += [(part, verb, runs) for part, verb in found if (part, verb, runs) not in mismatches]
+    return unread or {}, tuple(mismatches)
 
 
 def check_entries_read(entries: list[tuple[str, str, dict[str, Any], dict[str, str]]], cells: list[CellView]) -> None:
@@ -113,14 +115,18 @@ def check_entries_read(entries: list[tuple[str, str, dict[str, Any], dict[str, s
 
 
 def check_switches_kept(cells: list[CellView]) -> None:
-    """A method's name promises its switches (DC+init: cluster initialisation): settings that undo one are refused."""
+    """One method, one name: settings that undo a switch of the name (DC+init with init: noise), or turn on one it
+    does not name (DC with init: cluster), are refused, naming the setting and the name of what would run."""
     for cell in cells:
-        undone = _engine_reads(cell.method, (cell.dataset, cell.data_fallback), cell.ipc, _frozen(cell.settings))[1]
-        if undone:
-            base = cell.method.split("+")[0] if "+" in cell.method[1:] else "the base method"
+        mismatches = _engine_reads(cell.method, (cell.dataset, cell.data_fallback), cell.ipc, _frozen(cell.settings))[1]
+        if mismatches:
+            part, verb, runs = mismatches[0]
+            key = SWITCH_KEYS[part]
+            value = json.dumps(cell.settings[key]) if key in cell.settings else "(its method's value)"
             raise SettingError(
-                f"{cell.method} in cell {cell.id}: a setting undoes its {undone[0]}, so its rows would carry a name "
-                f"that is not true; allowed: settings that keep the switch, or the method without it ({base})"
+                f"{cell.method} in cell {cell.id}: engine.{key} = {value} {verb} +{part} ({SWITCH_HOLDS[part][0]}), so "
+                f"its rows would carry a name that is not true; allowed: the name of what runs ({runs}), or leave "
+                f"engine.{key} to the name"
             )
 
 
@@ -143,8 +149,8 @@ def check_variants_differ(cells: list[CellView], variants: list[str]) -> list[st
     same = twins(lambda p: True)
     if same:
         raise SettingError(
-            f"variants {', '.join(same[0])} give every cell the same settings (no cell reads what sets them apart); "
-            "allowed: variants that differ in a setting some method reads"
+            f"variants {', '.join(same[0])} give every cell the same settings (no cell reads what sets them apart, "
+            "or it is one value written two ways); allowed: variants that differ in a setting some method reads"
         )
     notes = []
     for method in dict.fromkeys(c.method for c in cells):

@@ -371,6 +371,7 @@ def check_settings(
         return {}
     if not isinstance(settings, Mapping):
         raise SettingError(f"{where} must be a mapping of settings, got {type(settings).__name__}")
+    checked = dict(settings)
     for key, value in settings.items():
         if key not in SPECS:
             raise SettingError(f"{where} has unknown setting {_show(key)}; allowed: {SETTING_KEYS}")
@@ -379,6 +380,7 @@ def check_settings(
         written = f"{where}.{names.get(key, key)}"
         if key == "objective":
             _check_objective(written, value)
+            checked[key] = {k: _as_float(v) if _OBJECTIVE_KINDS[k].type is float else v for k, v in value.items()}
             continue
         spec = SPECS[key]
         if key == "eval_protocol":
@@ -386,4 +388,11 @@ def check_settings(
         _check_value(written, value, spec)
         if key in _STRING_CHECKS:
             _STRING_CHECKS[key](written, value)
-    return dict(settings)
+        if spec.type is float:
+            checked[key] = _as_float(value)
+    return checked
+
+
+def _as_float(value: Any) -> Any:
+    """A float setting written as an integer (``lr_img: 1``) is the same setting as ``1.0``: one fingerprint."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -122,6 +123,35 @@ def move_aside(root: Path, cell_id: str, why: str, source: Path | None = None) -
     inside(root, src.parent if src.is_symlink() else src)  # a link is moved itself; what it points to stays
     os.replace(src, target)
     return target
+
+
+def restore_set_aside_cell(root: Path, cell_id: str, fingerprint: str, data_md5: str | None = None) -> Path | None:
+    """Put back the newest finished cell that a run under other settings set aside as stale, if it was computed
+    under ``fingerprint`` (and, given ``data_md5``, from that data): a smoke run on the real run's folder then costs
+    the real run nothing. Returns where it came from, or None. A candidate that is not a whole record under these
+    settings goes back where it was."""
+    aside, home = root / ASIDE_DIR, root / cell_id
+    if aside.is_symlink() or not aside.is_dir() or home.exists() or home.is_symlink():
+        return None
+    candidates = []
+    for path in aside.glob(f"{glob.escape(cell_id)}.stale.*"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode):  # never a link: what it points to is not this folder's
+            candidates.append((info.st_mtime, path))
+    for _, candidate in sorted(candidates, reverse=True):
+        try:
+            os.replace(candidate, inside(root, home))
+        except OSError:  # taken by another run meanwhile
+            continue
+        check = check_record(root, cell_id, fingerprint)
+        used = check.record.provenance.get("dataset_md5") if check.record is not None else None
+        if check.state == "done" and (data_md5 is None or used == data_md5):
+            return candidate
+        os.replace(home, candidate)
+    return None
 
 
 # The folders a run keeps under the results root. Each must be a real folder inside it (a symlink could send

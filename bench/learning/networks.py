@@ -445,6 +445,8 @@ def _timm_network(
     """Any timm model, randomly initialised (never downloads weights); ``kwargs`` go to ``timm.create_model``."""
     import timm  # imported lazily: timm is slow to import and only needed for this family
 
+    if ":" in model_name or "/" in model_name:  # hf-hub:..., local-dir:...: weights from elsewhere, never loaded
+        raise unknown_network(f"timm:{model_name}", hint="a name from timm.list_models(), not a hub or local path")
     if "." in model_name:  # timm's 'model.tag' names pretrained weights, which are never loaded here
         base = model_name.split(".", 1)[0]
         raise unknown_network(

@@ -41,6 +41,8 @@ def read_page_file(path: Path) -> str:
 def check_target(target: Path) -> None:
     """A page folder is new, empty, or an earlier page (it holds page.json); its parent holds only pages and
     the generated index, so publishing never overwrites a user's files."""
+    if target.is_symlink():  # its pages folder would be another than the one checked and indexed
+        raise PageError(f"--publish {target}: a link; allowed: a real folder, e.g. docs/results/<name>")
     if target.resolve() == target.resolve().parent or (target.exists() and not target.is_dir()):
         raise PageError(
             f"--publish {target}: not a folder for a page; allowed: a new folder such as docs/results/<name>"
@@ -120,6 +122,8 @@ _HOW_IT_RAN = ("settings", "max_per_class", "data_used")
 
 def _measurements(csv: Path) -> dict[tuple[str, ...], tuple[str, ...]]:
     """A results.csv's measurements and the settings each ran under (columns an older page lacks read as '')."""
+    if not csv.is_file():  # a link to a regular file is read (only): the publish replaces the link itself
+        raise PageError(f"{csv}: not a regular file; allowed: the results.csv a publish wrote (or remove it)")
     try:
         frame = pd.read_csv(csv, keep_default_na=False, dtype=str)
     except (OSError, ValueError, pd.errors.ParserError) as err:
@@ -151,7 +155,8 @@ def publish(root: Path, target: Path, meta: PageMeta, replace: bool = False) -> 
     check_target(target)
     if not meta.source:
         raise PageError(
-            f"{root} does not name its matrix and profile (its .matrix.json is missing), so its page could never be "
+            f"{root} does not name its matrix and profile (its .matrix.json is missing, unreadable or incomplete), "
+            "so its page could never be "
             "updated; allowed: a run folder written by dreambench run (running its matrix again rewrites the file)"
         )
     if (target / META_FILE).is_file():
@@ -166,21 +171,24 @@ def publish(root: Path, target: Path, meta: PageMeta, replace: bool = False) -> 
                 f"--publish {target}: the page shows {shows}; allowed: a new folder, or the page of the same "
                 "matrix and profile"
             )
-        loses = what_replacing_loses(target, root) if (target / "results.csv").is_file() else ""
+        csv = target / "results.csv"
+        loses = what_replacing_loses(target, root) if csv.exists() or csv.is_symlink() else ""
         if loses and not replace:
             raise PageError(
                 f"--publish {target}: {loses}; allowed: a run holding all of them under the page's settings, a new "
                 "folder, or --replace to make this run the page"
             )
+    earlier = [*(target / n for n in GENERATED_FILES), *target.glob("*.png")] if target.is_dir() else []
+    new = [root / n for n in GENERATED_FILES if (root / n).is_file()] + sorted(root.glob("*.png"))
+    for path in {*earlier, *(target / p.name for p in new), target / PAGE_FILE, target / META_FILE}:
+        if (path.exists() or path.is_symlink()) and not (path.is_symlink() or path.is_file()):  # checked first:
+            raise PageError(f"{path}: not a regular file where the page writes one; allowed: remove it")  # no half page
     target.mkdir(parents=True, exist_ok=True)
-    for old in [*(target / n for n in GENERATED_FILES), *target.glob("*.png")]:  # the earlier page's own output
-        if old.is_symlink() or old.is_file():
+    for path in new:  # each replaced in one rename; then the earlier page's files this one does not have go
+        atomic_copy(path, target / path.name)
+    for old in earlier:
+        if old.name not in {p.name for p in new} and (old.is_symlink() or old.is_file()):
             old.unlink()
-    for name in GENERATED_FILES:
-        if (root / name).is_file():
-            atomic_copy(root / name, target / name)
-    for png in sorted(root.glob("*.png")):
-        atomic_copy(png, target / png.name)
     atomic_write_text(target / META_FILE, json.dumps(meta.__dict__, indent=1, sort_keys=True) + "\n")
     return write_page(target)
 
