@@ -152,3 +152,79 @@ def test_sigterm_ends_a_run_in_one_line_with_exit_code_143_and_its_checkpoint_ke
     assert proc.returncode == 143 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "terminated: 0 of 1 cells done; re-run the same command to resume"
     assert checkpoint.exists()
+
+
+# ------------------------------------------------------------------------------------------ eighth review
+
+SPLIT = {**MATRIX, "methods": ["DM"], "separate_evaluation": True}
+
+
+def run_split(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    path = tmp_path / "split.yaml"
+    path.write_text(yaml.safe_dump(SPLIT))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = run_main([str(path), "--results", str(tmp_path / "S"), *extra])
+    return code, out.getvalue()
+
+
+def test_a_source_set_aside_without_its_set_is_recomputed_not_restored(tmp_path):
+    assert run_split(tmp_path)[0] == 0
+    assert run_split(tmp_path, "--set", "budget.iterations=2")[0] == 0
+    root = tmp_path / "S" / "r7" / "p"
+    source = "digits_ipc1_DM_ConvNet-3_s0"
+    (aside_copy,) = [p for p in (root / ".aside").iterdir() if p.name.startswith(source + ".stale.")]
+    (aside_copy / "synthetic.pt").unlink()  # the set an evaluation cell would read
+    code, out = run_split(tmp_path)
+    assert code == 0 and f"restored {source} " not in out
+    assert (root / source / "synthetic.pt").is_file()  # computed again, and its evaluation ran on it
+    assert (root / f"{source}@ConvNet-3" / "result.json").is_file()
+
+
+def test_an_evaluation_of_another_set_than_its_source_holds_is_stale(tmp_path):
+    assert run_split(tmp_path)[0] == 0
+    root = tmp_path / "S" / "r7" / "p"
+    evaluation = root / "digits_ipc1_DM_ConvNet-3_s0@ConvNet-3"
+    record = json.loads((evaluation / "result.json").read_text())
+    record["provenance"]["set_sha256"] = "0" * 64  # as if its source were recomputed into another set since
+    (evaluation / "result.json").write_text(json.dumps(record))
+    code, out = run_split(tmp_path)
+    source_sha = json.loads((root / "digits_ipc1_DM_ConvNet-3_s0" / "result.json").read_text())["provenance"]
+    assert code == 0 and "evaluated another set than" in out
+    assert json.loads((evaluation / "result.json").read_text())["provenance"]["set_sha256"] == source_sha["set_sha256"]
+
+
+def test_keep_stale_still_puts_back_a_result_of_these_very_settings(tmp_path):
+    root, _ = run(tmp_path)
+    records = {c.name: (c / "result.json").read_bytes() for c in root.glob("digits_*")}
+    run(tmp_path, "--set", "evaluation.epochs=2")
+    _, out = run(tmp_path, "--keep-stale")
+    assert out.count("restored digits_ipc1_") == 2
+    assert {c: (root / c / "result.json").read_bytes() for c in records} == records
+
+
+def test_minus_zero_is_zero_and_a_methods_own_objective_value_is_not_refused():
+    variants = {"a": {"engine": {"net_weight_decay": 0.0}}, "b": {"engine": {"net_weight_decay": -0.0}}}
+    with pytest.raises(MatrixError, match="one value written two ways"):
+        parse_matrix({**MATRIX, "methods": ["DC"], "ipc": [10], "variants": variants}, "r7")
+    own = {"p": {"defaults": {"engine": {"objective": {"gradient_weight": 0}}}}}
+    assert parse_matrix({**MATRIX, "methods": ["DM"], "profiles": own}, "r7").cells  # DM's own value
+    with pytest.raises(MatrixError, match=r"undoes \+bm"):
+        parse_matrix({**MATRIX, "methods": ["DM+bm"], "profiles": own}, "r7")
+
+
+def test_set_takes_one_field_of_the_objective(tmp_path):
+    from bench.cli.run import parse_set
+
+    extra = parse_set(["engine.objective.feature_weight=0.5"])
+    matrix = parse_matrix({**MATRIX, "methods": ["DC+bm"]}, "r7", extra=extra)
+    assert matrix.cells[0].settings["objective"] == {"feature_weight": 0.5}
+
+
+def test_a_readme_without_a_status_block_is_named(tmp_path, capsys):
+    root, _ = run(tmp_path)
+    assert publish(root, tmp_path / "pages" / "p") == 0
+    readme = tmp_path / "MY_README.md"
+    readme.write_text("# mine\n")
+    assert report_main(["--index", str(tmp_path / "pages"), "--readme", str(readme)]) == 2
+    assert f"--readme {readme}: the README has no status block" in capsys.readouterr().err

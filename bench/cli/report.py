@@ -112,7 +112,10 @@ def report(args: argparse.Namespace) -> int:
         for name in (INDEX_FILE, CLAIMS_FILE):  # all checked before anything is written
             check_generated(folder / name)
         readme = Path(args.readme) if args.readme else None
-        new_readme = readme_with_status(read_page_file(readme), folder) if readme else None
+        try:
+            new_readme = readme_with_status(read_page_file(readme), folder) if readme else None
+        except PageError as err:
+            raise PageError(f"--readme {readme}: {err}") from None
         print(f"wrote {write_index(folder)} and {write_claims(folder)}")
         if readme and new_readme is not None:
             atomic_write_text(readme, new_readme)

@@ -58,8 +58,9 @@ def print_notes(notes: list[str]) -> None:
 
 
 def parse_set(pairs: list[str] | None) -> dict[str, Any]:
-    """``--set key=value`` pairs as settings (``--set evaluation.epochs=5`` or the flat ``--set eval_epochs=5``);
-    values are read as YAML scalars (``4``, ``0.1``, ``null``)."""
+    """``--set key=value`` pairs as settings (``--set evaluation.epochs=5`` or the flat ``--set eval_epochs=5``;
+    ``--set engine.objective.feature_weight=1`` for one field of the objective); values are read as YAML scalars
+    (``4``, ``0.1``, ``null``)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
@@ -85,7 +86,12 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
                 f"--set {key.strip()!r}: {section!r} is not a section of cell settings"
                 f"{hint if section == 'launcher' else ''}; allowed sections: {', '.join(SECTIONS)}"
             )
-        if dot:
+        if dot and section == "engine" and name.startswith("objective."):  # one field of the objective mapping
+            objective = out.setdefault(section, {}).setdefault("objective", {})
+            if not isinstance(objective, dict):
+                raise MatrixError(f"--set {pair!r}: engine.objective is already set as a whole; allowed: one form")
+            objective[name.partition(".")[2]] = value
+        elif dot:
             out.setdefault(section, {})[name] = value
         else:
             out[key.strip()] = value

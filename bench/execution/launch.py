@@ -4,6 +4,7 @@ before work, and the bookkeeping of the results folder (corrupt or stale records
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 
 import torch
@@ -56,6 +57,17 @@ def classify(
             stored = root / source / SET_FILE
             if not stored.is_file():
                 checks[source] = RecordCheck("corrupt", f"{stored}: missing, and {plan.id} evaluates it")
+        mine = checks[plan.id]
+        if source in checks and checks[source].state == "done" and mine.state == "done":  # the set it evaluated
+            source_record, record = checks[source].record, mine.record
+            evaluated = record.provenance.get("set_sha256") if record else None
+            now = source_record.provenance.get("set_sha256") if source_record else None
+            if evaluated and now and evaluated != now:
+                checks[plan.id] = RecordCheck(
+                    "stale",
+                    f"{root / plan.id}: evaluated another set than {source} holds now (a recomputed source)",
+                    record,
+                )
     pending = [
         p
         for p in plans
@@ -113,6 +125,15 @@ def settle(
             checks[plan.id] = check_record(root, plan.id, plan.fingerprint)
         else:
             still.append(plan)
+    kept_stale = [cid for cid, ch in checks.items() if ch.state == "stale" and keep_stale and cid in fingerprints]
+    for cid in kept_stale:  # kept, unless a result of these very settings is aside: then that one is put back
+        target = move_aside(root, cid, "stale")
+        restored = restore_set_aside_cell(root, cid, fingerprints[cid], (data_md5s or {}).get(cid))
+        if restored is None:
+            os.replace(target, root / cid)
+        else:
+            print(f"restored {cid} from {restored}: it was finished under these settings ({target} kept)")
+            checks[cid] = check_record(root, cid, fingerprints[cid])
     clean_old_temps(root)
     kept = {
         cid: ch.record.fingerprint
