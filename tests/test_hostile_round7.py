@@ -228,3 +228,67 @@ def test_a_readme_without_a_status_block_is_named(tmp_path, capsys):
     readme.write_text("# mine\n")
     assert report_main(["--index", str(tmp_path / "pages"), "--readme", str(readme)]) == 2
     assert f"--readme {readme}: the README has no status block" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ ninth review
+
+
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        (
+            {"layout": "table4", "methods": ["DC"], "variants": {"a": {"engine": {"lr_img": 0.1}}, "b": {}}},
+            "layout table4 keeps rows apart only by method, arch, eval_arch, ipc, but this matrix's cells vary in "
+            "variant (a, b)",
+        ),
+        ({"task": "continual", "layout": "continual", "ipc": [1, 2], "profiles": {"p": {}}}, "vary in ipc (1, 2)"),
+    ],
+)
+def test_a_layout_that_would_pool_what_the_cells_vary_in_is_refused(tmp_path, capsys, changes, needle):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({**MATRIX, **changes}))
+    assert cli_main(["validate", str(path), "--no-data"]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_a_smoke_run_costs_evaluation_cells_nothing_either(tmp_path):
+    assert run_split(tmp_path)[0] == 0
+    assert run_split(tmp_path, "--set", "evaluation.epochs=2")[0] == 0
+    code, out = run_split(tmp_path)
+    assert code == 0 and out.count("restored digits_ipc1_DM_ConvNet-3_s0") == 2 and "0 of 2 cells to run" in out
+
+
+def test_variants_equal_wherever_both_have_cells_are_refused():
+    variants = {"a": {"engine": {"lr_img": 0.1}}, "b": {"engine": {"lr_img": 1.0}}}
+    raw = {
+        **MATRIX,
+        "methods": ["Random", "DC"],
+        "variants": variants,
+        "exclude": [{"method": "Random", "variant": "b"}],
+    }
+    assert len(parse_matrix(raw, "r7").cells) == 3
+    with pytest.raises(MatrixError, match="variants a, b give every cell the same settings"):
+        parse_matrix(raw, "r7", extra={"engine": {"lr_img": 3.0}})  # --set makes them one; Random has a only
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--title", "T"], "--title works with --publish FOLDER only"),
+        (["--description", "d"], "--description works with --publish FOLDER only"),
+    ],
+)
+def test_report_options_that_would_do_nothing_are_refused(tmp_path, capsys, argv, needle):
+    root, _ = run(tmp_path)
+    assert report_main([str(root), *argv]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_index_with_another_accuracy_and_a_page_nested_in_a_pages_folder_are_refused(tmp_path, capsys):
+    root, _ = run(tmp_path)
+    assert publish(root, tmp_path / "pages" / "p") == 0
+    assert report_main(["--index", str(tmp_path / "pages"), "--accuracy", "best"]) == 2
+    assert "--accuracy works on a results folder" in capsys.readouterr().err
+    assert publish(root, tmp_path / "pages" / "x" / "y" / "z") == 2
+    assert "which is not a page, inside the pages folder" in capsys.readouterr().err
+    assert not (tmp_path / "pages" / "x").exists()

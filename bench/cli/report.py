@@ -97,8 +97,15 @@ def report(args: argparse.Namespace) -> int:
         raise PageError(
             "--index FOLDER takes no results folder, --publish or --all; allowed: --index FOLDER [--readme FILE]"
         )
-    if args.replace and not args.publish:
-        raise PageError("--replace works with --publish FOLDER only; allowed: --publish FOLDER --replace")
+    for flag, given in (
+        ("--replace", args.replace),
+        ("--title", args.title is not None),
+        ("--description", args.description is not None),
+    ):
+        if given and not args.publish:  # each describes the published page: alone it would do nothing
+            raise PageError(f"{flag} works with --publish FOLDER only; allowed: --publish FOLDER {flag} ...")
+    if args.index and args.accuracy != "last":
+        raise PageError("--accuracy works on a results folder, not with --index (pages keep every accuracy kind)")
     if args.publish:  # a bad title or description is refused before anything is written
         PageMeta(args.title if args.title is not None else "-", "-", args.description or "")
     if args.index:

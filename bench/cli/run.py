@@ -24,7 +24,7 @@ from bench.data.loaders import DatasetNotFoundError
 from bench.execution.base import EXECUTORS, ExecutorError
 from bench.execution.cost import CellCost, calibration_line, cell_cost, hours_by_method
 from bench.execution.launch import classify, preflight, results_root, select, settle
-from bench.experiment.matrix import SECTIONS, Matrix, MatrixError, load_matrix
+from bench.experiment.matrix import SECTIONS, Cell, Matrix, MatrixError, load_matrix
 from bench.experiment.plan import CellPlan, load_data, plan_cells
 from bench.experiment.store import (
     ResultsFolderError,
@@ -35,14 +35,28 @@ from bench.experiment.store import (
     read_plan,
     write_matrix_info,
 )
-from bench.reporting.layouts import LAYOUTS
+from bench.reporting.layouts import LAYOUTS, ROWS_KEPT_APART, pooled_fields
 from bench.reporting.tables import build_report
 
 
-def check_layout(name: str) -> None:
-    """The matrix's ``layout:`` must name a registered table layout (MatrixError otherwise)."""
+def check_layout(name: str, cells: list[Cell] | None = None) -> None:
+    """The matrix's ``layout:`` must name a registered table layout, and its cells may vary only in what that
+    layout keeps apart in its rows (a variant or a second IPC pooled into one row would be a wrong number)."""
     if name not in LAYOUTS:
         raise MatrixError(f"layout = {name!r}: {LAYOUTS.unknown_message(name)}")
+    values: dict[str, set[object]] = {}
+    for cell in cells or []:
+        for field in ("method", "variant", "arch", "dataset", "ipc"):
+            values.setdefault(field, set()).add(getattr(cell, field))
+        values.setdefault("eval_arch", set()).update(cell.eval_archs)
+    pooled = pooled_fields(name, values)
+    if pooled:
+        field, shown = pooled[0]
+        raise MatrixError(
+            f"layout {name} keeps rows apart only by {', '.join(ROWS_KEPT_APART[name])}, but this matrix's cells "
+            f"vary in {field} ({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''}), which it would pool "
+            f"into one row; allowed: one {field} per matrix with this layout, or layout table1"
+        )
 
 
 def print_notes(notes: list[str]) -> None:
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             if executor_name not in EXECUTORS:
                 raise MatrixError(f"launcher.executor = {executor_name!r}: {EXECUTORS.unknown_message(executor_name)}")
             root = inside(Path(args.results), results_root(Path(args.results), matrix.name, matrix.profile))
-            check_layout(matrix.layout)
+            check_layout(matrix.layout, matrix.cells)
             plans, fingerprints = plan_matrix(matrix, {c.id for c in cells}, root, args.data_root)
             total = len(plans)
             launcher = (

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         matrix = load_matrix(args.matrix, args.profile, parse_set(args.set))
         print_notes(matrix.notes)
-        check_layout(matrix.layout)
+        check_layout(matrix.layout, matrix.cells)
         if matrix.launcher.executor not in EXECUTORS:
             executor = matrix.launcher.executor
             raise MatrixError(f"launcher.executor = {executor!r}: {EXECUTORS.unknown_message(executor)}")
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         others = [] if args.profile else [p for p in profile_names(matrix) if p != matrix.profile]
         for other in others:  # every profile's settings, so a typo in one that is not the default is found now
             try:
-                other_cells = load_matrix(args.matrix, other, parse_set(args.set)).cells
+                other_matrix = load_matrix(args.matrix, other, parse_set(args.set))
+                other_cells = other_matrix.cells
+                check_layout(other_matrix.layout, other_cells)
                 if not args.no_data:
                     check_class_sizes(largest_ipc_at_hand(other_cells, args.data_root), args.data_root)
             except MatrixError as err:

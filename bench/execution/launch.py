@@ -119,13 +119,26 @@ def settle(
         if check.state in ("corrupt", "stale"):
             target = move_aside(root, plan.id, check.state)
             print(f"{check.state}: {check.reason}; moved to {target}")
-        restored = restore_set_aside_cell(root, plan.id, plan.fingerprint, (data_md5s or {}).get(plan.id))
+        other_settings = check.record is not None and check.record.fingerprint != plan.fingerprint
+        restored = (  # only a cell that is absent, corrupt or of other settings: stale by data or set is redone
+            restore_set_aside_cell(root, plan.id, plan.fingerprint, (data_md5s or {}).get(plan.id))
+            if check.state in ("missing", "corrupt") or other_settings
+            else None
+        )
         if restored is not None:
             print(f"restored {plan.id} from {restored}: it was finished under these settings")
             checks[plan.id] = check_record(root, plan.id, plan.fingerprint)
         else:
             still.append(plan)
-    kept_stale = [cid for cid, ch in checks.items() if ch.state == "stale" and keep_stale and cid in fingerprints]
+    kept_stale = [
+        cid
+        for cid, ch in checks.items()
+        if ch.state == "stale"
+        and keep_stale
+        and cid in fingerprints
+        and ch.record is not None
+        and ch.record.fingerprint != fingerprints[cid]
+    ]
     for cid in kept_stale:  # kept, unless a result of these very settings is aside: then that one is put back
         target = move_aside(root, cid, "stale")
         restored = restore_set_aside_cell(root, cid, fingerprints[cid], (data_md5s or {}).get(cid))

@@ -141,10 +141,18 @@ def check_variants_differ(cells: list[CellView], variants: list[str]) -> list[st
         signature[c.variant][position] = _frozen({**c.settings, "max_per_class": c.max_per_class})
 
     def twins(of: Callable[[tuple[Any, ...]], bool]) -> list[list[str]]:
-        groups: dict[str, list[str]] = {}
+        """Groups of variants equal wherever both have a cell (an exclude may leave one of them fewer cells)."""
+        groups: list[list[str]] = []
         for v in variants:
-            groups.setdefault(_frozen(sorted((str(p), s) for p, s in signature[v].items() if of(p))), []).append(v)
-        return [g for g in groups.values() if len(g) > 1]
+            for group in groups:
+                w = group[0]
+                common = [p for p in signature[v] if p in signature[w] and of(p)]
+                if common and all(signature[v][p] == signature[w][p] for p in common):
+                    group.append(v)
+                    break
+            else:
+                groups.append([v])
+        return [g for g in groups if len(g) > 1]
 
     same = twins(lambda p: True)
     if same:

@@ -148,9 +148,11 @@ def restore_set_aside_cell(root: Path, cell_id: str, fingerprint: str, data_md5:
             continue
         check = check_record(root, cell_id, fingerprint)
         used = check.record.provenance.get("dataset_md5") if check.record is not None else None
-        has_set = check.record is not None and (
-            not check.record.provenance.get("set_sha256") or (home / SET_FILE).is_file()
-        )  # evaluation cells read it
+        has_set = check.record is not None and (  # a distillation cell's set, which its evaluation cells read
+            check.record.cell.task == "evaluate"
+            or not check.record.provenance.get("set_sha256")
+            or (home / SET_FILE).is_file()
+        )
         if check.state == "done" and (data_md5 is None or used == data_md5) and has_set:
             return candidate
         os.replace(home, candidate)

@@ -334,6 +334,33 @@ def fidelity_table(frame: pd.DataFrame, results: list[Record]) -> pd.DataFrame:
     return table
 
 
+# The cell fields each layout keeps apart in its rows; a matrix varying another one would see it pooled into one
+# row (table5 tells variants apart by their sub-cluster settings; table1 and fidelity keep every field apart).
+ALL_FIELDS = ("method", "variant", "arch", "eval_arch", "dataset", "ipc")
+ROWS_KEPT_APART: dict[str, tuple[str, ...]] = {
+    "table1": ALL_FIELDS,
+    "fidelity": ALL_FIELDS,
+    "table2": ("method", "ipc"),
+    "table3": ("method", "dataset", "ipc"),
+    "efficiency": ("method", "dataset", "ipc"),
+    "table4": ("method", "arch", "eval_arch", "ipc"),
+    "table5": ("method", "variant", "ipc"),
+    "table6": ("method", "dataset", "ipc"),
+    "continual": ("method",),
+}
+
+
+def pooled_fields(layout: str, values: dict[str, set[object]]) -> list[tuple[str, list[str]]]:
+    """The fields ``layout`` would pool although the matrix's cells take several values of them (``values``:
+    field -> the values its cells take), each with those values."""
+    kept = ROWS_KEPT_APART.get(layout, ALL_FIELDS)
+    return [
+        (field, sorted(map(str, values.get(field, set()))))
+        for field in ALL_FIELDS
+        if field not in kept and len(values.get(field, set())) > 1
+    ]
+
+
 LAYOUTS: Registry[Layout] = Registry("table layout")
 for _name, _layout in (
     ("table1", main_table),

@@ -53,6 +53,13 @@ def check_target(target: Path) -> None:
             "folder, or an earlier page"
         )
     parent = target.resolve().parent
+    existing = next(a for a in (parent, *parent.parents) if a.exists())
+    if existing != parent and existing.is_dir() and _is_pages_folder(existing):
+        made = next(a for a in (parent, *parent.parents) if a.parent == existing)
+        raise PageError(
+            f"--publish {target}: it would create {made}, which is not a page, inside the pages folder {existing}; "
+            f"allowed: a page directly in it ({existing}/<name>)"
+        )
     strangers = (
         [
             p.name
@@ -72,6 +79,11 @@ def check_target(target: Path) -> None:
         check_pages(parent, skip=target)
     for name in (INDEX_FILE, "claims.md"):  # regenerated after the page: a user's own file of that name is refused
         check_generated(parent / name)
+
+
+def _is_pages_folder(folder: Path) -> bool:
+    """A folder of published pages: it holds the generated index or a page."""
+    return (folder / INDEX_FILE).is_file() or any((p / META_FILE).is_file() for p in folder.iterdir() if p.is_dir())
 
 
 def check_pages(folder: Path, skip: Path | None = None) -> None:
