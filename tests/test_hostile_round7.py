@@ -292,3 +292,21 @@ def test_index_with_another_accuracy_and_a_page_nested_in_a_pages_folder_are_ref
     assert publish(root, tmp_path / "pages" / "x" / "y" / "z") == 2
     assert "which is not a page, inside the pages folder" in capsys.readouterr().err
     assert not (tmp_path / "pages" / "x").exists()
+
+
+# ------------------------------------------------------------------------------------------ tenth review
+
+
+def test_an_evaluation_cell_never_runs_on_a_source_of_other_settings(tmp_path):
+    assert run_split(tmp_path)[0] == 0
+    root = tmp_path / "S" / "r7" / "p"
+    before = (root / "digits_ipc1_DM_ConvNet-3_s0@ConvNet-3" / "result.json").read_bytes()
+    code, out = run_split(tmp_path, "--set", "budget.iterations=2", "--only", "*@ConvNet-3")
+    assert code == 0 and "not run: digits_ipc1_DM_ConvNet-3_s0@ConvNet-3, since its source" in out
+    assert (root / "digits_ipc1_DM_ConvNet-3_s0@ConvNet-3" / "result.json").read_bytes() == before
+
+
+def test_a_publish_path_through_dot_dot_is_refused(tmp_path, capsys):
+    root, _ = run(tmp_path)
+    assert publish(root, tmp_path / "pages" / "zz" / ".." / "x") == 2
+    assert "a path through '..'" in capsys.readouterr().err and not (tmp_path / "pages").exists()

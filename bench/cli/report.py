@@ -91,6 +91,8 @@ def report(args: argparse.Namespace) -> int:
     """The command's work; a bad pages folder, page or README is a PageError (one line, exit 2)."""
     if args.publish is not None and not args.publish.strip():
         raise PageError("--publish ''; allowed: a folder for the page, e.g. docs/results/<name>")
+    if args.publish and ".." in Path(args.publish).parts:  # 'pages/zz/../x' would leave 'zz' in the pages folder
+        raise PageError(f"--publish {args.publish}: a path through '..'; allowed: a direct path, e.g. docs/results/x")
     if args.readme and not args.index:
         raise PageError("--readme works with --index FOLDER only (the status block comes from that folder's pages)")
     if args.index and (args.root is not None or args.publish or args.all):

@@ -114,15 +114,26 @@ def settle(
     """Move corrupt and (unless kept) stale cells aside, saying so; put back a cell finished under these settings
     that another run set aside; record the matrix's plan. Returns the cells still to compute."""
     still = []
+    running = {p.id for p in pending}
     for plan in pending:
         check = checks[plan.id]
+        source = plan.cell.source if plan.cell.task == "evaluate" else None
+        source_check = check_record(root, source, fingerprints.get(source)) if source else None
+        if source and source not in running and source_check is not None and source_check.state != "done":
+            print(f"not run: {plan.id}, since its source {source} is not finished under these settings (run it too)")
+            continue
+        source_set = (
+            source_check.record.provenance.get("set_sha256")
+            if source_check is not None and source_check.state == "done" and source_check.record is not None
+            else None
+        )
         if check.state in ("corrupt", "stale"):
             target = move_aside(root, plan.id, check.state)
             print(f"{check.state}: {check.reason}; moved to {target}")
         other_settings = check.record is not None and check.record.fingerprint != plan.fingerprint
         restored = (  # only a cell that is absent, corrupt or of other settings: stale by data or set is redone
-            restore_set_aside_cell(root, plan.id, plan.fingerprint, (data_md5s or {}).get(plan.id))
-            if check.state in ("missing", "corrupt") or other_settings
+            restore_set_aside_cell(root, plan.id, plan.fingerprint, (data_md5s or {}).get(plan.id), source_set)
+            if (check.state in ("missing", "corrupt") or other_settings) and (source is None or source_set)
             else None
         )
         if restored is not None:

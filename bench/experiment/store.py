@@ -125,9 +125,12 @@ def move_aside(root: Path, cell_id: str, why: str, source: Path | None = None) -
     return target
 
 
-def restore_set_aside_cell(root: Path, cell_id: str, fingerprint: str, data_md5: str | None = None) -> Path | None:
+def restore_set_aside_cell(
+    root: Path, cell_id: str, fingerprint: str, data_md5: str | None = None, source_set: str | None = None
+) -> Path | None:
     """Put back the newest finished cell that a run under other settings set aside as stale, if it was computed
-    under ``fingerprint`` (and, given ``data_md5``, from that data): a smoke run on the real run's folder then costs
+    under ``fingerprint`` (and, given ``data_md5``, from that data; an evaluation cell, only if it evaluated
+    ``source_set``, the set its source holds now): a smoke run on the real run's folder then costs
     the real run nothing. Returns where it came from, or None. A candidate that is not a whole record under these
     settings goes back where it was."""
     aside, home = root / ASIDE_DIR, root / cell_id
@@ -153,7 +156,9 @@ def restore_set_aside_cell(root: Path, cell_id: str, fingerprint: str, data_md5:
             or not check.record.provenance.get("set_sha256")
             or (home / SET_FILE).is_file()
         )
-        if check.state == "done" and (data_md5 is None or used == data_md5) and has_set:
+        evaluated = check.record.provenance.get("set_sha256") if check.record is not None else None
+        same_set = check.record is None or check.record.cell.task != "evaluate" or evaluated == source_set
+        if check.state == "done" and (data_md5 is None or used == data_md5) and has_set and same_set:
             return candidate
         os.replace(home, candidate)
     return None
