@@ -310,3 +310,14 @@ def test_a_publish_path_through_dot_dot_is_refused(tmp_path, capsys):
     root, _ = run(tmp_path)
     assert publish(root, tmp_path / "pages" / "zz" / ".." / "x") == 2
     assert "a path through '..'" in capsys.readouterr().err and not (tmp_path / "pages").exists()
+
+
+# ------------------------------------------------------------------------------------------ eleventh review
+
+
+def test_a_figure_the_report_did_not_draw_is_not_published(tmp_path):
+    root, _ = run(tmp_path)
+    (root / "grid_digits_ipc1_DM_old.png").write_bytes((root / "grid_digits_ipc1_DM.png").read_bytes())
+    page = tmp_path / "pages" / "a"
+    assert publish(root, page) == 0
+    assert (page / "grid_digits_ipc1_DM.png").is_file() and not (page / "grid_digits_ipc1_DM_old.png").exists()

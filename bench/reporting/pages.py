@@ -10,6 +10,7 @@ committed CSVs and compares bytes.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,12 @@ def what_replacing_loses(page: Path, root: Path) -> str:
     return ""
 
 
+def _figures_named(table: Path) -> set[str]:
+    """The figures the report drew with its table (``![stem](name.png)`` lines of table.md)."""
+    text = read_page_file(table) if table.is_file() else ""
+    return set(re.findall(r"\]\(([^()/\\]+\.png)\)", text))
+
+
 def publish(root: Path, target: Path, meta: PageMeta, replace: bool = False) -> Path:
     """Copy a run folder's judged ``results.csv``, table and figures into ``target`` and write its page. An
     earlier page is replaced only by the same source's (matrix and profile) run holding all its measurements
@@ -191,7 +198,10 @@ def publish(root: Path, target: Path, meta: PageMeta, replace: bool = False) -> 
                 "folder, or --replace to make this run the page"
             )
     earlier = [*(target / n for n in GENERATED_FILES), *target.glob("*.png")] if target.is_dir() else []
-    new = [root / n for n in GENERATED_FILES if (root / n).is_file()] + sorted(root.glob("*.png"))
+    drawn = _figures_named(root / "table.md")  # a figure left from an earlier report (a stale cell's) stays out
+    new = [root / n for n in GENERATED_FILES if (root / n).is_file()] + sorted(
+        p for p in root.glob("*.png") if p.name in drawn
+    )
     for path in {*earlier, *(target / p.name for p in new), target / PAGE_FILE, target / META_FILE}:
         if (path.exists() or path.is_symlink()) and not (path.is_symlink() or path.is_file()):  # checked first:
             raise PageError(f"{path}: not a regular file where the page writes one; allowed: remove it")  # no half page
