@@ -52,6 +52,7 @@ from bench.learning.networks import (
     create_network,
     list_networks,
     probe_network,
+    timm_name_problem,
 )
 from methods.base import Budget, UnknownMethodError
 from methods.components import check_method_name
@@ -305,18 +306,9 @@ def _check_pool_size(where: str, value: Any) -> int | None:
 
 def _check_arch(arch: str, key: str) -> None:
     if arch.startswith("timm:"):
-        import timm
-
-        model = arch[len("timm:") :]
-        if ":" in model or "/" in model:
-            raise _fail(f"{key} has {arch!r}, a hub or local path; allowed: timm:<a name from timm.list_models()>")
-        if "." in model:
-            raise _fail(
-                f"{key} has {arch!r}, whose '.{model.split('.', 1)[1]}' names pretrained weights, which the harness "
-                f"never loads; allowed: timm:{model.split('.', 1)[0]}"
-            )
-        if not timm.is_model(model):
-            raise _fail(f"{key} has unknown timm model {arch!r}; allowed: timm:<a name from timm.list_models()>")
+        problem = timm_name_problem(arch[len("timm:") :])
+        if problem is not None:
+            raise _fail(f"{key} has {arch!r}: {problem[0]}; allowed: {problem[1]}")
         return
     try:
         if arch not in list_networks():

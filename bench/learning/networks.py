@@ -438,6 +438,21 @@ def _densenet121(channels: int, num_classes: int, image_size: ImageSize) -> Dens
     return DenseNet(channels, num_classes, image_size, block_config=(6, 12, 24, 16), growth=12, reduction=0.5)
 
 
+def timm_name_problem(model_name: str) -> tuple[str, str] | None:
+    """Why ``timm:<model_name>`` names no network the harness builds, and what to write instead; None if it does.
+    The one rule for matrices (checked without building) and for building."""
+    import timm  # imported lazily: timm is slow to import and only needed for this family
+
+    anything = "timm:<a name from timm.list_models()>"
+    if ":" in model_name or "/" in model_name:  # hf-hub:..., local-dir:...: weights from elsewhere, never loaded
+        return "a hub or local path, whose weights the harness never loads", anything
+    if "." in model_name:  # timm's 'model.tag' names pretrained weights, which are never loaded here
+        return "a '.tag' names pretrained weights, which the harness never loads", f"timm:{model_name.split('.')[0]}"
+    if not timm.is_model(model_name):
+        return f"timm has no model {model_name!r}", anything
+    return None
+
+
 @PREFIXES.register("timm:")
 def _timm_network(
     model_name: str, channels: int, num_classes: int, image_size: ImageSize, **kwargs: object
@@ -445,16 +460,9 @@ def _timm_network(
     """Any timm model, randomly initialised (never downloads weights); ``kwargs`` go to ``timm.create_model``."""
     import timm  # imported lazily: timm is slow to import and only needed for this family
 
-    if ":" in model_name or "/" in model_name:  # hf-hub:..., local-dir:...: weights from elsewhere, never loaded
-        raise unknown_network(f"timm:{model_name}", hint="a name from timm.list_models(), not a hub or local path")
-    if "." in model_name:  # timm's 'model.tag' names pretrained weights, which are never loaded here
-        base = model_name.split(".", 1)[0]
-        raise unknown_network(
-            f"timm:{model_name}",
-            hint=f"a '.tag' names pretrained weights, which the harness never loads; write timm:{base}",
-        )
-    if not timm.is_model(model_name):
-        raise unknown_network(f"timm:{model_name}", hint=f"timm has no model {model_name!r}")
+    problem = timm_name_problem(model_name)
+    if problem is not None:
+        raise unknown_network(f"timm:{model_name}", hint=f"{problem[0]}; write {problem[1]}")
     options = {"pretrained": False, "num_classes": num_classes, "in_chans": channels, **kwargs}
     try:  # models built for one input size (ViT, Swin, ...) take the dataset's; the others have no such option
         model = timm.create_model(model_name, **{"img_size": image_size, **options})
